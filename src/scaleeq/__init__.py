@@ -1,0 +1,26 @@
+"""scaleeq: scale-equivariant operators for arbitrary-scale super-resolution (EQSR, CVPR 2023)."""
+
+from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock
+from .scale import (
+    ScaleEncoding,
+    as_scale_tensor,
+    current_scale,
+    output_size,
+    resolve_scale_and_size,
+    scale_context,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "AFEBlock",
+    "AFETokenBlock",
+    "AdaptiveConv2d",
+    "ScaleEncoding",
+    "__version__",
+    "as_scale_tensor",
+    "current_scale",
+    "output_size",
+    "resolve_scale_and_size",
+    "scale_context",
+]

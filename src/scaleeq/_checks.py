@@ -1,0 +1,74 @@
+"""Input validation shared by every public entry point.
+
+Each check raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind, wrong
+value) with a message that names the argument, what was expected and what came in.
+Data-dependent checks (those that read tensor values and would force a device sync) are
+skipped while ``torch.compile`` traces, the way kornia does it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+__all__ = ["check_channels", "check_pair", "check_tensor", "is_compiling"]
+
+
+def is_compiling() -> bool:
+    """Return True while ``torch.compile`` / dynamo is tracing."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_compiling"):
+        return bool(compiler.is_compiling())
+    return False
+
+
+def check_tensor(x: object, name: str, *, ndim: int, layout: str) -> torch.Tensor:
+    """Check that ``x`` is a floating-point tensor of rank ``ndim``.
+
+    Args:
+        x: the object to check.
+        name: argument name used in the error message.
+        ndim: expected rank.
+        layout: human-readable layout for the message, e.g. ``"(B, C, H, W)"``.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or not floating point.
+        ValueError: ``x`` has the wrong rank.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape {layout}, got {type(x).__name__}")
+    if x.ndim != ndim:
+        raise ValueError(
+            f"{name} must be a {ndim}-D tensor of shape {layout}, got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+    return x
+
+
+def check_channels(x: torch.Tensor, name: str, expected: int, *, dim: int = 1) -> None:
+    """Raise ``ValueError`` unless ``x.shape[dim] == expected``."""
+    if x.shape[dim] != expected:
+        raise ValueError(
+            f"{name} must have {expected} channels in dim {dim}, got {x.shape[dim]} "
+            f"(shape {tuple(x.shape)})"
+        )
+
+
+def check_pair(value: object, name: str) -> tuple[int, int]:
+    """Turn an int or a pair of ints into ``(int, int)``; raise a named error otherwise."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a pair of ints, got bool")
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 2:
+        a, b = value
+        if (
+            isinstance(a, int)
+            and isinstance(b, int)
+            and not isinstance(a, bool)
+            and not isinstance(b, bool)
+        ):
+            return a, b
+    raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")

@@ -1,0 +1,259 @@
+"""AdaptiveConv2d: a convolution whose kernel is modulated by the upsampling scale (Eq. 2)."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_channels, check_pair, check_tensor
+from ..scale import ScaleEncoding, ScaleLike, _check_batch, resolve_layer_scale
+
+__all__ = ["AdaptiveConv2d", "Impl"]
+
+Impl = Literal["auto", "scale", "grouped"]
+
+# Which per-sample formulation ``impl="auto"`` takes on each device type, from
+# benchmarks/adaptive_conv.py (see docs/benchmarks.md). Both are exact; only speed differs.
+_AUTO_IMPL: dict[str, str] = {"cpu": "scale", "cuda": "scale"}
+
+
+class AdaptiveConv2d(nn.Module):
+    r"""A KxK convolution whose kernel is modulated by the scale (EQSR, Eq. 2).
+
+    The scale ``r = (r_h, r_w)`` is encoded by :class:`~scaleeq.ScaleEncoding`, mapped by a
+    linear layer ``F`` to a style ``s`` of one value per input channel, and the kernel becomes
+
+    .. math::
+        W'_{b,o,i} = W_{o,i} \, (1 + s_{b,i}), \qquad
+        W''_{b,o} = W'_{b,o} \big/ \sqrt{\textstyle\sum_{i,k} W'^2_{b,o,i,k} + \epsilon}
+
+    (the second step only with ``demodulate=True``, as in StyleGAN2). The bias, if any, is
+    added after demodulation.
+
+    Two exact formulations are implemented; the result is the same, only speed differs:
+
+    - ``"scale"``: scale the *input* channels by ``1 + s``, run one ordinary convolution with
+      ``W``, then scale each output channel by its demodulation factor. No per-sample kernel
+      is ever built.
+    - ``"grouped"``: build the per-sample kernels ``W''_b`` and run one grouped convolution
+      with ``groups=B`` (the StyleGAN2 / official EQSR form).
+
+    When every sample shares one scale (a number or a pair was given), the layer folds the
+    modulation into the weight and runs a single plain convolution: the cost of ``nn.Conv2d``
+    plus a weight-sized elementwise op.
+
+    **Identity at initialisation.** With ``zero_init=True`` the mapping ``F`` starts at zero, so
+    ``1 + s = 1`` for every scale:
+
+    - ``demodulate=False``: the layer *is* ``nn.Conv2d`` with the same weight and bias,
+      bit for bit, at every scale. This is the retrofit-friendly mode (see :meth:`from_conv`).
+    - ``demodulate=True``: the layer is ``nn.Conv2d`` with weight-standardised filters
+      ``W_o / sqrt(||W_o||^2 + eps)`` (each output filter scaled to unit norm), at every scale.
+      It is scale-independent at init, but not equal to the conv with the raw ``W``.
+
+    Args:
+        in_channels: input channels ``C_in``.
+        out_channels: output channels ``C_out``.
+        kernel_size: int or ``(kh, kw)``.
+        stride: int or pair.
+        padding: ``"same"`` (default; odd kernels pad ``k // 2``), ``"valid"``, int or pair.
+        bias: add a learnable bias.
+        num_freqs: frequencies of the scale encoding (ignored when ``encoding`` is given).
+        demodulate: apply StyleGAN2 demodulation.
+        zero_init: start ``F`` at zero (identity at init, see above).
+        eps: added inside the demodulation rsqrt.
+        impl: ``"auto"`` (fastest exact formulation for the device), ``"scale"`` or
+            ``"grouped"``; used for per-sample scales.
+        encoding: a module mapping a scale argument to features of size
+            ``encoding.out_features``; default ``ScaleEncoding(num_freqs)``.
+
+    Shape:
+        - x: :math:`(B, C_{in}, H, W)`
+        - scale: a number, ``(r_h, r_w)``, or a tensor ``(B,)`` / ``(B, 2)``; omitted, the
+          active :func:`~scaleeq.scale_context` is used.
+        - output: :math:`(B, C_{out}, H', W')`, ``H' = H`` for stride 1 and ``"same"``.
+
+    Example:
+        >>> conv = AdaptiveConv2d(16, 32, 3)
+        >>> conv(torch.randn(2, 16, 24, 24), scale=torch.tensor([2.0, 3.7])).shape
+        torch.Size([2, 32, 24, 24])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        *,
+        stride: int | tuple[int, int] = 1,
+        padding: str | int | tuple[int, int] = "same",
+        bias: bool = True,
+        num_freqs: int = 8,
+        demodulate: bool = True,
+        zero_init: bool = True,
+        eps: float = 1e-8,
+        impl: Impl = "auto",
+        encoding: nn.Module | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if impl not in ("auto", "scale", "grouped"):
+            raise ValueError(f"impl must be 'auto', 'scale' or 'grouped', got {impl!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = check_pair(kernel_size, "kernel_size")
+        self.stride = check_pair(stride, "stride")
+        self.padding = self._resolve_padding(padding)
+        self.demodulate = bool(demodulate)
+        self.eps = float(eps)
+        self.impl = impl
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels, *self.kernel_size, **factory)
+        )
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.encoding = encoding if encoding is not None else ScaleEncoding(num_freqs)
+        self.to_style = nn.Linear(self.encoding.out_features, in_channels, **factory)
+        self.zero_init = bool(zero_init)
+        self.reset_parameters()
+
+    def _resolve_padding(self, padding: str | int | tuple[int, int]) -> tuple[int, int] | str:
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            kh, kw = self.kernel_size
+            if kh % 2 == 1 and kw % 2 == 1:
+                return (kh // 2, kw // 2)
+            if self.stride != (1, 1):
+                raise ValueError(
+                    f"padding='same' with an even kernel_size {self.kernel_size} needs stride 1, "
+                    f"got stride {self.stride}"
+                )
+            return "same"
+        if isinstance(padding, str):
+            raise ValueError(f"padding must be 'same', 'valid', an int or a pair, got {padding!r}")
+        return check_pair(padding, "padding")
+
+    def reset_parameters(self) -> None:
+        """Initialise like ``nn.Conv2d``; ``F`` at zero if ``zero_init`` else small."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+        if self.zero_init:
+            nn.init.zeros_(self.to_style.weight)
+            nn.init.zeros_(self.to_style.bias)
+        else:
+            nn.init.normal_(self.to_style.weight, std=0.02)
+            nn.init.zeros_(self.to_style.bias)
+
+    @classmethod
+    def from_conv(
+        cls, conv: nn.Conv2d, *, num_freqs: int = 8, demodulate: bool = False
+    ) -> AdaptiveConv2d:
+        """Build an AdaptiveConv2d that starts as an exact copy of ``conv``.
+
+        With the default ``demodulate=False`` and zero-initialised ``F`` the result equals
+        ``conv`` bit for bit at every scale until ``F`` is trained. The weights are copied.
+
+        Raises:
+            TypeError: ``conv`` is not an ``nn.Conv2d``.
+            ValueError: ``conv`` uses groups, dilation or a non-zero padding mode.
+        """
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
+            raise ValueError(
+                "conv must have groups=1, dilation=1 and padding_mode='zeros', got "
+                f"groups={conv.groups}, dilation={conv.dilation}, padding_mode={conv.padding_mode!r}"
+            )
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,  # type: ignore[arg-type]
+            stride=conv.stride,  # type: ignore[arg-type]
+            padding=conv.padding if isinstance(conv.padding, str) else tuple(conv.padding),  # type: ignore[arg-type]
+            bias=conv.bias is not None,
+            num_freqs=num_freqs,
+            demodulate=demodulate,
+            zero_init=True,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                assert layer.bias is not None
+                layer.bias.copy_(conv.bias)
+        return layer
+
+    def style(self, scale: ScaleLike, *, device: torch.device | None = None) -> torch.Tensor:
+        """The modulation ``1 + s`` of shape ``(N, C_in)``, ``N`` = 1 for a shared scale."""
+        enc = self.encoding(
+            scale, device=device or self.weight.device, dtype=self.to_style.weight.dtype
+        )
+        return 1 + self.to_style(enc)
+
+    def _demod(self, style: torch.Tensor) -> torch.Tensor:
+        """Demodulation factors ``(N, C_out)`` for styles ``(N, C_in)``."""
+        energy = self.weight.square().sum(dim=(2, 3))  # (O, I)
+        return torch.rsqrt(style.square() @ energy.t() + self.eps)
+
+    def forward(self, x: torch.Tensor, scale: ScaleLike | None = None) -> torch.Tensor:
+        check_tensor(x, "x", ndim=4, layout="(B, C_in, H, W)")
+        check_channels(x, "x", self.in_channels)
+        scale = resolve_layer_scale(scale, type(self).__name__)
+        style = self.style(scale, device=x.device)  # (N, I)
+        _check_batch(style, x.shape[0], "scale")
+        style = style.to(x.dtype)
+        conv = dict(stride=self.stride, padding=self.padding)
+        if style.shape[0] == 1:  # one scale for the whole batch: fold into the weight
+            w = self.weight * style[0][None, :, None, None]
+            if self.demodulate:
+                w = w * self._demod(style)[0][:, None, None, None]
+            return F.conv2d(x, w, self.bias, **conv)
+        impl = self.impl if self.impl != "auto" else _AUTO_IMPL.get(x.device.type, "scale")
+        if impl == "grouped":
+            return self._forward_grouped(x, style)
+        if not self.demodulate:
+            return F.conv2d(x * style[:, :, None, None], self.weight, self.bias, **conv)
+        y = F.conv2d(x * style[:, :, None, None], self.weight, None, **conv)
+        demod = self._demod(style)[:, :, None, None]
+        if self.bias is None:
+            return y * demod
+        return torch.addcmul(self.bias[None, :, None, None], y, demod)  # one pass: bias + y * d
+
+    def _forward_grouped(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Per-sample-kernel formulation: one grouped convolution over the batch."""
+        b = x.shape[0]
+        w = self.weight[None] * style[:, None, :, None, None]  # (B, O, I, kh, kw)
+        if self.demodulate:
+            w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + self.eps)
+        y = F.conv2d(
+            x.reshape(1, b * self.in_channels, *x.shape[2:]),
+            w.reshape(b * self.out_channels, self.in_channels, *self.kernel_size),
+            None,
+            stride=self.stride,
+            padding=self.padding,
+            groups=b,
+        )
+        y = y.reshape(b, self.out_channels, *y.shape[2:])
+        if self.bias is not None:
+            y = y + self.bias[None, :, None, None]
+        return y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}, "
+            f"demodulate={self.demodulate}, impl={self.impl!r}"
+        )

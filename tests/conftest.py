@@ -1,0 +1,31 @@
+"""Shared test configuration: hypothesis profiles, deterministic seeds, dtype tolerances."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+# "ci" (default): bounded and derandomised, so a run is reproducible and fits the time budget.
+# "dev": more examples, random seeds.  Select with HYPOTHESIS_PROFILE=dev.
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=200, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+# (rtol, atol) per dtype for comparisons between exact-in-math formulations.
+TOL = {torch.float64: (1e-10, 1e-12), torch.float32: (1e-5, 1e-5)}
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
