@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -62,8 +63,12 @@ def bench_shape(
     for _ in range(warmup):
         for fn in cases.values():
             fn()
+    order = list(cases)
+    rng = random.Random(0)
     for _ in range(repeats):
-        for name, fn in cases.items():  # interleaved: every case sees the same drift
+        rng.shuffle(order)  # interleaved, in a new order each round: no case always runs first
+        for name in order:
+            fn = cases[name]
             _sync(device)
             t0 = time.perf_counter()
             fn()

@@ -16,9 +16,18 @@ __all__ = ["AdaptiveConv2d", "Impl"]
 
 Impl = Literal["auto", "scale", "grouped"]
 
-# Which per-sample formulation ``impl="auto"`` takes on each device type, from
-# benchmarks/adaptive_conv.py (see docs/benchmarks.md). Both are exact; only speed differs.
-_AUTO_IMPL: dict[str, str] = {"cpu": "scale", "cuda": "scale"}
+
+def _auto_impl(device: torch.device, in_channels: int, out_channels: int) -> str:
+    """The per-sample formulation ``impl="auto"`` takes; both are exact, only speed differs.
+
+    From benchmarks/adaptive_conv.py (docs/benchmarks.md): on the CPU (oneDNN) the grouped
+    per-sample-kernel convolution is faster up to about 128x128 channels and the input-scaling
+    form beyond (1.68x vs 1.09x of nn.Conv2d at C=180). Elsewhere input scaling is used: it
+    runs one ordinary convolution, which is what GPU libraries optimise best.
+    """
+    if device.type == "cpu" and in_channels * out_channels <= 128 * 128:
+        return "grouped"
+    return "scale"
 
 
 class AdaptiveConv2d(nn.Module):
@@ -40,7 +49,11 @@ class AdaptiveConv2d(nn.Module):
       ``W``, then scale each output channel by its demodulation factor. No per-sample kernel
       is ever built.
     - ``"grouped"``: build the per-sample kernels ``W''_b`` and run one grouped convolution
-      with ``groups=B`` (the StyleGAN2 / official EQSR form).
+      with ``groups=B`` (the StyleGAN2 / official EQSR form). Used only with demodulation;
+      without it input scaling is always taken, so the identity at init stays bit-exact.
+
+    ``impl="auto"`` picks per device and width (on the CPU: grouped up to 128x128 channels,
+    input scaling beyond; see docs/benchmarks.md).
 
     When every sample shares one scale (a number or a pair was given), the layer folds the
     modulation into the weight and runs a single plain convolution: the cost of ``nn.Conv2d``
@@ -221,7 +234,13 @@ class AdaptiveConv2d(nn.Module):
             if self.demodulate:
                 w = w * self._demod(style)[0][:, None, None, None]
             return F.conv2d(x, w, self.bias, **conv)
-        impl = self.impl if self.impl != "auto" else _AUTO_IMPL.get(x.device.type, "scale")
+        impl = self.impl
+        if (
+            not self.demodulate
+        ):  # one ordinary conv with the original weight: exact identity at init
+            impl = "scale"
+        elif impl == "auto":
+            impl = _auto_impl(x.device, self.in_channels, self.out_channels)
         if impl == "grouped":
             return self._forward_grouped(x, style)
         if not self.demodulate:
