@@ -1,6 +1,8 @@
 """scaleeq: scale-equivariant operators for arbitrary-scale super-resolution (EQSR, CVPR 2023)."""
 
-from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock
+from .infer import upscale
+from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock, NeuralKrigingUpsampler
+from .ops import kriging_aggregate
 from .scale import (
     ScaleEncoding,
     as_scale_tensor,
@@ -16,11 +18,14 @@ __all__ = [
     "AFEBlock",
     "AFETokenBlock",
     "AdaptiveConv2d",
+    "NeuralKrigingUpsampler",
     "ScaleEncoding",
     "__version__",
     "as_scale_tensor",
     "current_scale",
+    "kriging_aggregate",
     "output_size",
     "resolve_scale_and_size",
     "scale_context",
+    "upscale",
 ]

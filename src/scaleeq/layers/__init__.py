@@ -2,5 +2,15 @@
 
 from .adaptive_conv import AdaptiveConv2d
 from .afe import AFEBlock, AFETokenBlock, LayerNorm2d, SqueezeExcitation
+from .kriging import KrigingBlock, NeuralKrigingUpsampler, OffsetEncoding
 
-__all__ = ["AFEBlock", "AFETokenBlock", "AdaptiveConv2d", "LayerNorm2d", "SqueezeExcitation"]
+__all__ = [
+    "AFEBlock",
+    "AFETokenBlock",
+    "AdaptiveConv2d",
+    "KrigingBlock",
+    "LayerNorm2d",
+    "NeuralKrigingUpsampler",
+    "OffsetEncoding",
+    "SqueezeExcitation",
+]

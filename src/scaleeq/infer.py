@@ -1,0 +1,101 @@
+"""Whole-image upscaling with bounded memory: render the HR output tile by tile.
+
+Each tile is rendered through the upsampler's exact windowed path (a halo around the tile,
+zero padding only where the halo leaves the image), so the tiles join without seams and the
+result equals the full render up to float rounding, while peak memory follows the tile size,
+not the output size.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+from ._checks import check_tensor
+from .layers.kriging import NeuralKrigingUpsampler
+from .scale import ScaleLike, as_scale_tensor, resolve_scale_and_size
+
+__all__ = ["upscale"]
+
+DEFAULT_MAX_WINDOW_PIXELS = 256 * 256
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` near-equal spans ``(start, length)`` covering ``range(n)``."""
+    edges = [round(i * n / parts) for i in range(parts + 1)]
+    return [(a, b - a) for a, b in itertools.pairwise(edges) if b > a]
+
+
+@torch.no_grad()
+def upscale(
+    model: nn.Module,
+    lr: torch.Tensor,
+    *,
+    scale: ScaleLike | None = None,
+    size: tuple[int, int] | None = None,
+    max_window_pixels: int = DEFAULT_MAX_WINDOW_PIXELS,
+) -> torch.Tensor:
+    """Upscale ``lr`` to the full output, rendering at most ``max_window_pixels`` HR pixels at once.
+
+    ``model`` is either a :class:`~scaleeq.NeuralKrigingUpsampler` (then ``lr`` is its LR feature
+    map) or any module exposing ``features(lr, scale) -> (B, C, h, w)`` and an ``upsampler``
+    attribute with the upsampler's ``forward(feat, *, size, window)`` contract (the
+    ``ArbitraryScaleSR`` wrapper does). Runs without gradients. An upsampler whose
+    ``window_exact`` attribute is False (the official configuration) is rendered whole.
+
+    Args:
+        model: upsampler, or model with ``features`` + ``upsampler``.
+        lr: ``(B, C, h, w)`` input.
+        scale: a scale argument; or give ``size``.
+        size: explicit output size ``(H, W)``.
+        max_window_pixels: tile budget in HR pixels (tiles are near-equal, each
+            ``height * width <= max_window_pixels``).
+
+    Returns:
+        ``(B, C_out, H, W)``.
+
+    Raises:
+        TypeError: ``model`` exposes neither contract, or bad argument types.
+        ValueError: bad sizes or scales, or ``max_window_pixels < 1``.
+    """
+    check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+    if (
+        isinstance(max_window_pixels, bool)
+        or not isinstance(max_window_pixels, int)
+        or max_window_pixels < 1
+    ):
+        raise ValueError(f"max_window_pixels must be an int >= 1, got {max_window_pixels!r}")
+    b, _, h, w = lr.shape
+    r, (out_h, out_w) = resolve_scale_and_size(
+        (h, w), b, scale=scale, size=size, dtype=torch.float64
+    )
+    if isinstance(model, NeuralKrigingUpsampler):
+        feat, up = lr, model
+    elif hasattr(model, "features") and isinstance(getattr(model, "upsampler", None), nn.Module):
+        feat, up = (
+            model.features(lr, as_scale_tensor(r, b, device=lr.device, dtype=lr.dtype)),
+            model.upsampler,
+        )
+    else:
+        raise TypeError(
+            "model must be a NeuralKrigingUpsampler or expose features(lr, scale) and an "
+            f"upsampler module; got {type(model).__name__}"
+        )
+    if not getattr(up, "window_exact", True):  # e.g. the official ECA attention: whole renders only
+        return up(feat, size=(out_h, out_w))
+    side = max(1, math.isqrt(max_window_pixels))
+    rows = _split(out_h, math.ceil(out_h / side))
+    tile_h = max(t for _, t in rows)
+    cols = _split(out_w, math.ceil(out_w / max(1, max_window_pixels // tile_h)))
+    out: torch.Tensor | None = None
+    for top, th in rows:
+        for left, tw in cols:
+            tile = up(feat, size=(out_h, out_w), window=(top, left, th, tw))
+            if out is None:
+                out = tile.new_empty(b, tile.shape[1], out_h, out_w)
+            out[:, :, top : top + th, left : left + tw] = tile
+    assert out is not None
+    return out

@@ -1,0 +1,435 @@
+"""NeuralKrigingUpsampler: resample a feature map at arbitrary HR positions (EQSR's "DSF").
+
+Pipeline for a region of the HR grid (the whole output, or a window plus its halo):
+
+1. **Head** — each HR query takes its nearest LR feature and a frequency encoding of its offset
+   from that pixel's centre; a 1x1 projection maps both to the latent width. The projection is
+   split (feature part applied on the LR map before the gather, offset part per row and per
+   column), which is exact and costs ``h*w`` instead of ``H*W`` matrix products.
+2. **Blocks** — each: ``y = 1x1(LN(z))``; a data kernel ``K = 1x1(ReLU(3x3(y)))`` per pixel and
+   channel group; the aggregation ``sum_j K_j R_j y(p + o_j)`` with the RBF distance kernel
+   ``R``; ``z += 1x1(.)``; then ``z += FFN(LN(z))`` gated by channel attention.
+3. **Tail** — ``1x1(ReLU(z + z0))`` to the output channels (``z0`` the head output).
+
+Only 1x1 ops and the ``k x k`` aggregation touch HR resolution, so cost is linear in output
+pixels, and every spatial op has a bounded footprint: a window rendered with a halo of
+``blocks * max(k, 3) // 2`` HR pixels, with positions outside the image zeroed before each
+spatial op, equals the same crop of the full render.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_channels, check_tensor
+from ..ops.aggregate import BACKENDS, distance_kernel, kriging_aggregate
+from ..ops.coords import AxisQueries, Window, axis_queries, resolve_window
+from ..scale import ScaleLike, _parse_scale, _round_half_up
+from .afe import LayerNorm2d
+
+__all__ = ["KrigingBlock", "NeuralKrigingUpsampler", "OffsetEncoding"]
+
+ChannelAttention = Literal["lr", "eca", "none"]
+
+
+class OffsetEncoding(nn.Module):
+    """Frequency encoding of 1-D offsets: ``[u, sin(2^i pi u / 10), cos(2^i pi u / 10)]``.
+
+    ``u = unit * offset`` (``unit=2`` gives the official half-LR-pixel units). Evaluated in
+    float64 and cast.
+
+    Shape:
+        - offset: ``(B, n)``; output ``(B, n, 2 * num_freqs + 1)``.
+    """
+
+    def __init__(self, num_freqs: int, unit: float = 1.0) -> None:
+        super().__init__()
+        if isinstance(num_freqs, bool) or not isinstance(num_freqs, int) or num_freqs < 0:
+            raise ValueError(f"num_freqs must be an int >= 0, got {num_freqs!r}")
+        self.num_freqs = num_freqs
+        self.unit = float(unit)
+        self.out_features = 2 * num_freqs + 1
+
+    def forward(self, offset: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
+        fdt = torch.float32 if offset.device.type == "mps" else torch.float64
+        u = offset.to(fdt) * self.unit
+        freqs = (2.0 ** torch.arange(self.num_freqs, device=u.device, dtype=fdt)) * (math.pi / 10)
+        ang = u[..., None] * freqs
+        return torch.cat([u[..., None], torch.sin(ang), torch.cos(ang)], dim=-1).to(dtype)
+
+
+class KrigingBlock(nn.Module):
+    """One involution block of the upsampler (pre-norm, residual).
+
+    Args:
+        dim: latent width ``D``.
+        kernel_size: aggregation neighbourhood ``k`` (odd).
+        group_channels: channels per kernel group (``G = D / group_channels``).
+        kernel_hidden: width of the data-kernel generator (3x3 conv).
+        ffn_ratio: FFN expansion.
+        channel_attention: ``"lr"`` (gate from the LR feature map's global mean: window-exact),
+            ``"eca"`` (official: ECA on the spatial mean of the HR map, no sigmoid; full renders
+            only) or ``"none"``.
+        context_dim: channels of the LR context vector (for ``"lr"``).
+        backend: aggregation backend.
+
+    Shape:
+        - z: ``(B, D, H, W)``; dist: ``(B, k*k, H, W)``; mask: ``(B, 1, H, W)`` or None;
+          context: ``(B, context_dim)``; output ``(B, D, H, W)``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        kernel_size: int = 3,
+        group_channels: int = 8,
+        kernel_hidden: int | None = None,
+        ffn_ratio: int = 2,
+        channel_attention: ChannelAttention = "lr",
+        context_dim: int = 0,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if dim % group_channels != 0:
+            raise ValueError(f"hidden={dim} must be divisible by group_channels={group_channels}")
+        self.groups = dim // group_channels
+        self.kernel_size = kernel_size
+        self.backend = backend
+        self.channel_attention = channel_attention
+        kernel_hidden = kernel_hidden or max(1, dim // 4)
+        self.norm1 = LayerNorm2d(dim)
+        self.conv1 = nn.Conv2d(dim, dim, 1)
+        self.kernel_gen = nn.Sequential(
+            nn.Conv2d(dim, kernel_hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(kernel_hidden, self.groups * kernel_size**2, 1),
+        )
+        self.conv2 = nn.Conv2d(dim, dim, 1)
+        self.norm2 = LayerNorm2d(dim)
+        self.ffn = nn.Sequential(
+            nn.Conv2d(dim, ffn_ratio * dim, 1), nn.GELU(), nn.Conv2d(ffn_ratio * dim, dim, 1)
+        )
+        if channel_attention == "lr":
+            self.attn = nn.Linear(context_dim, dim)
+            nn.init.zeros_(self.attn.weight)
+            nn.init.zeros_(self.attn.bias)
+        elif channel_attention == "eca":
+            self.attn = nn.Conv1d(1, 1, 5, padding=2, bias=False)
+        elif channel_attention == "none":
+            self.attn = None
+        else:
+            raise ValueError(
+                f"channel_attention must be 'lr', 'eca' or 'none', got {channel_attention!r}"
+            )
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        dist: torch.Tensor,
+        mask: torch.Tensor | None,
+        context: torch.Tensor | None,
+    ) -> torch.Tensor:
+        y = self.conv1(self.norm1(z))
+        if mask is not None:  # zero outside the image, as the full render's zero padding
+            y = y * mask
+        b, _, h, w = y.shape
+        kernel = self.kernel_gen(y).view(b, self.groups, self.kernel_size**2, h, w)
+        z = z + self.conv2(kriging_aggregate(y, kernel, dist, backend=self.backend))
+        f = self.ffn(self.norm2(z))
+        if self.channel_attention == "lr":
+            assert context is not None
+            f = f * torch.sigmoid(self.attn(context))[:, :, None, None]
+        elif self.channel_attention == "eca":  # official: ECA without sigmoid
+            f = f * self.attn(f.mean(dim=(2, 3))[:, None, :])[:, 0, :, None, None]
+        return z + f
+
+
+class NeuralKrigingUpsampler(nn.Module):
+    """Neural Kriging upsampler: a feature map to an image at any scale (EQSR's DSF).
+
+    Args:
+        in_channels: channels ``C`` of the LR feature map.
+        out_channels: output channels (3 for RGB).
+        hidden: latent width (256 in the paper).
+        blocks: number of :class:`KrigingBlock`.
+        kernel_size: aggregation neighbourhood on the HR grid (odd).
+        num_freqs: frequencies of the offset encoding.
+        scale_mlp: follow the RBF distance kernel with a small per-pixel MLP over its ``k*k``
+            taps (the paper's variant), initialised to the identity.
+        backend: aggregation backend, ``"auto"``, ``"reference"`` or ``"lean"``.
+        group_channels: channels per data-kernel group.
+        channel_attention: ``"lr"`` (default, window-exact), ``"eca"`` (official) or ``"none"``.
+        lengthscale: initial RBF length-scale ``l`` in LR pixels (learnable).
+        offset_unit: multiplier of offsets before encoding (2: official half-pixel units).
+        rounding: nearest-pixel rule, ``"exact"`` or ``"official"`` (float32, see
+            :func:`~scaleeq.ops.coords.axis_queries`).
+        block_act: apply ReLU after each block (official).
+
+    Shape:
+        - feat: :math:`(B, C, h, w)`
+        - scale: number, pair, or per-sample tensor ``(B,)`` / ``(B, 2)``; or ``size=(H, W)``.
+          With per-sample scales whose output sizes differ, a ``window`` is required.
+        - window: ``(top, left, height, width)``; top/left ints or ``(B,)`` int tensors.
+        - output: :math:`(B, out, H, W)`, or :math:`(B, out, height, width)` for a window.
+
+    Example:
+        >>> up = NeuralKrigingUpsampler(16, hidden=32, blocks=1)
+        >>> up(torch.randn(2, 16, 10, 12), scale=2.5).shape
+        torch.Size([2, 3, 25, 30])
+        >>> up(torch.randn(2, 16, 10, 12), scale=torch.tensor([2.0, 3.7]), window=(0, 4, 8, 8)).shape
+        torch.Size([2, 3, 8, 8])
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = 3,
+        *,
+        hidden: int = 256,
+        blocks: int = 2,
+        kernel_size: int = 3,
+        num_freqs: int = 8,
+        scale_mlp: bool = False,
+        backend: str = "auto",
+        group_channels: int = 8,
+        channel_attention: ChannelAttention = "lr",
+        lengthscale: float = 1.5,
+        offset_unit: float = 1.0,
+        rounding: str = "exact",
+        block_act: bool = False,
+    ) -> None:
+        super().__init__()
+        for name, v in (
+            ("in_channels", in_channels),
+            ("out_channels", out_channels),
+            ("hidden", hidden),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
+            raise ValueError(f"blocks must be an int >= 0, got {blocks!r}")
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if rounding not in ("exact", "official"):
+            raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
+        if not lengthscale > 0:
+            raise ValueError(f"lengthscale must be > 0, got {lengthscale!r}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.hidden = hidden
+        self.kernel_size = kernel_size
+        self.backend = backend
+        self.rounding = rounding
+        self.block_act = block_act
+        self.channel_attention = channel_attention
+        self.encoding = OffsetEncoding(num_freqs, offset_unit)
+        e = self.encoding.out_features
+        self.head_feat = nn.Linear(in_channels, hidden)
+        self.head_y = nn.Linear(e, hidden, bias=False)
+        self.head_x = nn.Linear(e, hidden, bias=False)
+        self.log_lengthscale = nn.Parameter(torch.tensor(math.log(lengthscale)))
+        kk = kernel_size**2
+        self.scale_mlp = (
+            nn.Sequential(nn.Conv2d(kk, 4 * kk, 1), nn.GELU(), nn.Conv2d(4 * kk, kk, 1))
+            if scale_mlp
+            else None
+        )
+        if self.scale_mlp is not None:  # identity at init: residual with a zero last layer
+            nn.init.zeros_(self.scale_mlp[2].weight)
+            nn.init.zeros_(self.scale_mlp[2].bias)
+        self.blocks = nn.ModuleList(
+            KrigingBlock(
+                hidden,
+                kernel_size=kernel_size,
+                group_channels=group_channels,
+                channel_attention=channel_attention,
+                context_dim=in_channels,
+                backend=backend,
+            )
+            for _ in range(blocks)
+        )
+        self.tail = nn.Conv2d(hidden, out_channels, 1)
+        self.halo = blocks * (max(kernel_size, 3) // 2)
+
+    @classmethod
+    def official(
+        cls, in_channels: int, out_channels: int = 3, *, backend: str = "auto"
+    ) -> NeuralKrigingUpsampler:
+        """The official EQSR configuration: latent 256, 2 blocks, 3x3, 32 groups of 8,
+        40 offset frequencies in half-pixel units, float32 nearest-pixel rounding, ECA channel
+        attention without sigmoid, ReLU after each block, initial length-scale 3 half-pixels.
+
+        ECA reads the spatial mean of the whole HR map, so this configuration renders whole
+        outputs only (``window`` raises).
+        """
+        return cls(
+            in_channels,
+            out_channels,
+            hidden=256,
+            blocks=2,
+            kernel_size=3,
+            num_freqs=40,
+            backend=backend,
+            group_channels=8,
+            channel_attention="eca",
+            lengthscale=1.5,
+            offset_unit=2.0,
+            rounding="official",
+            block_act=True,
+        )
+
+    @property
+    def window_exact(self) -> bool:
+        """Whether windows equal crops of the full render (False for ``"eca"`` attention)."""
+        return self.channel_attention != "eca"
+
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        """The RBF length-scale ``l`` in LR pixels (stored as its log, so it stays > 0)."""
+        return self.log_lengthscale.exp()
+
+    def full_sizes(
+        self,
+        lr_size: tuple[int, int],
+        batch: int,
+        *,
+        scale: ScaleLike | None,
+        size: tuple[int, int] | None,
+    ) -> torch.Tensor:
+        """Per-sample full output sizes ``(B, 2)`` int64 (CPU) from ``scale`` or ``size``."""
+        h, w = lr_size
+        if size is not None:
+            if (
+                not isinstance(size, tuple | list)
+                or len(size) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
+            ):
+                raise TypeError(f"size must be a pair of ints >= 1 (H, W), got {size!r}")
+            sizes = torch.tensor([list(size)], dtype=torch.int64).expand(batch, 2)
+            if scale is not None:
+                implied = self.full_sizes(lr_size, batch, scale=scale, size=None)
+                if not bool((implied == sizes).all()):
+                    raise ValueError(
+                        f"scale and size disagree: scale gives output sizes "
+                        f"{implied.unique(dim=0).tolist()[:4]} for input size {(h, w)} but size={tuple(size)}"
+                    )
+            return sizes.clone()
+        if scale is None:
+            raise TypeError("give scale (a number, a pair or a tensor) or size=(H, W); got neither")
+        r = _parse_scale(scale, device="cpu", dtype=torch.float64)
+        if r.shape[0] not in (1, batch):
+            raise ValueError(
+                f"scale holds {r.shape[0]} per-sample scales but feat has {batch} samples"
+            )
+        r = r.expand(batch, 2)
+        sizes = torch.tensor(
+            [[_round_half_up(h * rh), _round_half_up(w * rw)] for rh, rw in r.tolist()],
+            dtype=torch.int64,
+        )
+        if bool((sizes < 1).any()):
+            raise ValueError(
+                f"scale gives an empty output for input size {(h, w)}: {sizes.tolist()[:4]}"
+            )
+        return sizes
+
+    def forward(
+        self,
+        feat: torch.Tensor,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        window: Window | None = None,
+    ) -> torch.Tensor:
+        check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
+        check_channels(feat, "feat", self.in_channels)
+        b, _, h, w = feat.shape
+        sizes = self.full_sizes((h, w), b, scale=scale, size=size)
+        top, left, out_h, out_w = resolve_window(window, sizes)
+        whole = window is None or bool(
+            ((top == 0) & (left == 0)).all() and (sizes == torch.tensor([out_h, out_w])).all()
+        )
+        if not whole and self.channel_attention == "eca":
+            raise ValueError(
+                "window rendering needs a window-exact channel attention; this upsampler uses "
+                "channel_attention='eca' (official), which reads the whole HR map: render whole outputs"
+            )
+        halo = 0 if whole else self.halo
+        m = self.kernel_size // 2
+        # geometry on the CPU (small, exact int64), then moved: no device syncs
+        qy = axis_queries(
+            h,
+            sizes[:, 0],
+            top - halo - m,
+            out_h + 2 * halo + 2 * m,
+            dtype=feat.dtype,
+            rounding=self.rounding,
+        )
+        qx = axis_queries(
+            w,
+            sizes[:, 1],
+            left - halo - m,
+            out_w + 2 * halo + 2 * m,
+            dtype=feat.dtype,
+            rounding=self.rounding,
+        )
+        qy, qx = _to_device(qy, feat.device), _to_device(qx, feat.device)
+        dist = self._distance(qy, qx)
+        inner_y, inner_x = _crop(qy, m), _crop(qx, m)
+        mask = None
+        if halo > 0:
+            valid = inner_y.valid[:, :, None] & inner_x.valid[:, None, :]
+            if not bool(valid.all()):
+                mask = valid[:, None].to(feat.dtype)
+        z0 = self._head(feat, inner_y, inner_x)
+        context = feat.mean(dim=(2, 3)) if self.channel_attention == "lr" else None
+        z = z0
+        for blk in self.blocks:
+            z = blk(z, dist, mask, context)
+            if self.block_act:
+                z = F.relu(z)
+        out = self.tail(F.relu(z + z0))
+        if halo:
+            out = out[:, :, halo : halo + out_h, halo : halo + out_w]
+        return out
+
+    def _distance(self, qy: AxisQueries, qx: AxisQueries) -> torch.Tensor:
+        dist = distance_kernel(qy, qx, self.lengthscale.to(qy.pos.dtype), self.kernel_size)
+        if self.scale_mlp is not None:
+            dist = dist + self.scale_mlp(dist)
+        return dist
+
+    def _head(self, feat: torch.Tensor, qy: AxisQueries, qx: AxisQueries) -> torch.Tensor:
+        """``ReLU(W_f feat[nearest] + W_y enc(off_y) + W_x enc(off_x) + b)`` as ``(B, D, ny, nx)``."""
+        proj = self.head_feat(feat.permute(0, 2, 3, 1))  # (B, h, w, D), on the LR grid
+        bidx = torch.arange(feat.shape[0], device=feat.device)[:, None, None]
+        z = proj[bidx, qy.nearest[:, :, None], qx.nearest[:, None, :]]  # (B, ny, nx, D)
+        ey = self.head_y(self.encoding(qy.offset, dtype=feat.dtype))  # (B, ny, D)
+        ex = self.head_x(self.encoding(qx.offset, dtype=feat.dtype))  # (B, nx, D)
+        z = z + ey[:, :, None, :] + ex[:, None, :, :]
+        return F.relu(z).permute(0, 3, 1, 2).contiguous()
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, hidden={self.hidden}, "
+            f"kernel_size={self.kernel_size}, backend={self.backend!r}, rounding={self.rounding!r}"
+        )
+
+
+def _to_device(q: AxisQueries, device: torch.device) -> AxisQueries:
+    if q.index.device == device:
+        return q
+    return AxisQueries(*(t.to(device) for t in (q.index, q.valid, q.nearest, q.pos, q.offset)))
+
+
+def _crop(q: AxisQueries, m: int) -> AxisQueries:
+    if m == 0:
+        return q
+    return AxisQueries(*(t[:, m:-m] for t in (q.index, q.valid, q.nearest, q.pos, q.offset)))

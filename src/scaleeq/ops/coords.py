@@ -1,0 +1,195 @@
+"""HR query grids: the one place that defines where an HR pixel sits on the LR grid.
+
+Convention (the one the official EQSR code and ``F.grid_sample(align_corners=False)`` use):
+pixels are unit squares and both grids cover the same image extent. On an axis with LR length
+``n`` and HR length ``N``, HR pixel ``i`` (its centre) sits at
+
+.. math::  u_i = (i + 1/2) \\, n / N - 1/2
+
+in *LR-pixel units*, where LR pixel ``k`` has its centre at ``u = k``. Its nearest LR pixel is
+``round(u_i)`` with ties broken half-to-even (as PyTorch's nearest ``grid_sample`` does), and
+its offset from that pixel's centre is ``u_i - round(u_i)`` in ``[-1/2, 1/2]``.
+
+``u_i = ((2i + 1) n - N) / (2N)`` is a ratio of integers, so the nearest pixel is computed
+exactly in integer arithmetic: no float rounding decides a tie.
+
+The HR grid may be rendered in *windows* ``(top, left, height, width)``; indices outside
+``[0, N)`` (the halo of a window at the border) are flagged invalid and their nearest pixel is
+clamped into the LR map. Everything is separable per axis, so a grid is two 1-D descriptions,
+one per axis, each with a batch dimension (per-sample HR sizes and window positions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["AxisQueries", "Window", "axis_queries", "nearest_index", "resolve_window"]
+
+
+@dataclass(frozen=True)
+class AxisQueries:
+    """Query geometry along one axis for a batch of (windows of) HR grids.
+
+    Attributes:
+        index: ``(B, n)`` int64, global HR pixel index of each query (may lie outside the image).
+        valid: ``(B, n)`` bool, whether the index lies inside ``[0, N_b)``.
+        nearest: ``(B, n)`` int64, nearest LR pixel, clamped into ``[0, n_lr)``.
+        pos: ``(B, n)`` float, continuous position ``u`` in LR-pixel units.
+        offset: ``(B, n)`` float, ``pos - nearest`` (in ``[-1/2, 1/2]`` for valid queries).
+    """
+
+    index: torch.Tensor
+    valid: torch.Tensor
+    nearest: torch.Tensor
+    pos: torch.Tensor
+    offset: torch.Tensor
+
+
+def nearest_index(index: torch.Tensor, lr_len: int, hr_len: torch.Tensor) -> torch.Tensor:
+    """Nearest LR pixel of HR pixel ``index`` (``round(u)``, ties to even), exact, unclamped.
+
+    Args:
+        index: int64 HR indices, any shape broadcastable with ``hr_len``.
+        lr_len: LR length ``n``.
+        hr_len: int64 HR lengths ``N`` (per sample).
+    """
+    num = (2 * index + 1) * lr_len - hr_len  # u = num / den
+    den = 2 * hr_len
+    q = torch.div(num, den, rounding_mode="floor")
+    twice_rem = 2 * (num - q * den)  # in [0, 2 den)
+    round_up = (twice_rem > den) | ((twice_rem == den) & (q % 2 == 1))
+    return q + round_up.to(q.dtype)
+
+
+def axis_queries(
+    lr_len: int,
+    hr_len: torch.Tensor,
+    start: torch.Tensor,
+    count: int,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+    rounding: str = "exact",
+) -> AxisQueries:
+    """Geometry of ``count`` consecutive HR queries from ``start`` along one axis.
+
+    Args:
+        lr_len: LR length ``n`` (shared by the batch).
+        hr_len: ``(B,)`` int64 full HR length ``N_b`` per sample.
+        start: ``(B,)`` int64 first HR index per sample (may be negative: a halo).
+        count: number of queries ``n_q``.
+        dtype: float dtype of ``pos`` and ``offset`` (computed in float64, then cast).
+        device: device of the result.
+        rounding: ``"exact"`` (integer arithmetic, the library's convention) or
+            ``"official"``: the official code's float32 evaluation (normalised coordinates
+            ``-1 + 1/N + (2/N) i`` in float32, ``u`` and the offset from float32 ops), which
+            differs from the exact choice at float32 near-ties; used to reproduce official
+            checkpoints bit for bit.
+
+    Returns:
+        :class:`AxisQueries` with tensors of shape ``(B, n_q)``.
+    """
+    hr_len = hr_len.to(device=device, dtype=torch.int64)
+    start = start.to(device=device, dtype=torch.int64)
+    index = start[:, None] + torch.arange(count, device=hr_len.device, dtype=torch.int64)
+    n = hr_len[:, None]
+    valid = (index >= 0) & (index < n)
+    nearest = nearest_index(index, lr_len, n).clamp(0, lr_len - 1)
+    if rounding == "official":
+        return _official_axis(lr_len, n, index, valid, dtype)
+    if rounding != "exact":
+        raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
+    fdt = torch.float32 if hr_len.device.type == "mps" else torch.float64
+    pos = ((2 * index + 1) * lr_len - n).to(fdt) / (2 * n).to(fdt)
+    offset = pos - nearest.to(fdt)
+    return AxisQueries(index, valid, nearest, pos.to(dtype), offset.to(dtype))
+
+
+def _make_coord_f32(index: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+    """Official pixel centres in [-1, 1]: ``f32(-1 + 1/n) + f32(2/n) * i``, all in float32."""
+    length64 = length.to(torch.float64)
+    first = (-1 + 1 / length64).to(torch.float32)
+    step = (2 / length64).to(torch.float32)
+    return first + step * index.to(torch.float32)
+
+
+def _official_axis(
+    lr_len: int, n: torch.Tensor, index: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype
+) -> AxisQueries:
+    g = _make_coord_f32(index, n)  # HR query coordinate, float32
+    u = ((g + 1) * lr_len - 1) / 2  # grid_sample's source index, float32
+    nearest = torch.round(u).to(torch.int64).clamp(0, lr_len - 1)  # half-to-even
+    lc = _make_coord_f32(nearest, torch.full_like(nearest, lr_len))
+    offset = (g - lc) * lr_len / 2  # official rel (half-pixel units) / 2, float32 ops
+    return AxisQueries(index, valid, nearest, u.to(dtype), offset.to(dtype))
+
+
+Window = tuple  # (top, left, height, width); top/left an int or a (B,) int tensor
+
+
+def resolve_window(
+    window: Window | None, full_sizes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Validate a window of the HR grid against each sample's full output size.
+
+    Args:
+        window: ``(top, left, height, width)``; ``top`` and ``left`` are ints or ``(B,)`` int
+            tensors (one window per sample), ``height`` and ``width`` ints shared by the batch.
+            ``None`` means the whole output, which then must be the same size for every sample.
+        full_sizes: ``(B, 2)`` int64 full output sizes ``(H_b, W_b)`` (CPU).
+
+    Returns:
+        ``(top, left, height, width)`` with ``top``/``left`` as ``(B,)`` int64 CPU tensors.
+
+    Raises:
+        TypeError: malformed ``window``.
+        ValueError: a window outside some sample's output, or no window with unequal sizes.
+    """
+    b = full_sizes.shape[0]
+    if window is None:
+        if not bool((full_sizes == full_sizes[:1]).all()):
+            raise ValueError(
+                "the samples' output sizes differ "
+                f"({full_sizes.unique(dim=0).tolist()[:4]}); pass a window=(top, left, height, "
+                "width) shared in size, or one scale"
+            )
+        h, w = (int(v) for v in full_sizes[0])
+        zero = torch.zeros(b, dtype=torch.int64)
+        return zero, zero.clone(), h, w
+    if not isinstance(window, tuple | list) or len(window) != 4:
+        raise TypeError(f"window must be a tuple (top, left, height, width), got {window!r}")
+    top, left, height, width = window
+    for name, v in (("height", height), ("width", width)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise TypeError(f"window {name} must be an int >= 1, got {v!r}")
+
+    def per_sample(v: object, name: str) -> torch.Tensor:
+        if isinstance(v, torch.Tensor):
+            if (
+                v.is_floating_point()
+                or v.dtype == torch.bool
+                or v.ndim > 1
+                or v.numel() not in (1, b)
+            ):
+                raise TypeError(f"window {name} must be an int or a ({b},) int tensor, got {v!r}")
+            return v.detach().to("cpu", torch.int64).reshape(-1).expand(b).clone()
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"window {name} must be an int or a ({b},) int tensor, got {v!r}")
+        return torch.full((b,), v, dtype=torch.int64)
+
+    top_t, left_t = per_sample(top, "top"), per_sample(left, "left")
+    bad = (
+        (top_t < 0)
+        | (left_t < 0)
+        | (top_t + height > full_sizes[:, 0])
+        | (left_t + width > full_sizes[:, 1])
+    )
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise ValueError(
+            f"window (top={int(top_t[i])}, left={int(left_t[i])}, height={height}, width={width}) "
+            f"lies outside the output of sample {i}, of size {tuple(full_sizes[i].tolist())}"
+        )
+    return top_t, left_t, height, width

@@ -1,0 +1,134 @@
+"""The kriging aggregation: backends against the unfold reference and a direct loop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scaleeq.ops import axis_queries, distance_kernel, kriging_aggregate
+
+
+def aggregate_loop(x, kernel, dist):
+    """The defining sum, one neighbour at a time (tiny sizes only)."""
+    _b, c, h, w = x.shape
+    g, kk = kernel.shape[1:3]
+    k = math.isqrt(kk)
+    y = torch.zeros_like(x)
+    for j in range(kk):
+        oy, ox = j // k - k // 2, j % k - k // 2
+        for i in range(h):
+            for jj in range(w):
+                if 0 <= i + oy < h and 0 <= jj + ox < w:
+                    wgt = kernel[:, :, j, i, jj].repeat_interleave(c // g, dim=1)
+                    if dist is not None:
+                        wgt = wgt * dist[:, j, i, jj, None]
+                    y[:, :, i, jj] += wgt * x[:, :, i + oy, jj + ox]
+    return y
+
+
+def random_inputs(b, g, cg, h, w, k, dtype=torch.float32, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(b, g * cg, h, w, generator=gen, dtype=dtype)
+    kernel = torch.randn(b, g, k * k, h, w, generator=gen, dtype=dtype)
+    dist = torch.rand(b, k * k, h, w, generator=gen, dtype=dtype)
+    return x, kernel, dist
+
+
+@pytest.mark.parametrize("backend", ["reference", "lean"])
+@pytest.mark.parametrize("with_dist", [True, False])
+def test_backends_match_direct_loop(backend, with_dist):
+    x, kernel, dist = random_inputs(2, 2, 3, 5, 6, 3, dtype=torch.float64)
+    dist = dist if with_dist else None
+    torch.testing.assert_close(
+        kriging_aggregate(x, kernel, dist, backend=backend), aggregate_loop(x, kernel, dist)
+    )
+
+
+@given(
+    b=st.integers(1, 2),
+    g=st.integers(1, 3),
+    cg=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    k=st.sampled_from([1, 3, 5]),
+    seed=st.integers(0, 1000),
+)
+def test_lean_matches_reference_forward_and_backward(b, g, cg, h, w, k, seed):
+    x, kernel, dist = random_inputs(b, g, cg, h, w, k, seed=seed)
+    inputs = [t.requires_grad_() for t in (x, kernel, dist)]
+    y_ref = kriging_aggregate(*inputs, backend="reference")
+    y = kriging_aggregate(*inputs, backend="lean")
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    gy = torch.randn_like(y)
+    for got, ref in zip(
+        torch.autograd.grad(y, inputs, gy), torch.autograd.grad(y_ref, inputs, gy), strict=True
+    ):
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_lean_noncontiguous_inputs():
+    x, kernel, dist = random_inputs(2, 2, 2, 6, 5, 3)
+    xt = x.transpose(2, 3).contiguous().transpose(2, 3)  # same values, other strides
+    assert not xt.is_contiguous()
+    torch.testing.assert_close(
+        kriging_aggregate(xt, kernel, dist, backend="lean"),
+        kriging_aggregate(x, kernel, dist, backend="reference"),
+    )
+
+
+@pytest.mark.parametrize("with_dist", [True, False])
+def test_lean_gradcheck_float64(with_dist):
+    x, kernel, dist = random_inputs(1, 2, 2, 4, 3, 3, dtype=torch.float64)
+    inputs = [x.requires_grad_(), kernel.requires_grad_()] + (
+        [dist.requires_grad_()] if with_dist else []
+    )
+    fn = (
+        (lambda x, k, d: kriging_aggregate(x, k, d, backend="lean"))
+        if with_dist
+        else (lambda x, k: kriging_aggregate(x, k, None, backend="lean"))
+    )
+    assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
+
+
+def test_distance_kernel_matches_direct_distances():
+    n, N, M = 5, 13, 11  # LR 5x5 -> HR 13x11
+    k, m = 3, 1
+    qy = axis_queries(n, torch.tensor([N]), torch.tensor([-m]), N + 2 * m, dtype=torch.float64)
+    qx = axis_queries(n, torch.tensor([M]), torch.tensor([-m]), M + 2 * m, dtype=torch.float64)
+    ell = torch.tensor(0.8, dtype=torch.float64)
+    r = distance_kernel(qy, qx, ell, k)
+    assert r.shape == (1, 9, N, M)
+    for i in range(N):
+        for j in range(M):
+            py = (i + 0.5) * n / N - 0.5
+            px = (j + 0.5) * n / M - 0.5
+            for t in range(9):
+                ni, nj = i + t // 3 - 1, j + t % 3 - 1
+                cy = min(max(round((ni + 0.5) * n / N - 0.5), 0), n - 1)  # no ties at these sizes
+                cx = min(max(round((nj + 0.5) * n / M - 0.5), 0), n - 1)
+                d2 = (py - cy) ** 2 + (px - cx) ** 2
+                assert abs(r[0, t, i, j].item() - math.exp(-d2 / (2 * 0.8**2))) < 1e-12
+
+
+class TestErrors:
+    def test_unknown_backend(self):
+        x, kernel, dist = random_inputs(1, 1, 2, 3, 3, 3)
+        with pytest.raises(ValueError, match="backend must be one of"):
+            kriging_aggregate(x, kernel, dist, backend="cuda")
+
+    def test_shapes(self):
+        x, kernel, dist = random_inputs(1, 2, 2, 3, 3, 3)
+        with pytest.raises(ValueError, match="kernel dim 2 must be k\\*k"):
+            kriging_aggregate(x, kernel[:, :, :8], None)
+        with pytest.raises(ValueError, match="kernel must have shape"):
+            kriging_aggregate(x, kernel[..., :2], None)
+        with pytest.raises(ValueError, match="groups G=3 must divide"):
+            kriging_aggregate(x, torch.randn(1, 3, 9, 3, 3), None)
+        with pytest.raises(ValueError, match="dist must have shape"):
+            kriging_aggregate(x, kernel, dist[:, :4])
+        with pytest.raises(ValueError, match="x must be a 4-D"):
+            kriging_aggregate(x[0], kernel, dist)

@@ -1,0 +1,107 @@
+"""HR query geometry: exact nearest pixels, offsets, windows, the official float32 rule."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scaleeq.ops.coords import axis_queries, nearest_index, resolve_window
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "eqsr_official_tiny"
+
+
+def exact_position(i: int, n: int, N: int) -> Fraction:
+    """HR pixel i's centre in LR-pixel units, as an exact fraction."""
+    return (Fraction(i) + Fraction(1, 2)) * Fraction(n, N) - Fraction(1, 2)
+
+
+@given(n=st.integers(1, 64), N=st.integers(1, 2000), data=st.data())
+def test_nearest_is_exact_round_half_even(n, N, data):
+    idx = data.draw(st.lists(st.integers(0, N - 1), min_size=1, max_size=20))
+    got = nearest_index(torch.tensor(idx), n, torch.tensor(N)).tolist()
+    expected = [round(exact_position(i, n, N)) for i in idx]  # Fraction rounds half to even
+    assert got == expected
+
+
+def test_ties_go_to_even():
+    # n=16, N=56 (x3.5): HR pixel 3 sits at u = 0.5 exactly, pixel 10 at u = 2.5
+    assert exact_position(3, 16, 56) == Fraction(1, 2)
+    assert nearest_index(torch.tensor([3, 10]), 16, torch.tensor(56)).tolist() == [0, 2]
+
+
+@given(
+    n=st.integers(1, 40), N=st.integers(1, 400), start=st.integers(-5, 5), count=st.integers(1, 30)
+)
+def test_axis_queries(n, N, start, count):
+    q = axis_queries(n, torch.tensor([N]), torch.tensor([start]), count, dtype=torch.float64)
+    idx = list(range(start, start + count))
+    assert q.index[0].tolist() == idx
+    assert q.valid[0].tolist() == [0 <= i < N for i in idx]
+    for k, i in enumerate(idx):
+        assert abs(q.pos[0, k].item() - float(exact_position(i, n, N))) < 1e-12
+        assert 0 <= q.nearest[0, k].item() < n
+        if 0 <= i < N:
+            assert abs(q.offset[0, k].item()) <= 0.5 + 1e-12
+        torch.testing.assert_close(q.offset[0, k], q.pos[0, k] - q.nearest[0, k])
+
+
+def test_per_sample_sizes_and_starts():
+    q = axis_queries(4, torch.tensor([8, 12]), torch.tensor([0, 3]), 5, dtype=torch.float64)
+    single = axis_queries(4, torch.tensor([12]), torch.tensor([3]), 5, dtype=torch.float64)
+    assert torch.equal(q.nearest[1], single.nearest[0])
+    torch.testing.assert_close(q.pos[1], single.pos[0])
+    assert not torch.equal(q.nearest[0], q.nearest[1])
+
+
+@pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures not beside the checkout")
+def test_official_rounding_reproduces_the_fixture_bit_for_bit():
+    io = torch.load(FIXTURE / "io.pt")
+    mismatches_exact = 0
+    for case, (H, W) in io["meta"]["cases"].items():
+        ref = io[case]
+        qy = axis_queries(16, torch.tensor([H]), torch.tensor([0]), H, rounding="official")
+        qx = axis_queries(16, torch.tensor([W]), torch.tensor([0]), W, rounding="official")
+        assert torch.equal(qy.nearest[0][:, None].expand(H, W), ref["lr_index"][..., 0])
+        assert torch.equal(qx.nearest[0][None, :].expand(H, W), ref["lr_index"][..., 1])
+        # official relative coordinate = 2 * offset (half-pixel units), channel 0 = x
+        assert torch.equal(ref["rel_coord"][0, 0], (2 * qx.offset[0])[None, :].expand(H, W))
+        assert torch.equal(ref["rel_coord"][0, 1], (2 * qy.offset[0])[:, None].expand(H, W))
+        ex = axis_queries(16, torch.tensor([H]), torch.tensor([0]), H)
+        mismatches_exact += int((ex.nearest != qy.nearest).sum())
+    # the exact rule differs from the official float32 rule at float32 near-ties (x3.5)
+    assert mismatches_exact > 0
+
+
+class TestResolveWindow:
+    sizes = torch.tensor([[20, 30], [25, 30]])
+
+    def test_none_needs_equal_sizes(self):
+        with pytest.raises(ValueError, match="output sizes differ"):
+            resolve_window(None, self.sizes)
+        top, left, h, w = resolve_window(None, torch.tensor([[20, 30], [20, 30]]))
+        assert (h, w) == (20, 30) and top.tolist() == [0, 0] and left.tolist() == [0, 0]
+
+    def test_per_sample_offsets(self):
+        top, left, h, w = resolve_window((torch.tensor([0, 5]), 3, 10, 10), self.sizes)
+        assert top.tolist() == [0, 5] and left.tolist() == [3, 3] and (h, w) == (10, 10)
+
+    @pytest.mark.parametrize(
+        "window",
+        [(15, 0, 10, 10), (-1, 0, 5, 5), (0, 25, 5, 6), (torch.tensor([0, 16]), 0, 10, 10)],
+    )
+    def test_outside(self, window):
+        with pytest.raises(ValueError, match="window .* lies outside the output of sample"):
+            resolve_window(window, self.sizes)
+
+    @pytest.mark.parametrize(
+        "window",
+        [(0, 0, 5), (0, 0, 0, 5), (0.5, 0, 5, 5), (torch.tensor([0.0, 1.0]), 0, 5, 5), "abcd"],
+    )
+    def test_malformed(self, window):
+        with pytest.raises(TypeError, match="window"):
+            resolve_window(window, self.sizes)
