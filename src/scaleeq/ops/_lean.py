@@ -1,7 +1,7 @@
 """Plain-torch kriging aggregation that never materialises the KxK-unfolded input.
 
 The forward accumulates the K*K shifted products in place into the output; the backward
-recomputes them tap by tap. Only the inputs are saved for backward, and the largest temporary
+recomputes them tap by tap (autograd wiring lives in :mod:`scaleeq.ops.aggregate`). Only the inputs are saved for backward, and the largest temporary
 is one input-sized product per tap. Out-of-image neighbours are handled by slicing the valid
 range of each shift instead of padding, so no padded copy of the input is made either.
 """
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["aggregate_lean"]
+__all__ = ["lean_backward", "lean_forward"]
 
 
 def _taps(k: int, h: int, w: int) -> Iterator[tuple[int, slice, slice, slice, slice]]:
@@ -35,57 +35,50 @@ def _tap_weight(kernel: torch.Tensor, dist: torch.Tensor | None, j: int) -> torc
     return kj[:, :, None]
 
 
-class _LeanAggregate(torch.autograd.Function):
-    @staticmethod
-    def forward(x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        b, c, h, w = x.shape
-        g, kk = kernel.shape[1], kernel.shape[2]
-        k = round(kk**0.5)
-        x5 = x.reshape(b, g, c // g, h, w)
-        y5 = torch.zeros_like(x5, memory_format=torch.contiguous_format)
-        for j, oi, oj, si, sj in _taps(k, h, w):
-            y5[..., oi, oj].addcmul_(x5[..., si, sj], _tap_weight(kernel, dist, j)[..., oi, oj])
-        return y5.view(b, c, h, w)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        x, kernel, dist = inputs
-        ctx.save_for_backward(x, kernel, dist)
-        ctx.has_dist = dist is not None
-
-    @staticmethod
-    def backward(ctx, gy: torch.Tensor):  # type: ignore[override]
-        x, kernel, dist = ctx.saved_tensors
-        b, c, h, w = x.shape
-        g, kk = kernel.shape[1], kernel.shape[2]
-        k = round(kk**0.5)
-        x5 = x.reshape(b, g, c // g, h, w)
-        gy5 = gy.reshape(b, g, c // g, h, w)
-        need_x, need_k, need_d = ctx.needs_input_grad
-        gx5 = torch.zeros_like(x5, memory_format=torch.contiguous_format) if need_x else None
-        gkr = (
-            torch.zeros_like(kernel, memory_format=torch.contiguous_format)
-            if (need_k or need_d)
-            else None
-        )
-        for j, oi, oj, si, sj in _taps(k, h, w):
-            if gx5 is not None:  # dx[q] += kr_j[q - o_j] * gy[q - o_j]
-                gx5[..., si, sj].addcmul_(
-                    gy5[..., oi, oj], _tap_weight(kernel, dist, j)[..., oi, oj]
-                )
-            if gkr is not None:  # d(kr_j)[p] = sum_{c in g} gy[p] * x[p + o_j]
-                gkr[:, :, j, oi, oj] = (gy5[..., oi, oj] * x5[..., si, sj]).sum(dim=2)
-        gx = gx5.view(b, c, h, w) if gx5 is not None else None
-        gk = gd = None
-        if gkr is not None:
-            gk = gkr * dist[:, None] if (need_k and dist is not None) else (gkr if need_k else None)
-            if need_d and dist is not None:
-                gd = (gkr * kernel).sum(dim=1)
-        return gx, gk, gd
+def lean_forward(x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None) -> torch.Tensor:
+    """Forward: accumulate the ``k*k`` shifted, weighted inputs in place into the output."""
+    b, c, h, w = x.shape
+    g, kk = kernel.shape[1], kernel.shape[2]
+    k = round(kk**0.5)
+    x5 = x.reshape(b, g, c // g, h, w)
+    y5 = torch.zeros_like(x5, memory_format=torch.contiguous_format)
+    for j, oi, oj, si, sj in _taps(k, h, w):
+        y5[..., oi, oj].addcmul_(x5[..., si, sj], _tap_weight(kernel, dist, j)[..., oi, oj])
+    return y5.view(b, c, h, w)
 
 
-def aggregate_lean(
-    x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None
-) -> torch.Tensor:
-    """Same contract as :func:`~scaleeq.ops._reference.aggregate_reference`, lean memory."""
-    return _LeanAggregate.apply(x, kernel, dist)
+def lean_backward(
+    gy: torch.Tensor,
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    dist: torch.Tensor | None,
+    needs: tuple[bool, bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Gradients ``(dx, dkernel, ddist)`` for the needed inputs, recomputed tap by tap."""
+    b, c, h, w = x.shape
+    g, kk = kernel.shape[1], kernel.shape[2]
+    k = round(kk**0.5)
+    x5 = x.reshape(b, g, c // g, h, w)
+    gy5 = gy.reshape(b, g, c // g, h, w)
+    need_x, need_k, need_d = needs
+    need_d = need_d and dist is not None
+    gx5 = torch.zeros_like(x5, memory_format=torch.contiguous_format) if need_x else None
+    gkr = (
+        torch.zeros_like(kernel, memory_format=torch.contiguous_format)
+        if (need_k or need_d)
+        else None
+    )
+    for j, oi, oj, si, sj in _taps(k, h, w):
+        if gx5 is not None:  # dx[q] += kr_j[q - o_j] * gy[q - o_j]
+            gx5[..., si, sj].addcmul_(gy5[..., oi, oj], _tap_weight(kernel, dist, j)[..., oi, oj])
+        if gkr is not None:  # d(kr_j)[p] = sum_{c in g} gy[p] * x[p + o_j]
+            gkr[:, :, j, oi, oj] = (gy5[..., oi, oj] * x5[..., si, sj]).sum(dim=2)
+    gx = gx5.view(b, c, h, w) if gx5 is not None else None
+    gk = gd = None
+    if gkr is not None:
+        if need_k:
+            gk = gkr * dist[:, None] if dist is not None else gkr
+        if need_d:
+            assert dist is not None
+            gd = (gkr * kernel).sum(dim=1)
+    return gx, gk, gd

@@ -11,18 +11,27 @@ Backends (chosen once per call):
 
 - ``"reference"``: ``F.unfold``; materialises the ``k*k``-unfolded input (ground truth).
 - ``"lean"``: accumulates the shifted products in place; saves only its inputs for backward.
-- ``"auto"``: ``"lean"`` (a fused Triton backend is planned for CUDA).
+- ``"triton"``: fused Triton kernels (CUDA tensors; CPU tensors only under Triton's
+  interpreter, ``TRITON_INTERPRET=1``).
+- ``"auto"``: ``"triton"`` for CUDA tensors when Triton is installed, else ``"lean"``.
+
+``lean`` and ``triton`` run through the registered custom op ``scaleeq::kriging_aggregate``
+(with a fake implementation and autograd registration), so ``torch.compile`` treats the
+aggregation as one opaque node instead of breaking the graph (torch >= 2.4; older torch uses
+an equivalent ``autograd.Function``).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from typing import Literal
 
 import torch
 from torch import nn
 
 from .._checks import check_tensor
-from ._lean import aggregate_lean
+from ._lean import lean_backward, lean_forward
 from ._reference import aggregate_reference
 from .coords import AxisQueries
 
@@ -33,18 +42,149 @@ __all__ = [
     "distance_kernel",
     "kriging_aggregate",
     "resolve_backend",
+    "triton_available",
 ]
 
-Backend = Literal["auto", "reference", "lean"]
-BACKENDS: tuple[str, ...] = ("auto", "reference", "lean")
-_IMPLS = {"reference": aggregate_reference, "lean": aggregate_lean}
+Backend = Literal["auto", "reference", "lean", "triton"]
+BACKENDS: tuple[str, ...] = ("auto", "reference", "lean", "triton")
+
+
+@functools.cache
+def triton_available() -> bool:
+    """Whether the ``triton`` package can be imported (checked without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def _triton_module():  # imported on first use only
+    from . import _triton
+
+    return _triton
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
-    """Map ``backend`` to a concrete one for ``device``; ``ValueError`` if unknown."""
+    """Map ``backend`` to a concrete one for tensors on ``device``.
+
+    Raises:
+        ValueError: unknown backend, or ``"triton"`` where it cannot run.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return "lean" if backend == "auto" else backend
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and triton_available() else "lean"
+    if backend == "triton":
+        if not triton_available():
+            raise ValueError(
+                "backend='triton' needs the triton package (pip install scaleeq[triton])"
+            )
+        if device.type != "cuda" and not _triton_module().interpreting():
+            raise ValueError(
+                f"backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 for testing), got "
+                f"tensors on {device.type}"
+            )
+    return backend
+
+
+def _forward_impl(
+    x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
+) -> torch.Tensor:
+    if backend == "triton":
+        return _triton_module().aggregate_triton_forward(x, kernel, dist)
+    return lean_forward(x, kernel, dist)
+
+
+def _backward_impl(
+    gy: torch.Tensor,
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    dist: torch.Tensor | None,
+    backend: str,
+    needs: tuple[bool, bool, bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    if backend == "triton":
+        return _triton_module().aggregate_triton_backward(gy.contiguous(), x, kernel, dist, needs)
+    return lean_backward(gy, x, kernel, dist, needs)
+
+
+if hasattr(torch.library, "custom_op"):  # torch >= 2.4
+
+    @torch.library.custom_op("scaleeq::kriging_aggregate", mutates_args=())
+    def _aggregate_op(
+        x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
+    ) -> torch.Tensor:
+        return _forward_impl(x, kernel, dist, backend)
+
+    @_aggregate_op.register_fake
+    def _(x, kernel, dist, backend):
+        return x.new_empty(x.shape)
+
+    @torch.library.custom_op("scaleeq::kriging_aggregate_backward", mutates_args=())
+    def _aggregate_backward_op(
+        gy: torch.Tensor,
+        x: torch.Tensor,
+        kernel: torch.Tensor,
+        dist: torch.Tensor | None,
+        backend: str,
+        need_x: bool,
+        need_kernel: bool,
+        need_dist: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        gx, gk, gd = _backward_impl(gy, x, kernel, dist, backend, (need_x, need_kernel, need_dist))
+        empty = x.new_empty(0)  # custom ops return tensors: an empty one stands for "not needed"
+        return (
+            gx if gx is not None else empty,
+            gk if gk is not None else empty.clone(),
+            gd if gd is not None else empty.clone(),
+        )
+
+    @_aggregate_backward_op.register_fake
+    def _(gy, x, kernel, dist, backend, need_x, need_kernel, need_dist):
+        gx = x.new_empty(x.shape) if need_x else x.new_empty(0)
+        gk = kernel.new_empty(kernel.shape) if need_kernel else x.new_empty(0)
+        gd = dist.new_empty(dist.shape) if (need_dist and dist is not None) else x.new_empty(0)
+        return gx, gk, gd
+
+    def _setup_context(ctx, inputs, output) -> None:
+        x, kernel, dist, backend = inputs
+        ctx.save_for_backward(x, kernel, dist)
+        ctx.backend = backend
+
+    def _backward(ctx, gy):
+        x, kernel, dist = ctx.saved_tensors
+        need_x, need_k, need_d = ctx.needs_input_grad[:3]
+        need_d = bool(need_d and dist is not None)
+        gx, gk, gd = _aggregate_backward_op(
+            gy, x, kernel, dist, ctx.backend, need_x, need_k, need_d
+        )
+        return (gx if need_x else None, gk if need_k else None, gd if need_d else None, None)
+
+    _aggregate_op.register_autograd(_backward, setup_context=_setup_context)
+
+    def _fused(
+        x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
+    ) -> torch.Tensor:
+        return _aggregate_op(x, kernel, dist, backend)
+
+else:  # pragma: no cover - torch < 2.4
+
+    class _AggregateFunction(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, kernel, dist, backend):
+            ctx.save_for_backward(x, kernel, dist)
+            ctx.backend = backend
+            return _forward_impl(x, kernel, dist, backend)
+
+        @staticmethod
+        def backward(ctx, gy):
+            x, kernel, dist = ctx.saved_tensors
+            gx, gk, gd = _backward_impl(
+                gy, x, kernel, dist, ctx.backend, tuple(ctx.needs_input_grad[:3])
+            )
+            return gx, gk, gd, None
+
+    def _fused(
+        x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
+    ) -> torch.Tensor:
+        return _AggregateFunction.apply(x, kernel, dist, backend)
 
 
 def kriging_aggregate(
@@ -60,7 +200,7 @@ def kriging_aggregate(
         x: ``(B, C, H, W)`` features on the HR grid.
         kernel: ``(B, G, k*k, H, W)`` data kernel, ``G`` dividing ``C``, ``k`` odd.
         dist: ``(B, k*k, H, W)`` distance kernel, or ``None`` for all ones.
-        backend: ``"auto"``, ``"reference"`` or ``"lean"``.
+        backend: ``"auto"``, ``"reference"``, ``"lean"`` or ``"triton"``.
 
     Returns:
         ``(B, C, H, W)``. Differentiable in ``x``, ``kernel`` and ``dist``.
@@ -85,8 +225,10 @@ def kriging_aggregate(
         check_tensor(dist, "dist", ndim=4, layout="(B, k*k, H, W)")
         if dist.shape != (b, kk, h, w):
             raise ValueError(f"dist must have shape {(b, kk, h, w)}, got {tuple(dist.shape)}")
-    impl = _IMPLS[resolve_backend(backend, x.device)]
-    return impl(x, kernel, dist)
+    concrete = resolve_backend(backend, x.device)
+    if concrete == "reference":
+        return aggregate_reference(x, kernel, dist)
+    return _fused(x, kernel, dist, concrete)
 
 
 def distance_kernel(
@@ -131,7 +273,8 @@ class KrigingAggregate(nn.Module):
 
     def __init__(self, backend: str = "auto") -> None:
         super().__init__()
-        resolve_backend(backend, torch.device("cpu"))
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
 
     def forward(
