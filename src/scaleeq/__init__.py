@@ -3,6 +3,7 @@
 from .infer import upscale
 from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock, NeuralKrigingUpsampler
 from .ops import kriging_aggregate
+from .retrofit import ArbitraryScaleSR, load, retrofit
 from .scale import (
     ScaleEncoding,
     as_scale_tensor,
@@ -18,14 +19,17 @@ __all__ = [
     "AFEBlock",
     "AFETokenBlock",
     "AdaptiveConv2d",
+    "ArbitraryScaleSR",
     "NeuralKrigingUpsampler",
     "ScaleEncoding",
     "__version__",
     "as_scale_tensor",
     "current_scale",
     "kriging_aggregate",
+    "load",
     "output_size",
     "resolve_scale_and_size",
+    "retrofit",
     "scale_context",
     "upscale",
 ]

@@ -43,7 +43,9 @@ def upscale(
     ``model`` is either a :class:`~scaleeq.NeuralKrigingUpsampler` (then ``lr`` is its LR feature
     map) or any module exposing ``features(lr, scale) -> (B, C, h, w)`` and an ``upsampler``
     attribute with the upsampler's ``forward(feat, *, size, window)`` contract (the
-    ``ArbitraryScaleSR`` wrapper does). Runs without gradients. An upsampler whose
+    ``ArbitraryScaleSR`` wrapper does); its ``render(feat, *, size, window)`` method, if present,
+    is used instead of the bare upsampler (it applies the model's output transform). Runs
+    without gradients. An upsampler whose
     ``window_exact`` attribute is False (the official configuration) is rendered whole.
 
     Args:
@@ -73,19 +75,18 @@ def upscale(
         (h, w), b, scale=scale, size=size, dtype=torch.float64
     )
     if isinstance(model, NeuralKrigingUpsampler):
-        feat, up = lr, model
+        feat, up, render = lr, model, model
     elif hasattr(model, "features") and isinstance(getattr(model, "upsampler", None), nn.Module):
-        feat, up = (
-            model.features(lr, as_scale_tensor(r, b, device=lr.device, dtype=lr.dtype)),
-            model.upsampler,
-        )
+        feat = model.features(lr, as_scale_tensor(r, b, device=lr.device, dtype=lr.dtype))
+        up = model.upsampler
+        render = model.render if hasattr(model, "render") else up
     else:
         raise TypeError(
             "model must be a NeuralKrigingUpsampler or expose features(lr, scale) and an "
             f"upsampler module; got {type(model).__name__}"
         )
     if not getattr(up, "window_exact", True):  # e.g. the official ECA attention: whole renders only
-        return up(feat, size=(out_h, out_w))
+        return render(feat, size=(out_h, out_w))
     side = max(1, math.isqrt(max_window_pixels))
     rows = _split(out_h, math.ceil(out_h / side))
     tile_h = max(t for _, t in rows)
@@ -93,7 +94,7 @@ def upscale(
     out: torch.Tensor | None = None
     for top, th in rows:
         for left, tw in cols:
-            tile = up(feat, size=(out_h, out_w), window=(top, left, th, tw))
+            tile = render(feat, size=(out_h, out_w), window=(top, left, th, tw))
             if out is None:
                 out = tile.new_empty(b, tile.shape[1], out_h, out_w)
             out[:, :, top : top + th, left : left + tw] = tile

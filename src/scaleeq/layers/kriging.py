@@ -222,6 +222,22 @@ class NeuralKrigingUpsampler(nn.Module):
             raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
         if not lengthscale > 0:
             raise ValueError(f"lengthscale must be > 0, got {lengthscale!r}")
+        self.config = {  # constructor arguments: NeuralKrigingUpsampler(**config) rebuilds it
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "hidden": hidden,
+            "blocks": blocks,
+            "kernel_size": kernel_size,
+            "num_freqs": num_freqs,
+            "scale_mlp": scale_mlp,
+            "backend": backend,
+            "group_channels": group_channels,
+            "channel_attention": channel_attention,
+            "lengthscale": lengthscale,
+            "offset_unit": offset_unit,
+            "rounding": rounding,
+            "block_act": block_act,
+        }
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.hidden = hidden

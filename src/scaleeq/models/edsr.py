@@ -1,0 +1,109 @@
+"""EDSR (Lim et al., 2017), a fixed-scale residual CNN, in the BasicSR attribute layout."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .._checks import check_channels, check_tensor
+from ._common import PixelShuffleUpsample, check_upscale
+
+__all__ = ["EDSR", "ResidualBlock"]
+
+RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as used by EDSR and its successors
+
+
+class ResidualBlock(nn.Module):
+    """``x + res_scale * conv2(relu(conv1(x)))``, no batch norm.
+
+    Shape:
+        - x: :math:`(B, C, H, W)`; output same.
+    """
+
+    def __init__(self, channels: int, res_scale: float = 1.0) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
+
+
+class EDSR(nn.Module):
+    """EDSR with a pixel-shuffle tail, attribute names as in BasicSR.
+
+    ``forward``: ``x = conv_first((x - mean) * img_range)``,
+    ``x = conv_after_body(body(x)) + x``, ``out = conv_last(upsample(x)) / img_range + mean``.
+    A fixed-scale network: ``scaleeq.retrofit(edsr)`` makes it arbitrary-scale.
+
+    Args:
+        num_in_ch, num_out_ch: image channels.
+        num_feat: feature width.
+        num_block: residual blocks.
+        upscale: fixed factor of the tail (2^n or 3).
+        res_scale: residual scaling (0.1 for the large model).
+        img_range: pixel range the body sees (255 as in EDSR's training).
+        rgb_mean: per-channel mean subtracted from the input (in [0, 1] units).
+
+    Shape:
+        - x: :math:`(B, 3, h, w)` in [0, 1]; output :math:`(B, 3, h s, w s)`.
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "baseline": {"num_feat": 64, "num_block": 16, "res_scale": 1.0},
+        "paper": {"num_feat": 256, "num_block": 32, "res_scale": 0.1},
+        "light": {"num_feat": 32, "num_block": 8, "res_scale": 1.0},
+        "tiny": {"num_feat": 16, "num_block": 2, "res_scale": 1.0},
+    }
+
+    def __init__(
+        self,
+        *,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        num_feat: int = 64,
+        num_block: int = 16,
+        upscale: int = 4,
+        res_scale: float = 1.0,
+        img_range: float = 255.0,
+        rgb_mean: tuple[float, float, float] = RGB_MEAN,
+    ) -> None:
+        super().__init__()
+        check_upscale(upscale)
+        self.config = {
+            "num_in_ch": num_in_ch,
+            "num_out_ch": num_out_ch,
+            "num_feat": num_feat,
+            "num_block": num_block,
+            "upscale": upscale,
+            "res_scale": res_scale,
+            "img_range": img_range,
+            "rgb_mean": tuple(rgb_mean),
+        }
+        self.img_range = img_range
+        self.register_buffer("mean", torch.tensor(rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, padding=1)
+        self.body = nn.Sequential(*[ResidualBlock(num_feat, res_scale) for _ in range(num_block)])
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+        self.upsample = PixelShuffleUpsample(upscale, num_feat)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, padding=1)
+
+    @classmethod
+    def from_preset(cls, name: str, *, upscale: int = 4, **overrides: Any) -> EDSR:
+        """Build a named configuration: ``"baseline"`` (16 x 64), ``"paper"`` (32 x 256,
+        res_scale 0.1), ``"light"`` (8 x 32) or ``"tiny"`` (2 x 16, for tests)."""
+        if name not in cls.presets:
+            raise ValueError(f"preset must be one of {sorted(cls.presets)}, got {name!r}")
+        return cls(**{**cls.presets[name], "upscale": upscale, **overrides})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x", ndim=4, layout="(B, C, h, w)")
+        check_channels(x, "x", self.conv_first.in_channels)
+        mean = self.mean.to(x)
+        x = self.conv_first((x - mean) * self.img_range)
+        x = self.conv_after_body(self.body(x)) + x
+        return self.conv_last(self.upsample(x)) / self.img_range + mean

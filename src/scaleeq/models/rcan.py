@@ -1,0 +1,136 @@
+"""RCAN (Zhang et al., 2018): residual groups of channel-attention blocks, BasicSR layout."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .._checks import check_channels, check_tensor
+from ._common import PixelShuffleUpsample, check_upscale
+from .edsr import RGB_MEAN
+
+__all__ = ["RCAB", "RCAN", "ChannelAttention", "ResidualGroup"]
+
+
+class ChannelAttention(nn.Module):
+    """``x * sigmoid(conv(relu(conv(mean_hw(x)))))`` with a ``C / reduction`` bottleneck."""
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        mid = max(1, channels // reduction)
+        self.attention = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, mid, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, channels, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.attention(x)
+
+
+class RCAB(nn.Module):
+    """Residual channel-attention block: ``x + res_scale * CA(conv(relu(conv(x))))``."""
+
+    def __init__(self, channels: int, reduction: int = 16, res_scale: float = 1.0) -> None:
+        super().__init__()
+        self.rcab = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            ChannelAttention(channels, reduction),
+        )
+        self.res_scale = res_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.rcab(x) * self.res_scale
+
+
+class ResidualGroup(nn.Module):
+    """``x + conv(RCAB^n(x))``."""
+
+    def __init__(
+        self, channels: int, num_block: int, reduction: int = 16, res_scale: float = 1.0
+    ) -> None:
+        super().__init__()
+        self.residual_group = nn.Sequential(
+            *[RCAB(channels, reduction, res_scale) for _ in range(num_block)]
+        )
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(self.residual_group(x))
+
+
+class RCAN(nn.Module):
+    """RCAN with a pixel-shuffle tail, attribute names as in BasicSR.
+
+    ``forward`` as EDSR's: ``x = conv_first((x - mean) * img_range)``,
+    ``x = conv_after_body(body(x)) + x``, ``out = conv_last(upsample(x)) / img_range + mean``,
+    with ``body`` a sequence of :class:`ResidualGroup`.
+
+    Shape:
+        - x: :math:`(B, 3, h, w)` in [0, 1]; output :math:`(B, 3, h s, w s)`.
+    """
+
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": {"num_feat": 64, "num_group": 10, "num_block": 20, "reduction": 16},
+        "light": {"num_feat": 32, "num_group": 4, "num_block": 4, "reduction": 8},
+        "tiny": {"num_feat": 16, "num_group": 2, "num_block": 2, "reduction": 4},
+    }
+
+    def __init__(
+        self,
+        *,
+        num_in_ch: int = 3,
+        num_out_ch: int = 3,
+        num_feat: int = 64,
+        num_group: int = 10,
+        num_block: int = 20,
+        reduction: int = 16,
+        upscale: int = 4,
+        res_scale: float = 1.0,
+        img_range: float = 255.0,
+        rgb_mean: tuple[float, float, float] = RGB_MEAN,
+    ) -> None:
+        super().__init__()
+        check_upscale(upscale)
+        self.config = {
+            "num_in_ch": num_in_ch,
+            "num_out_ch": num_out_ch,
+            "num_feat": num_feat,
+            "num_group": num_group,
+            "num_block": num_block,
+            "reduction": reduction,
+            "upscale": upscale,
+            "res_scale": res_scale,
+            "img_range": img_range,
+            "rgb_mean": tuple(rgb_mean),
+        }
+        self.img_range = img_range
+        self.register_buffer("mean", torch.tensor(rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, padding=1)
+        self.body = nn.Sequential(
+            *[ResidualGroup(num_feat, num_block, reduction, res_scale) for _ in range(num_group)]
+        )
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+        self.upsample = PixelShuffleUpsample(upscale, num_feat)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, padding=1)
+
+    @classmethod
+    def from_preset(cls, name: str, *, upscale: int = 4, **overrides: Any) -> RCAN:
+        """Build ``"paper"`` (10 groups x 20 blocks x 64), ``"light"`` or ``"tiny"``."""
+        if name not in cls.presets:
+            raise ValueError(f"preset must be one of {sorted(cls.presets)}, got {name!r}")
+        return cls(**{**cls.presets[name], "upscale": upscale, **overrides})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x", ndim=4, layout="(B, C, h, w)")
+        check_channels(x, "x", self.conv_first.in_channels)
+        mean = self.mean.to(x)
+        x = self.conv_first((x - mean) * self.img_range)
+        x = self.conv_after_body(self.body(x)) + x
+        return self.conv_last(self.upsample(x)) / self.img_range + mean

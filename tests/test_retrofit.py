@@ -1,0 +1,262 @@
+"""retrofit(): every recognised layout, identity at init, shared weights, save/load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import scaleeq
+from scaleeq import ArbitraryScaleSR, NeuralKrigingUpsampler, retrofit
+from scaleeq.models.edsr import EDSR
+from scaleeq.models.rcan import RCAN
+from scaleeq.retrofit import detect_layout
+
+from ._standins import BasicSREDSR, EDSRPyTorch, SwinLike, basicsr_rcan, pre_tail_module
+
+SCALES = [1.5, 2.0, 3.7, (2.5, 1.5), 8.0]
+
+# (id, factory, input multiplier of the original model, expected layout)
+LAYOUTS = [
+    ("scaleeq-edsr", lambda: EDSR.from_preset("tiny", upscale=2), 1.0, "basicsr"),
+    ("scaleeq-rcan", lambda: RCAN.from_preset("tiny", upscale=3), 1.0, "basicsr"),
+    ("basicsr-edsr", lambda: BasicSREDSR(upscale=4), 1.0, "basicsr"),
+    ("basicsr-rcan", lambda: basicsr_rcan(upscale=2), 1.0, "basicsr"),
+    ("edsr-pytorch-edsr", lambda: EDSRPyTorch(upscale=2), 255.0, "edsr_pytorch"),
+    ("edsr-pytorch-rcan", lambda: EDSRPyTorch(upscale=3, group=True), 255.0, "edsr_pytorch"),
+    ("swinir-pixelshuffle", lambda: SwinLike(upsampler="pixelshuffle"), 1.0, "swin"),
+    ("swinir-pixelshuffledirect", lambda: SwinLike(upsampler="pixelshuffledirect"), 1.0, "swin"),
+    ("swinir-nearest+conv", lambda: SwinLike(upsampler="nearest+conv", upscale=4), 1.0, "swin"),
+    ("hat-pixelshuffle", lambda: SwinLike(upsampler="pixelshuffle", hat=True), 1.0, "swin"),
+]
+IDS = [layout[0] for layout in LAYOUTS]
+
+
+def _pretrained(factory) -> nn.Module:
+    torch.manual_seed(0)
+    model = factory()
+    with torch.no_grad():  # "pretrained": weights away from their init
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def _pre_tail_features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    captured = {}
+    hook = pre_tail_module(model).register_forward_pre_hook(
+        lambda m, inp: captured.setdefault("x", inp[0].clone())
+    )
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    return captured["x"]
+
+
+@pytest.mark.parametrize(("name", "factory", "mult", "layout"), LAYOUTS, ids=IDS)
+def test_identity_at_init_and_pretrained_weights_untouched(name, factory, mult, layout):
+    model = _pretrained(factory)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    lr = torch.rand(2, 3, 7, 9)  # odd sizes: Swin layouts pad to the window inside
+    reference = _pre_tail_features(model, lr * mult)[:, :, :7, :9]
+    asr = retrofit(model)
+    assert isinstance(asr, ArbitraryScaleSR) and asr.layout == layout
+    with torch.no_grad():
+        for scale in [*SCALES, torch.tensor([1.3, 5.0])]:
+            torch.testing.assert_close(asr.features(lr, scale), reference, rtol=0, atol=1e-6)
+    # the input model is not mutated: same submodules, same values, still runs as before
+    assert [n for n, _ in model.named_children()] == list(before_children(factory))
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    # the wrapper shares the pretrained parameters (same objects), it does not copy them
+    shared = {id(p) for p in model.parameters()}
+    assert sum(id(p) in shared for p in asr.parameters()) > 0
+    assert not any(
+        n.startswith(("upsample", "conv_last", "tail")) for n, _ in asr.backbone.named_children()
+    )
+
+
+def before_children(factory):
+    return [n for n, _ in factory().named_children()]
+
+
+@pytest.mark.parametrize(("name", "factory", "mult", "layout"), LAYOUTS, ids=IDS)
+def test_every_layout_runs_at_every_scale_and_trains(name, factory, mult, layout):
+    model = _pretrained(factory)
+    asr = retrofit(
+        model, upsampler=NeuralKrigingUpsampler(_channels(asr_probe(model)), hidden=16, blocks=1)
+    )
+    lr = torch.rand(1, 3, 6, 5)
+    with torch.no_grad():
+        for scale in SCALES:
+            y = asr(lr, scale=scale)
+            rh, rw = scale if isinstance(scale, tuple) else (scale, scale)
+            assert y.shape == (1, 3, int(6 * rh + 0.5), int(5 * rw + 0.5))
+            assert torch.isfinite(y).all()
+    asr.train()
+    asr(lr, scale=torch.tensor([2.7]), window=(1, 2, 5, 5)).square().mean().backward()
+    afe = [m for m in asr.modules() if isinstance(m, scaleeq.AFEBlock)]
+    assert afe and all(m.pw_out.weight.grad.abs().sum() > 0 for m in afe)
+    first = asr.backbone.head[0] if layout == "edsr_pytorch" else asr.backbone.conv_first
+    assert (
+        first.weight.grad is not None and first.weight.grad.abs().sum() > 0
+    )  # the pretrained body
+    assert asr.upsampler.tail.weight.grad.abs().sum() > 0
+
+
+def asr_probe(model):
+    return retrofit(model, afe="none")
+
+
+def _channels(asr: ArbitraryScaleSR) -> int:
+    return asr.upsampler.in_channels
+
+
+def test_output_transform_and_tiled_upscale():
+    model = _pretrained(lambda: EDSR.from_preset("tiny", upscale=2))
+    asr = retrofit(model, upsampler=NeuralKrigingUpsampler(16, hidden=16, blocks=1))
+    lr = torch.rand(1, 3, 8, 7)
+    with torch.no_grad():
+        feat = asr.features(lr, 3.0)
+        raw = asr.upsampler(feat, scale=3.0)
+        full = asr(lr, scale=3.0)
+    torch.testing.assert_close(full, raw / model.img_range + model.mean)
+    torch.testing.assert_close(
+        scaleeq.upscale(asr, lr, scale=3.0, max_window_pixels=100), full, rtol=1e-5, atol=1e-5
+    )
+
+
+def test_edsr_pytorch_pixel_range_is_inferred():
+    assert retrofit(EDSRPyTorch(rgb_range=255.0)).pixel_range == pytest.approx(255.0)
+    assert retrofit(EDSRPyTorch(rgb_range=1.0)).pixel_range == pytest.approx(1.0)
+
+
+def test_afe_every_and_none():
+    model = EDSR.from_preset("baseline", upscale=2)
+    assert sum(isinstance(m, scaleeq.AFEBlock) for m in retrofit(model).modules()) == 4
+    assert sum(isinstance(m, scaleeq.AFEBlock) for m in retrofit(model, afe_every=2).modules()) == 8
+    assert sum(isinstance(m, scaleeq.AFEBlock) for m in retrofit(model, afe="none").modules()) == 0
+    rcan = RCAN.from_preset("tiny", upscale=2)
+    assert (
+        sum(isinstance(m, scaleeq.AFEBlock) for m in retrofit(rcan).modules()) == 2
+    )  # one per group
+
+
+class _Custom(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.head_out = nn.Sequential(nn.Conv2d(8, 12, 3, padding=1), nn.PixelShuffle(2))
+
+    def forward(self, x):
+        return self.head_out(self.encoder(x))
+
+
+def test_custom_model_with_named_parts():
+    model = _Custom()
+    asr = retrofit(
+        model,
+        body="encoder",
+        tail="head_out",
+        upsampler=NeuralKrigingUpsampler(8, hidden=16, blocks=1),
+    )
+    assert asr.layout == "custom"
+    assert asr(torch.rand(1, 3, 5, 5), scale=2.5).shape == (1, 3, 13, 13)
+    assert "head_out" in dict(model.named_children())
+
+
+class TestErrors:
+    def test_unrecognised_model_lists_attributes_and_how_to_name_parts(self):
+        with pytest.raises(ValueError, match=r"\['encoder', 'head_out'\].*body=.*tail="):
+            retrofit(_Custom())
+
+    def test_not_a_module(self):
+        with pytest.raises(TypeError, match="model must be an nn.Module"):
+            detect_layout("edsr")  # type: ignore[arg-type]
+
+    def test_bad_named_parts_and_options(self):
+        with pytest.raises(ValueError, match="body='nope' must name a submodule"):
+            retrofit(_Custom(), body="nope", tail="head_out")
+        with pytest.raises(ValueError, match="afe must be"):
+            retrofit(EDSR.from_preset("tiny"), afe="all")
+        with pytest.raises(ValueError, match="afe_every"):
+            retrofit(EDSR.from_preset("tiny"), afe_every=0)
+        with pytest.raises(TypeError, match="upsampler must be an nn.Module"):
+            retrofit(EDSR.from_preset("tiny"), upsampler="nk")  # type: ignore[arg-type]
+
+    def test_forward_needs_scale_or_size(self):
+        asr = retrofit(EDSR.from_preset("tiny"))
+        with pytest.raises(TypeError, match="give scale"):
+            asr(torch.rand(1, 3, 4, 4))
+        with pytest.raises(ValueError, match="3 per-sample scales but lr has 1"):
+            asr.features(torch.rand(1, 3, 4, 4), torch.tensor([1.0, 2.0, 3.0]))
+
+
+class TestSaveLoad:
+    def _asr(self):
+        model = _pretrained(lambda: EDSR.from_preset("tiny", upscale=2))
+        asr = retrofit(model, upsampler=NeuralKrigingUpsampler(16, hidden=16, blocks=1))
+        with torch.no_grad():  # trained-like: every part differs from a fresh build
+            for p in asr.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        return asr.eval()
+
+    @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+    def test_round_trip_is_bit_exact(self, tmp_path, suffix):
+        if suffix == ".safetensors":
+            pytest.importorskip("safetensors")
+        asr = self._asr()
+        path = tmp_path / f"edsr_star{suffix}"
+        asr.save(path)
+        assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+        loaded = scaleeq.load(path)
+        for key, value in asr.state_dict().items():
+            assert torch.equal(loaded.state_dict()[key], value), key
+        lr = torch.rand(1, 3, 6, 6)
+        with torch.no_grad():
+            assert torch.equal(loaded.eval()(lr, scale=2.5), asr(lr, scale=2.5))
+
+    def test_foreign_model_needs_model_argument(self, tmp_path):
+        model = _pretrained(lambda: BasicSREDSR(upscale=2))
+        asr = retrofit(model, upsampler=NeuralKrigingUpsampler(8, hidden=16, blocks=1))
+        asr.save(tmp_path / "x.pt")
+        with pytest.raises(ValueError, match="pass model="):
+            scaleeq.load(tmp_path / "x.pt")
+        loaded = scaleeq.load(tmp_path / "x.pt", model=BasicSREDSR(upscale=2))
+        lr = torch.rand(1, 3, 5, 5)
+        with torch.no_grad():
+            assert torch.equal(loaded.eval()(lr, scale=2.0), asr.eval()(lr, scale=2.0))
+
+    @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+    def test_truncated_file(self, tmp_path, suffix):
+        if suffix == ".safetensors":
+            pytest.importorskip("safetensors")
+        path = tmp_path / f"m{suffix}"
+        self._asr().save(path)
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+        with pytest.raises(ValueError, match="not a readable scaleeq checkpoint"):
+            scaleeq.load(path)
+
+    def test_foreign_files(self, tmp_path):
+        plain = tmp_path / "plain.pt"
+        torch.save(EDSR.from_preset("tiny").state_dict(), plain)
+        with pytest.raises(ValueError, match="not a readable scaleeq checkpoint"):
+            scaleeq.load(plain)
+        junk = tmp_path / "junk.bin"
+        junk.write_bytes(b"hello world, not weights")
+        with pytest.raises(ValueError, match="not a readable scaleeq checkpoint"):
+            scaleeq.load(junk)
+        with pytest.raises(ValueError, match="is not a file"):
+            scaleeq.load(tmp_path / "missing.pt")
+
+    def test_failed_write_leaves_no_file(self, tmp_path, monkeypatch):
+        asr = self._asr()
+        path = tmp_path / "m.pt"
+
+        def boom(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(torch, "save", boom)
+        with pytest.raises(OSError, match="disk full"):
+            asr.save(path)
+        assert list(tmp_path.iterdir()) == []
