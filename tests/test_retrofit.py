@@ -8,8 +8,7 @@ from torch import nn
 
 import scaleeq
 from scaleeq import ArbitraryScaleSR, NeuralKrigingUpsampler, retrofit
-from scaleeq.models.edsr import EDSR
-from scaleeq.models.rcan import RCAN
+from scaleeq.models import EDSR, RCAN, SwinIR
 from scaleeq.retrofit import detect_layout
 
 from ._standins import BasicSREDSR, EDSRPyTorch, SwinLike, basicsr_rcan, pre_tail_module
@@ -20,6 +19,8 @@ SCALES = [1.5, 2.0, 3.7, (2.5, 1.5), 8.0]
 LAYOUTS = [
     ("scaleeq-edsr", lambda: EDSR.from_preset("tiny", upscale=2), 1.0, "basicsr"),
     ("scaleeq-rcan", lambda: RCAN.from_preset("tiny", upscale=3), 1.0, "basicsr"),
+    ("scaleeq-swinir", lambda: SwinIR.from_preset("tiny", upscale=2), 1.0, "swin"),
+    ("scaleeq-swinir-direct", lambda: SwinIR.from_preset("tiny", upscale=3, upsampler="pixelshuffledirect"), 1.0, "swin"),
     ("basicsr-edsr", lambda: BasicSREDSR(upscale=4), 1.0, "basicsr"),
     ("basicsr-rcan", lambda: basicsr_rcan(upscale=2), 1.0, "basicsr"),
     ("edsr-pytorch-edsr", lambda: EDSRPyTorch(upscale=2), 255.0, "edsr_pytorch"),

@@ -79,6 +79,8 @@ class AFEBlock(nn.Module):
         demodulate: StyleGAN2 demodulation inside the AdaptiveConv2d.
         skip: ``"input"`` or ``"hidden"``, see above.
         identity_init: start as the exact identity (``skip="input"`` only).
+        encoding: scale-encoding module for the AdaptiveConv2d (default
+            ``ScaleEncoding(num_freqs)``; see :class:`~scaleeq.AdaptiveConv2d`).
 
     Shape:
         - x: :math:`(B, C, H, W)`
@@ -104,6 +106,7 @@ class AFEBlock(nn.Module):
         demodulate: bool = True,
         skip: Literal["input", "hidden"] = "input",
         identity_init: bool = False,
+        encoding: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
@@ -127,7 +130,13 @@ class AFEBlock(nn.Module):
         self.pw_in = nn.Conv2d(dim, hidden, 1)
         self.norm1 = LayerNorm2d(hidden)
         self.conv = AdaptiveConv2d(
-            hidden, hidden, kernel_size, bias=False, num_freqs=num_freqs, demodulate=demodulate
+            hidden,
+            hidden,
+            kernel_size,
+            bias=False,
+            num_freqs=num_freqs,
+            demodulate=demodulate,
+            encoding=encoding,
         )
         self.norm2 = LayerNorm2d(hidden)
         self.se = SqueezeExcitation(hidden, max(1, int(se_ratio * hidden)))

@@ -1,0 +1,436 @@
+"""EQSR: the paper's full arbitrary-scale model (CVPR 2023), written from the paper.
+
+A HAT-style transformer backbone whose residual groups each start with a scale-aware AFE
+block, and a Neural Kriging upsampler as the tail:
+
+.. code-block:: text
+
+    lr -> pad to the window -> (x - mean) * img_range -> conv_first = shallow
+       -> tokens -> LN -> [ group_g: x + tokens(conv3x3(image(
+                                AFE(r) -> WA -> shifted WA -> ... -> OCAB))) ]_g -> LN
+       -> conv_after_body(.) + shallow -> crop to the LR size = feat        (features)
+    feat -> NeuralKrigingUpsampler(size / scale / window) / img_range + mean  (render)
+
+``official=True`` builds the configuration of the official research code, for its
+checkpoints (see :func:`scaleeq.models.load_official_eqsr`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from .._checks import check_channels, check_tensor
+from ..layers.afe import AFETokenBlock
+from ..layers.kriging import NeuralKrigingUpsampler
+from ..ops.coords import Window
+from ..scale import ScaleLike, _check_batch, _parse_scale
+from ._swin import (
+    OverlapCrossAttentionBlock,
+    PatchEmbed,
+    PatchUnEmbed,
+    ResidualGroup,
+    SwinBlock,
+    check_int_list,
+    check_positive_int,
+    drop_path_rates,
+    pad_to_multiple,
+)
+
+__all__ = ["EQSR", "OfficialCellEncoding"]
+
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
+
+
+class OfficialCellEncoding(nn.Module):
+    """The official code's scale code: 81 features of the HR *cell height* ``c = 2 / H_hr``.
+
+    ``[c, sin(a_0), cos(a_0), sin(a_1), cos(a_1), ..., sin(a_39), cos(a_39)]`` with
+    ``a_i = 2^i * pi * c / 10``, evaluated in float32 in the official order of operations
+    (``(f32(2^i pi) * c) / 10``, which equals ``2^i * ((f32(pi) * c) / 10)`` bit for bit), so
+    official checkpoints see the exact values they were trained with. Only the height axis is
+    used. Frequencies above ~2^20 are float32 noise; this is a compatibility mode, not a
+    recommendation.
+
+    Its input is the cell, not the scale factor: :class:`EQSR` with ``official=True`` turns
+    each sample's scale into ``2 / round(h * r_h)`` before calling its AFE blocks.
+
+    Shape:
+        - cell: any scale argument, ``N`` samples (column 0 = cell height is read)
+        - output: ``(N, 81)``
+    """
+
+    num_freqs = 40
+    out_features = 2 * num_freqs + 1
+
+    def forward(
+        self,
+        cell: ScaleLike,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        if device is None:
+            device = cell.device if isinstance(cell, torch.Tensor) else torch.device("cpu")
+        c = _parse_scale(cell, device="cpu", dtype=torch.float64, name="cell")[:, :1]
+        c = c.to(device=device, dtype=torch.float32)  # (N, 1), rounded once like the official
+        base = (torch.tensor(math.pi, dtype=torch.float32, device=device) * c) / 10
+        ang = base * (2.0 ** torch.arange(self.num_freqs, device=device, dtype=torch.float32))
+        feats = torch.stack([torch.sin(ang), torch.cos(ang)], dim=2).flatten(1)  # (N, 80)
+        return torch.cat([c, feats], dim=1).to(dtype or torch.get_default_dtype())
+
+    def extra_repr(self) -> str:
+        return f"num_freqs={self.num_freqs}, out_features={self.out_features}"
+
+
+class EQSRStage(nn.Module):
+    """The token stage of one EQSR residual group (the group's ``residual_group``).
+
+    ``afe`` (:class:`~scaleeq.AFETokenBlock`, official ModMBConv wiring) -> ``blocks``
+    (window attention, shifts alternating 0 / ``ws // 2``) -> ``overlap_attn`` (OCAB).
+
+    Shape:
+        - x: ``(B, H * W, C)``, ``x_size = (H, W)``; scale: any scale argument with 1 or B
+          samples (what the AFE block is conditioned on); output: same as x.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        *,
+        overlap_ratio: float,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        qk_scale: float | None,
+        drop_path: list[float],
+        num_freqs: int,
+        official: bool,
+    ) -> None:
+        super().__init__()
+        # official: the 81-value cell code instead of the scale encoding
+        encoding = OfficialCellEncoding() if official else None
+        self.afe = AFETokenBlock(dim, skip="hidden", num_freqs=num_freqs, encoding=encoding)
+        self.blocks = nn.ModuleList(
+            SwinBlock(
+                dim,
+                num_heads,
+                window_size,
+                shift_size=0 if i % 2 == 0 else window_size // 2,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop_path=drop_path[i + 1],
+            )
+            for i in range(depth - 1)
+        )
+        self.overlap_attn = OverlapCrossAttentionBlock(
+            dim,
+            num_heads,
+            window_size,
+            overlap_ratio=overlap_ratio,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+        )
+
+    def forward(
+        self, x: torch.Tensor, x_size: tuple[int, int], scale: ScaleLike | None = None
+    ) -> torch.Tensor:
+        x = self.afe(x, x_size, scale)
+        for blk in self.blocks:
+            x = blk(x, x_size)
+        return self.overlap_attn(x, x_size)
+
+
+class EQSR(nn.Module):
+    """EQSR: HAT-style backbone with AFE blocks and a Neural Kriging upsampler (any scale).
+
+    Each of the ``len(depths)`` residual groups holds ``depth`` blocks before its OCAB: one AFE
+    block then ``depth - 1`` window-attention blocks (the official counting), followed by a
+    3x3 conv and the group residual.
+
+    Interface:
+
+    - ``features(lr, scale) -> (B, C, h, w)``: the LR feature map fed to the upsampler
+      (``conv_after_body(body) + shallow``, cropped back to the unpadded LR size);
+    - ``render(feat, *, scale=None, size=None, window=None) -> (B, C_in, H, W)``: the
+      upsampler's output with the input normalisation undone;
+    - ``forward(lr, *, scale=None, size=None, window=None)`` = ``render(features(lr, r), ...)``.
+
+    Scales follow scaleeq's scale argument (number, ``(r_h, r_w)``, tensor ``(B,)`` /
+    ``(B, 2)``); per-sample scales with different output sizes need a ``window``. The AFE
+    blocks are conditioned on ``r`` on both axes.
+
+    **Official mode** (``official=True``), for checkpoints of the official code: the AFE blocks
+    are conditioned on the official cell code (:class:`OfficialCellEncoding` of
+    ``2 / round(h * r_h)``: height only, and dependent on the LR size, not just on ``r``) and
+    the tail is :meth:`NeuralKrigingUpsampler.official` (whole renders only). ``num_freqs``,
+    ``upsampler_hidden`` and ``upsampler_blocks`` are then not used.
+
+    Args:
+        in_chans: image channels (the mean is the DIV2K RGB mean for 3, else 0).
+        embed_dim: token channels ``C``.
+        depths: blocks per residual group (AFE + window attention), each >= 1.
+        num_heads: attention heads per group.
+        window_size: attention window side.
+        overlap_ratio: OCAB key/value patch enlargement.
+        mlp_ratio: MLP width over ``C``.
+        qkv_bias: bias in the qkv projections.
+        qk_scale: attention logit scale (default ``head_dim^-0.5``).
+        drop_path_rate: stochastic depth, rising linearly to this over all blocks.
+        patch_norm: LayerNorm after the patch embedding.
+        img_range: pixel range multiplier applied after subtracting the mean.
+        num_freqs: frequencies of the AFE scale encoding and the upsampler's offset encoding.
+        upsampler_hidden: latent width of the upsampler (256 in the paper).
+        upsampler_blocks: kriging blocks of the upsampler.
+        backend: aggregation backend of the upsampler.
+        official: official-checkpoint compatibility mode (see above).
+
+    The constructor arguments are kept in ``self.config``: ``EQSR(**model.config)`` rebuilds
+    the architecture.
+
+    Shape:
+        - lr: :math:`(B, C_{in}, h, w)`, any ``h, w >= 1``
+        - output: :math:`(B, C_{in}, H, W)` with ``H = round(h r_h)``, ``W = round(w r_w)`` or
+          ``size``; or the window's ``(height, width)``.
+
+    Example:
+        >>> net = EQSR.from_preset("tiny")
+        >>> net(torch.rand(1, 3, 7, 9), scale=2.5).shape
+        torch.Size([1, 3, 18, 23])
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "paper": dict(
+            embed_dim=180,
+            depths=(6, 6, 6, 6, 6, 6),
+            num_heads=(6, 6, 6, 6, 6, 6),
+            window_size=16,
+            mlp_ratio=2.0,
+            upsampler_hidden=256,
+            upsampler_blocks=2,
+        ),
+        "light": dict(
+            embed_dim=60,
+            depths=(6, 6, 6, 6),
+            num_heads=(6, 6, 6, 6),
+            window_size=8,
+            mlp_ratio=2.0,
+            upsampler_hidden=64,
+            upsampler_blocks=2,
+        ),
+        "tiny": dict(
+            embed_dim=16,
+            depths=(3, 3),
+            num_heads=(2, 2),
+            window_size=4,
+            mlp_ratio=2.0,
+            upsampler_hidden=16,
+            upsampler_blocks=1,
+        ),
+    }
+
+    def __init__(
+        self,
+        *,
+        in_chans: int = 3,
+        embed_dim: int = 180,
+        depths: Sequence[int] = (6, 6, 6, 6, 6, 6),
+        num_heads: Sequence[int] = (6, 6, 6, 6, 6, 6),
+        window_size: int = 16,
+        overlap_ratio: float = 0.5,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop_path_rate: float = 0.1,
+        patch_norm: bool = True,
+        img_range: float = 1.0,
+        num_freqs: int = 8,
+        upsampler_hidden: int = 256,
+        upsampler_blocks: int = 2,
+        backend: str = "auto",
+        official: bool = False,
+    ) -> None:
+        super().__init__()
+        depths = check_int_list(depths, "depths")
+        num_heads = check_int_list(num_heads, "num_heads", length=len(depths))
+        self.config: dict[str, Any] = dict(
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            depths=tuple(depths),
+            num_heads=tuple(num_heads),
+            window_size=window_size,
+            overlap_ratio=overlap_ratio,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop_path_rate=drop_path_rate,
+            patch_norm=patch_norm,
+            img_range=img_range,
+            num_freqs=num_freqs,
+            upsampler_hidden=upsampler_hidden,
+            upsampler_blocks=upsampler_blocks,
+            backend=backend,
+            official=official,
+        )
+        for name in ("in_chans", "embed_dim", "window_size"):
+            check_positive_int(self.config[name], name)
+        if not img_range > 0:
+            raise ValueError(f"img_range must be > 0, got {img_range!r}")
+        self.official = bool(official)
+        self.window_size = window_size
+        self.img_range = float(img_range)
+        mean = torch.tensor(RGB_MEAN) if in_chans == 3 else torch.zeros(in_chans)
+        self.register_buffer("mean", mean.view(1, in_chans, 1, 1), persistent=False)
+
+        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
+        self.patch_embed = PatchEmbed(embed_dim, norm=patch_norm)
+        self.patch_unembed = PatchUnEmbed()
+        rates = drop_path_rates(drop_path_rate, depths)
+        self.layers = nn.ModuleList(
+            ResidualGroup(
+                EQSRStage(
+                    embed_dim,
+                    depth,
+                    heads,
+                    window_size,
+                    overlap_ratio=overlap_ratio,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    qk_scale=qk_scale,
+                    drop_path=rate,
+                    num_freqs=num_freqs,
+                    official=official,
+                ),
+                embed_dim,
+            )
+            for depth, heads, rate in zip(depths, num_heads, rates, strict=True)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, padding=1)
+        if official:
+            self.upsampler = NeuralKrigingUpsampler.official(embed_dim, in_chans, backend=backend)
+        else:
+            self.upsampler = NeuralKrigingUpsampler(
+                embed_dim,
+                in_chans,
+                hidden=upsampler_hidden,
+                blocks=upsampler_blocks,
+                num_freqs=num_freqs,
+                backend=backend,
+            )
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> EQSR:
+        """Build a named configuration; ``overrides`` replace preset values.
+
+        - ``"paper"``: the HAT backbone of the paper (180 channels, 6 groups of depth 6,
+          6 heads, window 16), upsampler latent 256 with 2 blocks;
+        - ``"light"``: 60 channels, 4 groups of depth 6, window 8, upsampler latent 64;
+        - ``"tiny"``: 16 channels, 2 groups of depth 3 (AFE, WA, shifted WA, OCAB), window 4,
+          upsampler latent 16 with 1 block; for tests.
+
+        Raises:
+            ValueError: unknown ``name``.
+        """
+        if name not in cls.PRESETS:
+            raise ValueError(f"name must be one of {sorted(cls.PRESETS)}, got {name!r}")
+        return cls(**{**cls.PRESETS[name], **overrides})
+
+    def _condition(self, r: torch.Tensor, lr_size: tuple[int, int]) -> torch.Tensor:
+        """What the AFE blocks see: the scale ``r`` ``(N, 2)``, or in official mode the cell
+        ``2 / round(h * r_h)`` (both columns; only the first is read)."""
+        if not self.official:
+            return r
+        h, w = lr_size
+        hr = torch.floor(r * torch.tensor([h, w], dtype=r.dtype) + 0.5)
+        if bool((hr < 1).any()):
+            raise ValueError(
+                f"scale gives an empty output for input size {lr_size}: {hr.tolist()[:4]}"
+            )
+        return 2.0 / hr
+
+    def forward_features(self, x: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
+        """The transformer body on a padded, normalised, embedded map.
+
+        Args:
+            x: ``(B, C, H, W)``, ``H, W`` multiples of the window size.
+            scale: what the AFE blocks are conditioned on (1 or B samples).
+
+        Returns:
+            ``(B, C, H, W)``.
+        """
+        x_size = (x.shape[2], x.shape[3])
+        t = self.patch_embed(x)
+        for layer in self.layers:
+            t = layer(t, x_size, scale)
+        return self.patch_unembed(self.norm(t), x_size)
+
+    def features(self, lr: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
+        """The LR feature map that the upsampler renders from.
+
+        Args:
+            lr: ``(B, C_in, h, w)`` image.
+            scale: the scale argument of the intended output (1 or B samples).
+
+        Returns:
+            ``(B, C, h, w)`` = ``conv_after_body(body) + conv_first(x)`` on the window-padded
+            input, cropped to ``(h, w)``.
+
+        Raises:
+            TypeError, ValueError: bad ``lr`` or ``scale`` (named in the message).
+        """
+        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        check_channels(lr, "lr", self.mean.shape[1])
+        b, _, h, w = lr.shape
+        r = _parse_scale(scale, device="cpu", dtype=torch.float64, name="scale")
+        _check_batch(r, b, "scale")
+        cond = self._condition(r, (h, w))
+        x = (pad_to_multiple(lr, self.window_size) - self.mean.to(lr.dtype)) * self.img_range
+        shallow = self.conv_first(x)
+        feat = self.conv_after_body(self.forward_features(shallow, cond)) + shallow
+        return feat[:, :, :h, :w]
+
+    def render(
+        self,
+        feat: torch.Tensor,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        window: Window | None = None,
+    ) -> torch.Tensor:
+        """Render an image (or a window of it) from :meth:`features`.
+
+        Args:
+            feat: ``(B, C, h, w)`` from :meth:`features`.
+            scale / size: the output grid, as for :class:`~scaleeq.NeuralKrigingUpsampler`.
+            window: ``(top, left, height, width)`` of the output to render (not in official
+                mode, whose channel attention reads the whole output).
+
+        Returns:
+            ``(B, C_in, H, W)``, or ``(B, C_in, height, width)`` for a window.
+        """
+        out = self.upsampler(feat, scale=scale, size=size, window=window)
+        return out / self.img_range + self.mean.to(out.dtype)
+
+    def forward(
+        self,
+        lr: torch.Tensor,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        window: Window | None = None,
+    ) -> torch.Tensor:
+        """Upscale ``lr`` ``(B, C_in, h, w)`` by ``scale`` or to ``size``; see the class doc."""
+        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        b, _, h, w = lr.shape
+        sizes = self.upsampler.full_sizes((h, w), b, scale=scale, size=size)  # validates both
+        r = scale if scale is not None else (int(sizes[0, 0]) / h, int(sizes[0, 1]) / w)
+        return self.render(self.features(lr, r), scale=scale, size=size, window=window)

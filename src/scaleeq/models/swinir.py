@@ -1,0 +1,267 @@
+"""SwinIR for classical super-resolution (Liang et al., ICCVW 2021), written from the paper.
+
+Attribute names and forward logic follow the official SwinIR layout, so official checkpoints
+load into it (``strict=True``; their derived ``relative_position_index`` / ``attn_mask`` buffers
+are accepted and ignored) and :func:`scaleeq.retrofit` recognises it by structure.
+Masks are computed for the runtime size, so there is no ``img_size`` argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_channels, check_tensor
+from ._swin import (
+    PatchEmbed,
+    PatchUnEmbed,
+    ResidualGroup,
+    SwinStage,
+    check_int_list,
+    check_positive_int,
+    drop_path_rates,
+    pad_to_multiple,
+    residual_conv,
+)
+
+__all__ = ["SwinIR"]
+
+Upsampler = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
+RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in SwinIR / EDSR
+
+
+def _pixelshuffle_stages(upscale: int, num_feat: int) -> nn.Sequential:
+    """Conv3x3 + PixelShuffle stages: ``log2(r)`` x2 stages for ``r = 2^n``, one x3 for 3."""
+    if upscale == 3:
+        return nn.Sequential(nn.Conv2d(num_feat, 9 * num_feat, 3, padding=1), nn.PixelShuffle(3))
+    if upscale >= 2 and upscale & (upscale - 1) == 0:
+        layers: list[nn.Module] = []
+        for _ in range(upscale.bit_length() - 1):
+            layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, padding=1), nn.PixelShuffle(2)]
+        return nn.Sequential(*layers)
+    raise ValueError(
+        f"upscale must be 3 or a power of 2 for upsampler='pixelshuffle', got {upscale}"
+    )
+
+
+class SwinIR(nn.Module):
+    """SwinIR: residual Swin transformer groups (RSTB) on shallow conv features, then a tail.
+
+    ``forward(x)``: pad ``x`` to a multiple of ``window_size`` (reflect), normalise
+    ``(x - mean) * img_range``, ``f = conv_first(x)``,
+    ``f = conv_after_body(forward_features(f)) + f``, upsample by the tail, undo the
+    normalisation and crop to ``(H * upscale, W * upscale)``.
+
+    Tails (``upsampler``):
+
+    - ``"pixelshuffle"`` (classical): ``conv_before_upsample`` (3x3 to ``num_feat`` + LeakyReLU),
+      ``upsample`` (conv + PixelShuffle stages), ``conv_last``;
+    - ``"pixelshuffledirect"`` (lightweight): ``upsample`` = one 3x3 conv + PixelShuffle;
+    - ``"nearest+conv"`` (real-world, x4 only): ``conv_before_upsample``, two nearest x2 steps
+      each followed by ``conv_up1`` / ``conv_up2`` and LeakyReLU(0.2), ``conv_hr``,
+      ``conv_last``.
+
+    Args:
+        upscale: integer upscaling factor.
+        in_chans: image channels (the mean is the DIV2K RGB mean for 3, else 0).
+        embed_dim: token channels ``C``.
+        depths: Swin blocks per residual group.
+        num_heads: attention heads per group.
+        window_size: attention window side.
+        mlp_ratio: MLP width over ``C``.
+        qkv_bias: bias in the qkv projections.
+        qk_scale: attention logit scale (default ``head_dim^-0.5``).
+        drop_path_rate: stochastic depth, rising linearly to this over all blocks.
+        patch_norm: LayerNorm after the patch embedding.
+        img_range: pixel range multiplier applied after subtracting the mean.
+        upsampler: ``"pixelshuffle"``, ``"pixelshuffledirect"`` or ``"nearest+conv"``.
+        resi_connection: ``"1conv"`` or ``"3conv"`` (see ``_swin.residual_conv``).
+        num_feat: tail width for ``"pixelshuffle"`` and ``"nearest+conv"``.
+
+    The constructor arguments are kept in ``self.config``: ``SwinIR(**model.config)`` rebuilds
+    the architecture.
+
+    Shape:
+        - x: :math:`(B, C_{in}, H, W)`, any ``H, W >= 1``
+        - output: :math:`(B, C_{in}, H \\cdot r, W \\cdot r)`
+
+    Example:
+        >>> net = SwinIR.from_preset("tiny", upscale=2)
+        >>> net(torch.rand(1, 3, 7, 9)).shape
+        torch.Size([1, 3, 14, 18])
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "classical": dict(
+            embed_dim=180,
+            depths=(6, 6, 6, 6, 6, 6),
+            num_heads=(6, 6, 6, 6, 6, 6),
+            window_size=8,
+            mlp_ratio=2.0,
+            upsampler="pixelshuffle",
+        ),
+        "light": dict(
+            embed_dim=60,
+            depths=(6, 6, 6, 6),
+            num_heads=(6, 6, 6, 6),
+            window_size=8,
+            mlp_ratio=2.0,
+            upsampler="pixelshuffledirect",
+        ),
+        "tiny": dict(
+            embed_dim=16,
+            depths=(2, 2),
+            num_heads=(2, 2),
+            window_size=4,
+            mlp_ratio=2.0,
+            upsampler="pixelshuffle",
+            num_feat=16,
+        ),
+    }
+
+    def __init__(
+        self,
+        *,
+        upscale: int = 2,
+        in_chans: int = 3,
+        embed_dim: int = 96,
+        depths: Sequence[int] = (6, 6, 6, 6),
+        num_heads: Sequence[int] = (6, 6, 6, 6),
+        window_size: int = 8,
+        mlp_ratio: float = 2.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop_path_rate: float = 0.1,
+        patch_norm: bool = True,
+        img_range: float = 1.0,
+        upsampler: Upsampler = "pixelshuffle",
+        resi_connection: str = "1conv",
+        num_feat: int = 64,
+    ) -> None:
+        super().__init__()
+        depths = check_int_list(depths, "depths")
+        num_heads = check_int_list(num_heads, "num_heads", length=len(depths))
+        self.config: dict[str, Any] = dict(
+            upscale=upscale,
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            depths=tuple(depths),
+            num_heads=tuple(num_heads),
+            window_size=window_size,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop_path_rate=drop_path_rate,
+            patch_norm=patch_norm,
+            img_range=img_range,
+            upsampler=upsampler,
+            resi_connection=resi_connection,
+            num_feat=num_feat,
+        )
+        for name in ("upscale", "in_chans", "embed_dim", "window_size", "num_feat"):
+            check_positive_int(self.config[name], name)
+        if upsampler not in ("pixelshuffle", "pixelshuffledirect", "nearest+conv"):
+            raise ValueError(
+                "upsampler must be 'pixelshuffle', 'pixelshuffledirect' or 'nearest+conv', "
+                f"got {upsampler!r}"
+            )
+        if upsampler == "nearest+conv" and upscale != 4:
+            raise ValueError(f"upsampler='nearest+conv' needs upscale=4, got {upscale}")
+        if not img_range > 0:
+            raise ValueError(f"img_range must be > 0, got {img_range!r}")
+
+        self.upscale = upscale
+        self.upsampler = upsampler
+        self.window_size = window_size
+        self.img_range = float(img_range)
+        mean = torch.tensor(RGB_MEAN) if in_chans == 3 else torch.zeros(in_chans)
+        self.register_buffer("mean", mean.view(1, in_chans, 1, 1), persistent=False)
+
+        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
+        self.patch_embed = PatchEmbed(embed_dim, norm=patch_norm)
+        self.patch_unembed = PatchUnEmbed()
+        rates = drop_path_rates(drop_path_rate, depths)
+        self.layers = nn.ModuleList(
+            ResidualGroup(
+                SwinStage(
+                    embed_dim,
+                    depth,
+                    heads,
+                    window_size,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    qk_scale=qk_scale,
+                    drop_path=rate,
+                ),
+                embed_dim,
+                resi_connection,
+            )
+            for depth, heads, rate in zip(depths, num_heads, rates, strict=True)
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.conv_after_body = residual_conv(embed_dim, resi_connection)
+
+        if upsampler == "pixelshuffledirect":
+            self.upsample = nn.Sequential(
+                nn.Conv2d(embed_dim, upscale**2 * in_chans, 3, padding=1),
+                nn.PixelShuffle(upscale),
+            )
+            return
+        self.conv_before_upsample = nn.Sequential(
+            nn.Conv2d(embed_dim, num_feat, 3, padding=1), nn.LeakyReLU(inplace=True)
+        )
+        if upsampler == "pixelshuffle":
+            self.upsample = _pixelshuffle_stages(upscale, num_feat)
+        else:
+            self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+            self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+            self.conv_hr = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+            self.lrelu = nn.LeakyReLU(0.2, inplace=True)
+        self.conv_last = nn.Conv2d(num_feat, in_chans, 3, padding=1)
+
+    @classmethod
+    def from_preset(cls, name: str, *, upscale: int, **overrides: Any) -> SwinIR:
+        """Build a named configuration: ``"classical"`` (SwinIR-M: 180 channels, 6 groups of 6,
+        window 8, pixel-shuffle tail), ``"light"`` (60 channels, 4 groups of 6, one-step
+        pixel-shuffle tail) or ``"tiny"`` (16 channels, 2 groups of 2, window 4; for tests).
+        ``overrides`` replace preset values.
+
+        Raises:
+            ValueError: unknown ``name``.
+        """
+        if name not in cls.PRESETS:
+            raise ValueError(f"name must be one of {sorted(cls.PRESETS)}, got {name!r}")
+        return cls(**{**cls.PRESETS[name], "upscale": upscale, **overrides})
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The transformer body: ``(B, C, H, W) -> (B, C, H, W)``, ``H, W`` multiples of the
+        window size."""
+        x_size = (x.shape[2], x.shape[3])
+        t = self.patch_embed(x)
+        for layer in self.layers:
+            t = layer(t, x_size)
+        return self.patch_unembed(self.norm(t), x_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x", ndim=4, layout="(B, C, H, W)")
+        check_channels(x, "x", self.mean.shape[1])
+        h, w = x.shape[-2:]
+        mean = self.mean.to(x.dtype)
+        x = (pad_to_multiple(x, self.window_size) - mean) * self.img_range
+        x = self.conv_first(x)
+        x = self.conv_after_body(self.forward_features(x)) + x
+        if self.upsampler == "pixelshuffle":
+            x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+        elif self.upsampler == "pixelshuffledirect":
+            x = self.upsample(x)
+        else:
+            x = self.conv_before_upsample(x)
+            x = self.lrelu(self.conv_up1(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = self.lrelu(self.conv_up2(F.interpolate(x, scale_factor=2, mode="nearest")))
+            x = self.conv_last(self.lrelu(self.conv_hr(x)))
+        x = x / self.img_range + mean
+        return x[:, :, : h * self.upscale, : w * self.upscale]

@@ -1,0 +1,165 @@
+"""The official EQSR checkpoint format: conversion, loading, and the reference fixture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from scaleeq import upscale
+from scaleeq.models import EQSR, SwinIR, convert_eqsr_state_dict, load_official_eqsr
+from scaleeq.models._swin import overlap_relative_position_index, relative_position_index
+from scaleeq.models.eqsr import OfficialCellEncoding
+
+FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "eqsr_official_tiny"
+ATOL = 1e-4  # the fixture README's recommendation (observed noise ~5e-6)
+
+
+@pytest.fixture(scope="module")
+def official():
+    if not FIXTURE.exists():
+        pytest.skip("shared/fixtures/eqsr_official_tiny not beside the checkout")
+    sd = torch.load(FIXTURE / "state_dict.pt")
+    io = torch.load(FIXTURE / "io.pt")
+    return sd, io
+
+
+@pytest.fixture(scope="module")
+def model(official):
+    return load_official_eqsr(official[0])
+
+
+def tokens_to_map(t: torch.Tensor, c: int = 24, h: int = 16, w: int = 16) -> torch.Tensor:
+    return t.transpose(1, 2).reshape(t.shape[0], c, h, w)
+
+
+def test_inferred_configuration(model):
+    cfg = model.config
+    kwargs = {"embed_dim": 24, "depths": (3, 3), "num_heads": (2, 2), "window_size": 8}
+    assert {k: cfg[k] for k in kwargs} == kwargs
+    assert cfg["overlap_ratio"] == 0.5 and cfg["mlp_ratio"] == 2.0 and cfg["official"]
+    assert not model.training
+
+
+def test_relative_position_indices_match_the_official_buffers(official):
+    sd, _ = official
+    assert torch.equal(relative_position_index(8), sd["relative_position_index_SA"])
+    # the official OCA buffer holds negative values that indexing wraps modulo 361
+    oca = sd["relative_position_index_OCA"]
+    assert (oca < 0).sum() == 5408
+    assert torch.equal(overlap_relative_position_index(8, 12), oca % 361)
+
+
+def test_cell_encoding_reproduces_modscale(official):
+    _, io = official
+    enc = OfficialCellEncoding()
+    for case, (h_hr, w_hr) in io["meta"]["cases"].items():
+        got = enc(torch.tensor([[2 / h_hr, 2 / w_hr]], dtype=torch.float64), dtype=torch.float32)
+        torch.testing.assert_close(got, io[case]["modscale"], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["x2", "x3.5", "x6", "x2.5x1.5"])
+def test_reproduces_official_outputs_and_intermediates(official, model, case):
+    _, io = official
+    ref = io[case]
+    h_hr, w_hr = io["meta"]["cases"][case]
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [model.conv_first.register_forward_hook(lambda m, i, o: seen.update(shallow=o))]
+    for g, layer in enumerate(model.layers):
+        hooks.append(
+            layer.residual_group.afe.register_forward_hook(
+                lambda m, i, o, g=g: seen.update({f"mbconv{g}": o})
+            )
+        )
+        hooks.append(
+            layer.register_forward_hook(lambda m, i, o, g=g: seen.update({f"group{g}": o}))
+        )
+    try:
+        with torch.no_grad():
+            feat = model.features(io["x"], (h_hr / 16, w_hr / 16))
+            dsf_out = model.upsampler(feat, size=(h_hr, w_hr))
+            out = model(io["x"], size=(h_hr, w_hr))
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    def check(got: torch.Tensor, want: torch.Tensor) -> None:
+        torch.testing.assert_close(got, want, rtol=0, atol=ATOL)
+
+    check(out, ref["out"])
+    check(seen["shallow"], ref["shallow"])
+    for g in range(2):
+        check(tokens_to_map(seen[f"mbconv{g}"]), ref["mbconv_out"][g])
+        check(tokens_to_map(seen[f"group{g}"]), ref["group_out"][g])
+    check(feat, ref["feat"])
+    check(dsf_out, ref["dsf_out"])
+
+
+def test_scale_argument_gives_the_same_output_as_size(official, model):
+    _, io = official
+    with torch.no_grad():
+        torch.testing.assert_close(model(io["x"], scale=3.5), io["x3.5"]["out"], rtol=0, atol=ATOL)
+        torch.testing.assert_close(
+            model(io["x"], scale=(2.5, 1.5)), io["x2.5x1.5"]["out"], rtol=0, atol=ATOL
+        )
+        # whole-image inference renders the official (non-window-exact) tail whole
+        torch.testing.assert_close(
+            upscale(model, io["x"], scale=6, max_window_pixels=64),
+            io["x6"]["out"],
+            rtol=0,
+            atol=ATOL,
+        )
+        # an LR size that needs window padding runs and keeps its size
+        assert model(io["x"][:, :, :13, :11], scale=2.0).shape == (1, 3, 26, 22)
+
+
+def test_training_wrappers_and_module_prefix(official, tmp_path):
+    sd, io = official
+    noisy = {k: v + 1.0 if v.is_floating_point() else v for k, v in sd.items()}
+    variants = {
+        "params": {"params": sd},
+        "params_ema preferred": {"params": noisy, "params_ema": sd},
+        "module. prefix": {f"module.{k}": v for k, v in sd.items()},
+    }
+    torch.save({"params_ema": sd}, tmp_path / "ckpt.pth")
+    x, want = io["x"], io["x2"]["out"]
+    for name, state in variants.items():
+        net = load_official_eqsr(state)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x, size=(32, 32)), want, rtol=0, atol=ATOL, msg=name)
+    net = load_official_eqsr(tmp_path / "ckpt.pth", backend="reference")
+    assert net.upsampler.backend == "reference"
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, size=(32, 32)), want, rtol=0, atol=ATOL)
+
+
+def test_conversion_covers_the_model_and_leaves_the_input_alone(official):
+    sd, _ = official
+    before = {k: v.clone() for k, v in sd.items()}
+    converted = convert_eqsr_state_dict(sd)
+    assert sd.keys() == before.keys()
+    assert all(torch.equal(sd[k], before[k]) for k in sd)
+    net = EQSR(**{**load_official_eqsr(sd).config})
+    assert converted.keys() == net.state_dict().keys()
+    afe = "layers.1.residual_group.afe."
+    assert torch.equal(
+        converted[afe + "se.fc1.weight"], sd["layers.1.residual_group.mbconv.net3.0.gate.1.weight"]
+    )
+    assert torch.equal(
+        converted[afe + "conv.to_style.weight"],
+        sd["layers.1.residual_group.mbconv.net2.to_style.weight"],
+    )
+
+
+def test_foreign_state_dicts_are_rejected():
+    swinir = SwinIR.from_preset("tiny", upscale=2).state_dict()
+    with pytest.raises(ValueError, match="not an official EQSR checkpoint.*missing"):
+        load_official_eqsr(swinir)
+    with pytest.raises(ValueError, match="not an official EQSR checkpoint"):
+        convert_eqsr_state_dict({"params": swinir})
+    # scaleeq's own EQSR is not in the official format either
+    with pytest.raises(ValueError, match="not an official EQSR checkpoint"):
+        load_official_eqsr(EQSR.from_preset("tiny").state_dict())
+    with pytest.raises(TypeError, match="state_dict must be a mapping"):
+        load_official_eqsr([1, 2, 3])  # type: ignore[arg-type]
