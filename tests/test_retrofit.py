@@ -20,7 +20,12 @@ LAYOUTS = [
     ("scaleeq-edsr", lambda: EDSR.from_preset("tiny", upscale=2), 1.0, "basicsr"),
     ("scaleeq-rcan", lambda: RCAN.from_preset("tiny", upscale=3), 1.0, "basicsr"),
     ("scaleeq-swinir", lambda: SwinIR.from_preset("tiny", upscale=2), 1.0, "swin"),
-    ("scaleeq-swinir-direct", lambda: SwinIR.from_preset("tiny", upscale=3, upsampler="pixelshuffledirect"), 1.0, "swin"),
+    (
+        "scaleeq-swinir-direct",
+        lambda: SwinIR.from_preset("tiny", upscale=3, upsampler="pixelshuffledirect"),
+        1.0,
+        "swin",
+    ),
     ("basicsr-edsr", lambda: BasicSREDSR(upscale=4), 1.0, "basicsr"),
     ("basicsr-rcan", lambda: basicsr_rcan(upscale=2), 1.0, "basicsr"),
     ("edsr-pytorch-edsr", lambda: EDSRPyTorch(upscale=2), 255.0, "edsr_pytorch"),
@@ -261,3 +266,31 @@ class TestSaveLoad:
         with pytest.raises(OSError, match="disk full"):
             asr.save(path)
         assert list(tmp_path.iterdir()) == []
+
+
+def test_bicubic_skip_starts_as_bicubic_and_keeps_windows_exact(tmp_path):
+    from scaleeq.ops.coords import sample_bicubic
+
+    model = _pretrained(lambda: EDSR.from_preset("tiny", upscale=2))
+    asr = retrofit(
+        model, skip="bicubic", upsampler=NeuralKrigingUpsampler(16, hidden=16, blocks=1)
+    ).eval()
+    lr = torch.rand(2, 3, 9, 7)
+    with torch.no_grad():
+        full = asr(lr, scale=2.6)
+        expected = sample_bicubic(lr, torch.tensor([[23, 18], [23, 18]]))
+        torch.testing.assert_close(full, expected)  # zero residual at init: exactly the skip
+        for p in asr.upsampler.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        full = asr(lr, scale=2.6)
+        assert (full - expected).abs().max() > 1e-3
+        win = asr(lr, scale=2.6, window=(3, 4, 10, 9))
+        torch.testing.assert_close(win, full[:, :, 3:13, 4:13], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            scaleeq.upscale(asr, lr, scale=2.6, max_window_pixels=60), full, rtol=1e-5, atol=1e-5
+        )
+    asr.save(tmp_path / "skip.pt")
+    with torch.no_grad():
+        assert torch.equal(scaleeq.load(tmp_path / "skip.pt").eval()(lr, scale=2.6), full)
+    with pytest.raises(ValueError, match="skip must be"):
+        retrofit(model, skip="nearest")

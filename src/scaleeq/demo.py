@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import AFEBlock, NeuralKrigingUpsampler
-from .ops.coords import Window, axis_queries, resolve_window
+from .ops.coords import Window, sample_bicubic
 from .scale import ScaleLike, scale_context
 
 __all__ = ["TinyASR", "main", "synthetic_images"]
@@ -51,18 +51,6 @@ def synthetic_images(n: int, size: int, *, generator: torch.Generator) -> torch.
         img = img + colors[2][:, None, None] * disc
         out[i] = img / img.amax().clamp_min(1e-6)
     return out.clamp(0, 1)
-
-
-def bicubic_window(lr: torch.Tensor, sizes: torch.Tensor, window: Window) -> torch.Tensor:
-    """Bicubic interpolation of ``lr`` at the HR queries of a window (per-sample sizes)."""
-    top, left, h, w = resolve_window(window, sizes)
-    lh, lw = lr.shape[-2:]
-    qy = axis_queries(lh, sizes[:, 0], top, h, dtype=lr.dtype)
-    qx = axis_queries(lw, sizes[:, 1], left, w, dtype=lr.dtype)
-    gy = ((qy.pos + 0.5) / lh * 2 - 1).to(lr.device)  # grid_sample's normalised coordinates
-    gx = ((qx.pos + 0.5) / lw * 2 - 1).to(lr.device)
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    return F.grid_sample(lr, grid, mode="bicubic", padding_mode="border", align_corners=False)
 
 
 class TinyASR(nn.Module):
@@ -104,9 +92,7 @@ class TinyASR(nn.Module):
         out = self.upsampler(
             feat, size=size, scale=None if size is not None else scale, window=window
         )
-        return out + bicubic_window(
-            lr, sizes, window if window is not None else (0, 0, *sizes[0].tolist())
-        )
+        return out + sample_bicubic(lr, sizes, window)
 
 
 def _downscale(hr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

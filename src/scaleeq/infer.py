@@ -37,6 +37,7 @@ def upscale(
     scale: ScaleLike | None = None,
     size: tuple[int, int] | None = None,
     max_window_pixels: int = DEFAULT_MAX_WINDOW_PIXELS,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Upscale ``lr`` to the full output, rendering at most ``max_window_pixels`` HR pixels at once.
 
@@ -55,6 +56,7 @@ def upscale(
         size: explicit output size ``(H, W)``.
         max_window_pixels: tile budget in HR pixels (tiles are near-equal, each
             ``height * width <= max_window_pixels``).
+        progress: show a tqdm progress bar over tiles (if tqdm is installed).
 
     Returns:
         ``(B, C_out, H, W)``.
@@ -91,12 +93,19 @@ def upscale(
     rows = _split(out_h, math.ceil(out_h / side))
     tile_h = max(t for _, t in rows)
     cols = _split(out_w, math.ceil(out_w / max(1, max_window_pixels // tile_h)))
+    tiles = [(top, th, left, tw) for top, th in rows for left, tw in cols]
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            tiles = tqdm(tiles, desc="upscale", unit="tile", leave=False)
+        except ImportError:
+            pass
     out: torch.Tensor | None = None
-    for top, th in rows:
-        for left, tw in cols:
-            tile = render(feat, size=(out_h, out_w), window=(top, left, th, tw))
-            if out is None:
-                out = tile.new_empty(b, tile.shape[1], out_h, out_w)
-            out[:, :, top : top + th, left : left + tw] = tile
+    for top, th, left, tw in tiles:
+        tile = render(feat, size=(out_h, out_w), window=(top, left, th, tw))
+        if out is None:
+            out = tile.new_empty(b, tile.shape[1], out_h, out_w)
+        out[:, :, top : top + th, left : left + tw] = tile
     assert out is not None
     return out

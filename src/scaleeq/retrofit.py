@@ -45,7 +45,7 @@ from torch import nn
 from ._checks import check_tensor
 from .layers.afe import AFEBlock, AFETokenBlock
 from .layers.kriging import NeuralKrigingUpsampler
-from .ops.coords import Window
+from .ops.coords import Window, sample_bicubic
 from .scale import ScaleLike, _parse_scale, resolve_scale_and_size, scale_context
 
 __all__ = ["ArbitraryScaleSR", "detect_layout", "load", "retrofit"]
@@ -176,8 +176,10 @@ class ArbitraryScaleSR(nn.Module):
         base: dict[str, Any],
         pixel_range: float = 1.0,
         body: str | None = None,
+        skip: str = "none",
     ) -> None:
         super().__init__()
+        self.skip = skip
         self.backbone = backbone
         self.upsampler = upsampler
         self.layout = layout
@@ -200,7 +202,15 @@ class ArbitraryScaleSR(nn.Module):
                 f"scale holds {r.shape[0]} per-sample scales but lr has {lr.shape[0]} samples"
             )
         with scale_context(r):
-            return getattr(self, f"_features_{self.layout}")(lr)
+            feat = getattr(self, f"_features_{self.layout}")(lr)
+        if self.skip == "bicubic":  # carry the image along for the skip (see render)
+            feat = torch.cat([feat, lr], dim=1)
+        return feat
+
+    def _output_range(self) -> float:
+        if self.layout in ("basicsr", "swin"):
+            return float(self.backbone.img_range)
+        return float(self.pixel_range)
 
     def _mean(self, like: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(self.backbone.mean).to(like)
@@ -240,7 +250,19 @@ class ArbitraryScaleSR(nn.Module):
         window: Window | None = None,
     ) -> torch.Tensor:
         """Upsampler output for ``feat`` with the original model's output transform applied
-        (``/ img_range + mean`` for BasicSR and Swin layouts, ``add_mean`` for EDSR-PyTorch)."""
+        (``/ img_range + mean`` for BasicSR and Swin layouts, ``add_mean`` for EDSR-PyTorch).
+
+        With ``skip="bicubic"`` the last 3 channels of ``feat`` are the input image: the
+        upsampler's output (scaled back to [0, 1] units, no mean) is added to the bicubic
+        interpolation of the image at the same HR queries.
+        """
+        if self.skip == "bicubic":
+            feat, img = feat[:, :-3], feat[:, -3:]
+            out = self.upsampler(feat, size=size, scale=scale, window=window)
+            sizes = self.upsampler.full_sizes(
+                tuple(feat.shape[-2:]), feat.shape[0], scale=scale, size=size
+            )
+            return out / self._output_range() + sample_bicubic(img, sizes, window)
         out = self.upsampler(feat, size=size, scale=scale, window=window)
         if self.layout in ("basicsr", "swin"):
             return out / self.backbone.img_range + self._mean(out)
@@ -330,6 +352,7 @@ def retrofit(
     body: str | None = None,
     tail: str | None = None,
     pixel_range: float | None = None,
+    skip: str = "none",
 ) -> ArbitraryScaleSR:
     """Turn a fixed-scale SR network into an arbitrary-scale one, keeping its weights.
 
@@ -344,6 +367,10 @@ def retrofit(
         body, tail: for unrecognised models, the submodule mapping the image to features and
             the fixed-scale tail to drop.
         pixel_range: input range of EDSR-PyTorch models (default: inferred from ``sub_mean``).
+        skip: ``"none"`` (the upsampler renders the image, as the original tail did) or
+            ``"bicubic"``: it renders a residual over the bicubic upsampling of the input (its
+            last layer starts at zero, so the model starts as bicubic). Trains much faster from
+            scratch; the features then carry the input as 3 extra channels.
 
     Returns:
         :class:`ArbitraryScaleSR`; at initialisation its features equal the model's pre-tail
@@ -353,6 +380,8 @@ def retrofit(
         TypeError / ValueError: not a module, an unrecognised layout, a missing named part or
             bad options; messages name the argument and what was found.
     """
+    if skip not in ("none", "bicubic"):
+        raise ValueError(f"skip must be 'none' or 'bicubic', got {skip!r}")
     if afe not in ("per_group", "none"):
         raise ValueError(f"afe must be 'per_group' or 'none', got {afe!r}")
     if afe_every is not None and (
@@ -374,6 +403,7 @@ def retrofit(
     feat_channels: int | None = None
     range_ = 1.0
     settings: dict[str, Any] = {
+        "skip": skip,
         "afe": afe,
         "afe_every": afe_every,
         "body": body,
@@ -415,6 +445,14 @@ def retrofit(
         upsampler = NeuralKrigingUpsampler(feat_channels)
     elif not isinstance(upsampler, nn.Module):
         raise TypeError(f"upsampler must be an nn.Module, got {type(upsampler).__name__}")
+    if skip == "bicubic":
+        if not hasattr(upsampler, "full_sizes"):
+            raise ValueError(
+                "skip='bicubic' needs an upsampler with full_sizes() (a NeuralKrigingUpsampler)"
+            )
+        if isinstance(getattr(upsampler, "tail", None), nn.Conv2d):  # start as plain bicubic
+            nn.init.zeros_(upsampler.tail.weight)
+            nn.init.zeros_(upsampler.tail.bias)
     param = next(model.parameters(), None)
     if param is not None:  # new parts follow the model's device and dtype; shared parts stay put
         upsampler = upsampler.to(device=param.device, dtype=param.dtype)
@@ -434,6 +472,7 @@ def retrofit(
         base=base,
         pixel_range=range_,
         body=body,
+        skip=skip,
     )
 
 

@@ -24,8 +24,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["AxisQueries", "Window", "axis_queries", "nearest_index", "resolve_window"]
+__all__ = [
+    "AxisQueries",
+    "Window",
+    "axis_queries",
+    "nearest_index",
+    "resolve_window",
+    "sample_bicubic",
+]
 
 
 @dataclass(frozen=True)
@@ -193,3 +201,29 @@ def resolve_window(
             f"lies outside the output of sample {i}, of size {tuple(full_sizes[i].tolist())}"
         )
     return top_t, left_t, height, width
+
+
+def sample_bicubic(
+    img: torch.Tensor, full_sizes: torch.Tensor, window: Window | None = None
+) -> torch.Tensor:
+    """Bicubic interpolation of ``img`` at the HR queries of (a window of) each sample's grid.
+
+    Uses the same query positions as the upsampler, so it can serve as an exact skip
+    connection for windowed rendering. (PyTorch's bicubic: ``a = -0.75``, border clamped.)
+
+    Args:
+        img: ``(B, C, h, w)``.
+        full_sizes: ``(B, 2)`` int64 full output sizes.
+        window: as :func:`resolve_window`; ``None`` for the whole output.
+
+    Returns:
+        ``(B, C, height, width)``.
+    """
+    top, left, h, w = resolve_window(window, full_sizes)
+    lh, lw = img.shape[-2:]
+    qy = axis_queries(lh, full_sizes[:, 0], top, h, dtype=torch.float64)
+    qx = axis_queries(lw, full_sizes[:, 1], left, w, dtype=torch.float64)
+    gy = ((qy.pos + 0.5) / lh * 2 - 1).to(device=img.device, dtype=img.dtype)  # normalised
+    gx = ((qx.pos + 0.5) / lw * 2 - 1).to(device=img.device, dtype=img.dtype)
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    return F.grid_sample(img, grid, mode="bicubic", padding_mode="border", align_corners=False)

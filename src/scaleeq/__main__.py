@@ -1,0 +1,7 @@
+"""``python -m scaleeq`` runs the ``scaleeq`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,195 @@
+"""The ``scaleeq`` command (also ``python -m scaleeq``): upscale, eval, bench.
+
+::
+
+    scaleeq upscale photo.png photo_x3.5.png --scale 3.5 --checkpoint edsr_star.safetensors
+    scaleeq upscale photo.png wide.png --scale 2.5x1.5 --checkpoint ck.pt     # width x height
+    scaleeq upscale photo.png hd.png --size 1920x1080 --checkpoint ck.pt     # width x height
+    scaleeq eval --checkpoint ck.pt --data benchmarks/ --scales 2,3,4,6,8 [--json out.json]
+    scaleeq bench [--device cuda] [--json out.json]
+
+Errors (missing files, unreadable images, bad scales or sizes) print one line and exit with
+status 2; nothing prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+__all__ = ["main", "parse_pair"]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def parse_pair(text: str, name: str, *, integer: bool) -> tuple[float, float]:
+    """``"3.5"`` -> ``(3.5, 3.5)``; ``"2.5x1.5"`` -> ``(2.5, 1.5)`` (width x height order)."""
+    parts = text.lower().split("x")
+    if len(parts) == 1 and not integer:
+        parts = parts * 2
+    if len(parts) != 2:
+        raise CLIError(
+            f"{name} must look like {'1920x1080' if integer else '3.5 or 2.5x1.5'}, got {text!r}"
+        )
+    try:
+        values = [int(p) if integer else float(p) for p in parts]
+    except ValueError:
+        raise CLIError(
+            f"{name} must look like {'1920x1080' if integer else '3.5 or 2.5x1.5'}, got {text!r}"
+        ) from None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise CLIError(f"{name} must be positive and finite, got {text!r}")
+    return values[0], values[1]
+
+
+def _load_model(checkpoint: str, device: str):
+    from .retrofit import load
+
+    if not Path(checkpoint).is_file():
+        raise CLIError(f"checkpoint {checkpoint!r} does not exist")
+    try:
+        return load(checkpoint, map_location="cpu").to(device).eval()
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+
+
+def _cmd_upscale(args: argparse.Namespace) -> None:
+    from .data import load_image
+    from .infer import upscale
+
+    if (args.scale is None) == (args.size is None):
+        raise CLIError("give exactly one of --scale and --size")
+    if not Path(args.input).is_file():
+        raise CLIError(f"input image {args.input!r} does not exist")
+    try:
+        img = load_image(args.input)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    model = _load_model(args.checkpoint, args.device)
+    h, w = img.shape[-2:]
+    if args.size is not None:
+        out_w, out_h = (int(v) for v in parse_pair(args.size, "--size", integer=True))
+        kwargs = {"size": (out_h, out_w)}
+    else:
+        r_w, r_h = parse_pair(args.scale, "--scale", integer=False)
+        kwargs = {"scale": (r_h, r_w)}
+    t0 = time.perf_counter()
+    try:
+        out = upscale(
+            model,
+            img[None].to(args.device),
+            max_window_pixels=args.tile * args.tile,
+            progress=not args.quiet,
+            **kwargs,
+        )
+    except (ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+    _save_image(out[0], args.output)
+    if not args.quiet:
+        print(
+            f"{args.input} ({w}x{h}) -> {args.output} ({out.shape[-1]}x{out.shape[-2]}) in {time.perf_counter() - t0:.1f}s"
+        )
+
+
+def _save_image(img: torch.Tensor, path: str) -> None:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise CLIError("writing images needs Pillow: pip install scaleeq[examples]") from None
+    arr = (img.detach().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    try:
+        Image.fromarray(arr).save(path)
+    except (OSError, ValueError) as e:
+        raise CLIError(f"cannot write {path!r}: {e}") from None
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate
+
+    try:
+        scales = [float(s) for s in args.scales.split(",") if s.strip()]
+    except ValueError:
+        raise CLIError(
+            f"--scales must be a comma-separated list of numbers, got {args.scales!r}"
+        ) from None
+    if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
+        raise CLIError(f"--scales must hold positive numbers, got {args.scales!r}")
+    if not Path(args.data).is_dir():
+        raise CLIError(f"--data folder {args.data!r} does not exist")
+    model = _load_model(args.checkpoint, args.device)
+    try:
+        report = evaluate(
+            model, args.data, scales=scales, progress=not args.quiet, device=args.device
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    print(report.markdown() if args.markdown else report.table())
+    if args.json:
+        Path(args.json).write_text(report.to_json())
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import run_bench
+
+    report = run_bench(device=args.device, quick=args.quick)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="scaleeq", description="Arbitrary-scale super-resolution (EQSR operators)."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("upscale", help="upscale an image with a saved model")
+    up.add_argument("input")
+    up.add_argument("output")
+    up.add_argument("--scale", help="factor, or WIDTHxHEIGHT factors, e.g. 3.5 or 2.5x1.5")
+    up.add_argument("--size", help="output size WIDTHxHEIGHT, e.g. 1920x1080")
+    up.add_argument("--checkpoint", required=True, help="file written by ArbitraryScaleSR.save")
+    up.add_argument(
+        "--tile", type=int, default=256, help="tile side in output pixels (default 256)"
+    )
+    up.add_argument("--device", default="cpu")
+    up.add_argument("--quiet", action="store_true")
+    ev = sub.add_parser("eval", help="PSNR-Y / SSIM-Y on benchmark folders")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--data", required=True, help="folder of HR images, or of sets (Set5/HR, ...)")
+    ev.add_argument("--scales", default="2,3,4")
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", default=None)
+    ev.add_argument("--markdown", action="store_true")
+    ev.add_argument("--quiet", action="store_true")
+    be = sub.add_parser("bench", help="time the upsampler and the aggregation backends")
+    be.add_argument("--device", default="cpu")
+    be.add_argument("--quick", action="store_true", help="small sizes (seconds)")
+    be.add_argument("--json", default=None)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "tile", 1) < 1:
+        print("scaleeq: error: --tile must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        {"upscale": _cmd_upscale, "eval": _cmd_eval, "bench": _cmd_bench}[args.command](args)
+    except CLIError as e:
+        print(f"scaleeq: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("scaleeq: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

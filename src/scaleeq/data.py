@@ -1,0 +1,187 @@
+"""The paper's arbitrary-scale training data pipeline (EQSR, Fig. 4) and image loading.
+
+Each sample: a scale ``r ~ U(r_min, r_max)`` (optionally per axis), an HR crop of
+``round(patch * r)`` pixels, its LR version ``imresize``-d to ``patch x patch``, and a
+``patch x patch`` window of that HR grid (its position and pixels), augmented by flips and
+90-degree rotations. Every sample of a batch has the same number of queries, so batches stack,
+and the model renders each window through the upsampler's exact windowed path::
+
+    out = model(batch["lr"], scale=batch["scale"], window=(batch["top"], batch["left"], 48, 48))
+    loss = (out - batch["hr"]).abs().mean()
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from .resize import imresize
+
+__all__ = ["IMAGE_SUFFIXES", "ArbitraryScalePatches", "list_images", "load_image"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in ``folder`` (or in its ``HR`` subfolder), sorted.
+
+    Raises:
+        ValueError: the folder does not exist or holds no images.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ValueError(f"image folder {str(root)!r} does not exist")
+    if (root / "HR").is_dir():
+        root = root / "HR"
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(
+            f"image folder {str(root)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    return files
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Decode an image file to ``(3, H, W)`` float32 RGB in [0, 1] (needs Pillow).
+
+    Grayscale images are replicated to three channels; alpha is dropped.
+
+    Raises:
+        ValueError: the file is missing or not a readable image.
+    """
+    try:
+        from PIL import Image
+    except ImportError as e:  # pragma: no cover - examples extra
+        raise ImportError("reading images needs Pillow: pip install scaleeq[examples]") from e
+    import numpy as np
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read image {str(path)!r}: {e}") from e
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+
+
+def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
+
+
+class ArbitraryScalePatches(Dataset):
+    """Fig. 4 patches from a folder of HR images or a list of ``(3, H, W)`` tensors in [0, 1].
+
+    Args:
+        source: folder path (``list_images``) or a sequence of tensors.
+        patch: LR patch size and rendered window size (48 in the paper).
+        scale_range: ``(r_min, r_max)`` for ``r ~ U(r_min, r_max)``; ``r_min >= 1``.
+        per_axis: draw ``r_h`` and ``r_w`` independently.
+        samples_per_epoch: dataset length (patches per epoch).
+        augment: random flips and 90-degree rotations.
+        seed: base seed; sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``,
+            so results do not depend on workers, samplers or ranks.
+
+    Items are dicts: ``lr (3, patch, patch)``, ``hr (3, patch, patch)`` (the window's target),
+    ``scale (2,)`` float64 (``H_crop / patch``, ``W_crop / patch``: exact, so the upsampler's
+    output-size rule gives back the crop size), ``top``, ``left`` (int64: the window position in
+    the crop's HR grid).
+
+    Images are decoded once and kept in memory (per process).
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike | Sequence[torch.Tensor],
+        *,
+        patch: int = 48,
+        scale_range: tuple[float, float] = (1.0, 4.0),
+        per_axis: bool = False,
+        samples_per_epoch: int = 1000,
+        augment: bool = True,
+        seed: int = 0,
+    ) -> None:
+        lo, hi = scale_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and 1.0 <= lo <= hi):
+            raise ValueError(f"scale_range must satisfy 1 <= r_min <= r_max, got {scale_range!r}")
+        if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+            raise ValueError(f"patch must be an int >= 1, got {patch!r}")
+        if isinstance(source, (str, os.PathLike)):
+            self.paths: list[Path] | None = list_images(source)
+            self._images: list[torch.Tensor | None] = [None] * len(self.paths)
+        else:
+            images = list(source)
+            if not images:
+                raise ValueError("source holds no images")
+            for i, img in enumerate(images):
+                if not isinstance(img, torch.Tensor) or img.ndim != 3 or img.shape[0] != 3:
+                    raise ValueError(
+                        f"source[{i}] must be a (3, H, W) tensor, got {getattr(img, 'shape', type(img).__name__)}"
+                    )
+            self.paths = None
+            self._images = [img.float() for img in images]
+        self.patch = patch
+        self.scale_range = (float(lo), float(hi))
+        self.per_axis = per_axis
+        self.samples_per_epoch = samples_per_epoch
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch (new crops and scales), like ``DistributedSampler.set_epoch``."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def image(self, index: int) -> torch.Tensor:
+        img = self._images[index]
+        if img is None:
+            assert self.paths is not None
+            img = self._images[index] = load_image(self.paths[index])
+        return img
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        return self.sample(self.epoch, index)
+
+    def sample(self, epoch: int, index: int) -> dict[str, torch.Tensor]:
+        """Sample ``index`` of ``epoch``: a pure function of ``(seed, epoch, index)``."""
+        gen = torch.Generator().manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
+        img = self.image(int(torch.randint(len(self._images), (), generator=gen)))
+        lo, hi = self.scale_range
+        r_h = _uniform(gen, lo, hi)
+        r_w = _uniform(gen, lo, hi) if self.per_axis else r_h
+        crop_h = min(math.floor(self.patch * r_h + 0.5), img.shape[1])
+        crop_w = min(math.floor(self.patch * r_w + 0.5), img.shape[2])
+        if crop_h < self.patch or crop_w < self.patch:
+            raise ValueError(
+                f"image of size {tuple(img.shape[1:])} is smaller than the patch {self.patch}"
+            )
+        y0 = int(torch.randint(img.shape[1] - crop_h + 1, (), generator=gen))
+        x0 = int(torch.randint(img.shape[2] - crop_w + 1, (), generator=gen))
+        hr = img[:, y0 : y0 + crop_h, x0 : x0 + crop_w]
+        if self.augment:
+            if bool(torch.rand((), generator=gen) < 0.5):
+                hr = hr.flip(-1)
+            if bool(torch.rand((), generator=gen) < 0.5):
+                hr = hr.flip(-2)
+            if bool(torch.rand((), generator=gen) < 0.5):
+                hr = hr.transpose(-1, -2)  # with the flips: all 8 rotations/reflections
+        crop_h, crop_w = hr.shape[1:]
+        lr = imresize(hr, size=(self.patch, self.patch)).clamp(0, 1)
+        top = int(torch.randint(crop_h - self.patch + 1, (), generator=gen))
+        left = int(torch.randint(crop_w - self.patch + 1, (), generator=gen))
+        target = hr[:, top : top + self.patch, left : left + self.patch]
+        return {
+            "lr": lr.contiguous(),
+            "hr": target.contiguous(),
+            "scale": torch.tensor([crop_h / self.patch, crop_w / self.patch], dtype=torch.float64),
+            "top": torch.tensor(top),
+            "left": torch.tensor(left),
+        }

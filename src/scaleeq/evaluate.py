@@ -1,0 +1,220 @@
+"""Benchmark evaluation: PSNR-Y / SSIM-Y per set and scale, with a bicubic baseline row.
+
+Protocol (as in the EQSR, LIIF and ArbSR evaluations): for a scale ``r`` the HR image is cropped
+so that the LR size ``(floor(H / r), floor(W / r))`` is an integer and the HR size is
+``round(h_lr * r)`` (``modcrop`` for integer scales); the LR input is made with
+MATLAB-compatible bicubic (:func:`scaleeq.resize.imresize`); the output is quantised to 8 bits;
+PSNR and SSIM are computed on the BT.601 Y channel with ``ceil(r)`` border pixels cropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .data import IMAGE_SUFFIXES, list_images, load_image
+from .infer import DEFAULT_MAX_WINDOW_PIXELS, upscale
+from .metrics import psnr_y, ssim_y
+from .resize import imresize
+
+__all__ = ["EvalReport", "evaluate", "make_lr_hr"]
+
+
+def make_lr_hr(hr: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop ``hr`` ``(3, H, W)`` so the grids align at ``scale`` and make its LR version.
+
+    Returns:
+        ``(lr, hr_cropped)``: ``lr`` of size ``(floor(H / r), floor(W / r))`` made by MATLAB
+        bicubic and quantised to 8 bits, ``hr_cropped`` of size ``round(h_lr * r)`` per axis.
+    """
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise ValueError(f"scale must be a number > 0, got {scale!r}")
+    h, w = hr.shape[-2:]
+    h_lr, w_lr = math.floor(h / scale + 1e-9), math.floor(w / scale + 1e-9)
+    if h_lr < 1 or w_lr < 1:
+        raise ValueError(f"an image of size {(h, w)} is too small for scale {scale}")
+    hh, ww = min(h, round(h_lr * scale)), min(w, round(w_lr * scale))
+    hr = hr[..., :hh, :ww]
+    lr = imresize(hr, size=(h_lr, w_lr)).clamp(0, 1)
+    return (lr * 255).round() / 255, hr
+
+
+def _quantise(x: torch.Tensor) -> torch.Tensor:
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+@dataclass
+class EvalReport:
+    """Rows of ``{"set", "scale", "method", "psnr_y", "ssim_y", "images"}`` (means over images)."""
+
+    rows: list[dict] = field(default_factory=list)
+
+    def _grid(self) -> tuple[list[str], list[list[str]]]:
+        scales = sorted({r["scale"] for r in self.rows})
+        keys = list(dict.fromkeys((r["set"], r["method"]) for r in self.rows))
+        header = ["set", "method", *[f"x{s:g}" for s in scales]]
+        table = []
+        for set_name, method in keys:
+            cells = [set_name, method]
+            for s in scales:
+                match = [
+                    r
+                    for r in self.rows
+                    if r["set"] == set_name and r["method"] == method and r["scale"] == s
+                ]
+                cells.append(
+                    f"{match[0]['psnr_y']:.2f} / {match[0]['ssim_y']:.4f}" if match else "-"
+                )
+            table.append(cells)
+        return header, table
+
+    def table(self) -> str:
+        """Plain-text table: PSNR-Y (dB) / SSIM-Y per set, method and scale."""
+        header, rows = self._grid()
+        widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+        lines = [
+            "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))
+            for r in [header, *rows]
+        ]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """The same table in Markdown."""
+        header, rows = self._grid()
+        out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(out)
+
+    def to_json(self) -> str:
+        return json.dumps({"rows": self.rows}, indent=2)
+
+
+def _sets(data: str | os.PathLike | Mapping | Sequence) -> dict[str, list]:
+    if isinstance(data, Mapping):
+        return {str(k): _items(v) for k, v in data.items()}
+    if isinstance(data, (str, os.PathLike)):
+        root = Path(data)
+        if not root.is_dir():
+            raise ValueError(f"data folder {str(root)!r} does not exist")
+        if (root / "HR").is_dir() or any(
+            p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()
+        ):
+            return {root.name: list_images(root)}
+        subsets = {p.name: list_images(p) for p in sorted(root.iterdir()) if p.is_dir()}
+        if not subsets:
+            raise ValueError(f"data folder {str(root)!r} holds no images and no image folders")
+        return subsets
+    return {"images": _items(data)}
+
+
+def _items(source: object) -> list:
+    if isinstance(source, (str, os.PathLike)):
+        return list_images(source)
+    if isinstance(source, Sequence) and all(isinstance(t, torch.Tensor) for t in source):
+        return list(source)
+    raise TypeError(
+        f"data must be a folder, a list of (3, H, W) tensors or a dict of them, got {type(source).__name__}"
+    )
+
+
+def evaluate(
+    model: nn.Module,
+    data: str | os.PathLike | Mapping | Sequence[torch.Tensor],
+    *,
+    scales: Iterable[float] = (2, 3, 4),
+    bicubic: bool = True,
+    ssim: bool = True,
+    progress: bool = True,
+    device: torch.device | str | None = None,
+    max_window_pixels: int = DEFAULT_MAX_WINDOW_PIXELS,
+) -> EvalReport:
+    """PSNR-Y / SSIM-Y of ``model`` on benchmark images at each scale, plus a bicubic row.
+
+    Args:
+        model: an arbitrary-scale model usable with :func:`scaleeq.upscale` (e.g. an
+            ``ArbitraryScaleSR``), or a callable ``model(lr, size=(H, W))``.
+        data: a folder of HR images (or a folder of such folders, one per set, e.g.
+            ``benchmarks/`` with ``Set5/HR`` and ``Set14/HR``), a list of ``(3, H, W)``
+            tensors, or a dict ``{set_name: folder or list}``.
+        scales: scales to evaluate.
+        bicubic: add a MATLAB-bicubic upsampling row per set.
+        ssim: compute SSIM-Y too.
+        progress: show a tqdm progress bar (if tqdm is installed).
+        device: where to run (default: the model's device).
+        max_window_pixels: tile budget for :func:`scaleeq.upscale`.
+
+    Returns:
+        :class:`EvalReport`.
+    """
+    scales = [float(s) for s in scales]
+    sets = _sets(data)
+    if device is None:
+        param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+        device = param.device if param is not None else torch.device("cpu")
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=sum(len(v) for v in sets.values()) * len(scales), desc="evaluate", leave=False
+            )
+        except ImportError:
+            bar = None
+    was_training = model.training if isinstance(model, nn.Module) else False
+    if isinstance(model, nn.Module):
+        model.eval()
+    report = EvalReport()
+    try:
+        for set_name, items in sets.items():
+            images = [
+                load_image(i) if not isinstance(i, torch.Tensor) else i.float() for i in items
+            ]
+            for s in scales:
+                acc = {"model": ([], []), "bicubic": ([], [])}
+                for hr in images:
+                    lr, hr = make_lr_hr(hr, s)
+                    lr, hr = lr[None].to(device), hr[None].to(device)
+                    size = tuple(hr.shape[-2:])
+                    with torch.no_grad():
+                        if hasattr(model, "features") or hasattr(model, "upsampler"):
+                            sr = upscale(model, lr, size=size, max_window_pixels=max_window_pixels)
+                        else:
+                            sr = model(lr, size=size)
+                    outputs = {"model": _quantise(sr)}
+                    if bicubic:
+                        outputs["bicubic"] = _quantise(imresize(lr, size=size))
+                    for method, out in outputs.items():
+                        acc[method][0].append(float(psnr_y(out, hr, scale=s)))
+                        if ssim:
+                            acc[method][1].append(float(ssim_y(out, hr, scale=s)))
+                    if bar is not None:
+                        bar.update(1)
+                for method, (psnrs, ssims) in acc.items():
+                    if psnrs:
+                        report.rows.append({
+                            "set": set_name,
+                            "scale": s,
+                            "method": method,
+                            "psnr_y": sum(psnrs) / len(psnrs),
+                            "ssim_y": sum(ssims) / len(ssims) if ssims else float("nan"),
+                            "images": len(psnrs),
+                        })  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+        if isinstance(model, nn.Module):
+            model.train(was_training)
+    return report

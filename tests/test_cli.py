@@ -1,0 +1,172 @@
+"""The scaleeq command: upscale, eval, bench and its one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from scaleeq import NeuralKrigingUpsampler, retrofit
+from scaleeq.cli import main
+from scaleeq.models import EDSR
+
+Image = pytest.importorskip("PIL.Image")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    asr = retrofit(
+        EDSR.from_preset("tiny", upscale=2),
+        upsampler=NeuralKrigingUpsampler(16, hidden=16, blocks=1),
+    )
+    asr.save(root / "tiny.pt")
+    img = (torch.rand(13, 17, 3) * 255).byte().numpy()
+    Image.fromarray(img).save(root / "in.png")
+    (root / "set" / "HR").mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray((torch.rand(40, 36, 3) * 255).byte().numpy()).save(
+            root / "set" / "HR" / f"{i}.png"
+        )
+    (root / "broken.png").write_bytes(b"not an image")
+    return root
+
+
+def test_upscale_by_scale_pair_and_size(files, capsys):
+    out = files / "out.png"
+    assert (
+        main(
+            [
+                "upscale",
+                str(files / "in.png"),
+                str(out),
+                "--scale",
+                "2.5x1.5",
+                "--checkpoint",
+                str(files / "tiny.pt"),
+                "--tile",
+                "16",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert Image.open(out).size == (
+        43,
+        20,
+    )  # width 17 * 2.5 = 42.5 -> 43, height 13 * 1.5 = 19.5 -> 20
+    assert (
+        main(
+            [
+                "upscale",
+                str(files / "in.png"),
+                str(out),
+                "--size",
+                "50x30",
+                "--checkpoint",
+                str(files / "tiny.pt"),
+            ]
+        )
+        == 0
+    )
+    assert Image.open(out).size == (50, 30)
+    assert "-> " in capsys.readouterr().out
+
+
+def test_eval_prints_a_table(files, capsys):
+    code = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(files / "tiny.pt"),
+            "--data",
+            str(files / "set"),
+            "--scales",
+            "2,3",
+            "--quiet",
+            "--json",
+            str(files / "r.json"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "bicubic" in out and "x2" in out and "x3" in out
+    assert (files / "r.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["upscale", "missing.png", "o.png", "--scale", "2", "--checkpoint", "{ck}"],
+            "input image 'missing.png' does not exist",
+        ),
+        (
+            ["upscale", "{img}", "o.png", "--scale", "abc", "--checkpoint", "{ck}"],
+            "--scale must look like",
+        ),
+        (
+            ["upscale", "{img}", "o.png", "--scale", "-2", "--checkpoint", "{ck}"],
+            "--scale must be positive",
+        ),
+        (
+            ["upscale", "{img}", "o.png", "--size", "10x", "--checkpoint", "{ck}"],
+            "--size must look like",
+        ),
+        (
+            ["upscale", "{img}", "o.png", "--checkpoint", "{ck}"],
+            "exactly one of --scale and --size",
+        ),
+        (
+            ["upscale", "{img}", "o.png", "--scale", "2", "--checkpoint", "nope.pt"],
+            "checkpoint 'nope.pt' does not exist",
+        ),
+        (
+            ["upscale", "{broken}", "o.png", "--scale", "2", "--checkpoint", "{ck}"],
+            "cannot read image",
+        ),
+        (
+            ["upscale", "{img}", "o.png", "--scale", "2", "--checkpoint", "{broken}"],
+            "not a readable scaleeq checkpoint",
+        ),
+        (
+            ["eval", "--checkpoint", "{ck}", "--data", "nowhere", "--scales", "2"],
+            "--data folder 'nowhere' does not exist",
+        ),
+        (
+            ["eval", "--checkpoint", "{ck}", "--data", "{set}", "--scales", "2,x"],
+            "--scales must be",
+        ),
+    ],
+)
+def test_errors_are_one_line_with_nonzero_exit(files, capsys, argv, message):
+    subst = {
+        "{ck}": str(files / "tiny.pt"),
+        "{img}": str(files / "in.png"),
+        "{broken}": str(files / "broken.png"),
+        "{set}": str(files / "set"),
+    }
+    code = main([subst.get(a, a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("scaleeq: error: ") and message in err and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_bench_quick(capsys):
+    assert main(["bench", "--quick"]) == 0
+    assert "lean" in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run(
+        [sys.executable, "-m", "scaleeq", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0 and "upscale" in proc.stdout
