@@ -1,5 +1,6 @@
 """scaleeq: scale-equivariant operators for arbitrary-scale super-resolution (EQSR, CVPR 2023)."""
 
+from .evaluate import evaluate
 from .infer import upscale
 from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock, NeuralKrigingUpsampler
 from .ops import kriging_aggregate
@@ -25,6 +26,7 @@ __all__ = [
     "__version__",
     "as_scale_tensor",
     "current_scale",
+    "evaluate",
     "kriging_aggregate",
     "load",
     "output_size",

@@ -9,7 +9,7 @@ Pipeline for a region of the HR grid (the whole output, or a window plus its hal
 2. **Blocks** — each: ``y = 1x1(LN(z))``; a data kernel ``K = 1x1(ReLU(3x3(y)))`` per pixel and
    channel group; the aggregation ``sum_j K_j R_j y(p + o_j)`` with the RBF distance kernel
    ``R``; ``z += 1x1(.)``; then ``z += FFN(LN(z))`` gated by channel attention.
-3. **Tail** — ``1x1(ReLU(z + z0))`` to the output channels (``z0`` the head output).
+3. **Tail** — ``1x1(act(z + z0))`` to the output channels (``z0`` the head output; ``act`` GELU by default, ReLU in the official configuration).
 
 Only 1x1 ops and the ``k x k`` aggregation touch HR resolution, so cost is linear in output
 pixels, and every spatial op has a bounded footprint: a window rendered with a halo of
@@ -170,6 +170,9 @@ class NeuralKrigingUpsampler(nn.Module):
         rounding: nearest-pixel rule, ``"exact"`` or ``"official"`` (float32, see
             :func:`~scaleeq.ops.coords.axis_queries`).
         block_act: apply ReLU after each block (official).
+        activation: of the head and before the tail: ``"gelu"`` (default; no dead units, which
+            ReLU here suffers from when training from scratch with large learning rates) or
+            ``"relu"`` (official).
 
     Shape:
         - feat: :math:`(B, C, h, w)`
@@ -203,8 +206,13 @@ class NeuralKrigingUpsampler(nn.Module):
         offset_unit: float = 1.0,
         rounding: str = "exact",
         block_act: bool = False,
+        activation: str = "gelu",
     ) -> None:
         super().__init__()
+        if activation not in ("gelu", "relu"):
+            raise ValueError(f"activation must be 'gelu' or 'relu', got {activation!r}")
+        self.activation = activation
+        self._act = F.gelu if activation == "gelu" else F.relu
         for name, v in (
             ("in_channels", in_channels),
             ("out_channels", out_channels),
@@ -237,6 +245,7 @@ class NeuralKrigingUpsampler(nn.Module):
             "offset_unit": offset_unit,
             "rounding": rounding,
             "block_act": block_act,
+            "activation": activation,
         }
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -300,6 +309,7 @@ class NeuralKrigingUpsampler(nn.Module):
             offset_unit=2.0,
             rounding="official",
             block_act=True,
+            activation="relu",
         )
 
     @property
@@ -411,7 +421,7 @@ class NeuralKrigingUpsampler(nn.Module):
             z = blk(z, dist, mask, context)
             if self.block_act:
                 z = F.relu(z)
-        out = self.tail(F.relu(z + z0))
+        out = self.tail(self._act(z + z0))
         if halo:
             out = out[:, :, halo : halo + out_h, halo : halo + out_w]
         return out
@@ -430,7 +440,7 @@ class NeuralKrigingUpsampler(nn.Module):
         ey = self.head_y(self.encoding(qy.offset, dtype=feat.dtype))  # (B, ny, D)
         ex = self.head_x(self.encoding(qx.offset, dtype=feat.dtype))  # (B, nx, D)
         z = z + ey[:, :, None, :] + ex[:, None, :, :]
-        return F.relu(z).permute(0, 3, 1, 2).contiguous()
+        return self._act(z).permute(0, 3, 1, 2).contiguous()
 
     def extra_repr(self) -> str:
         return (
