@@ -52,7 +52,7 @@ PRESETS: dict[str, dict] = {
         "steps": 1500,
         "batch": 8,
         "patch": 32,
-        "lr": 3e-4,
+        "lr": 2e-4,
         "lr_step": 1000,
         "eval_every": 0,
         "ckpt_every": 500,
