@@ -450,7 +450,7 @@ def retrofit(
             raise ValueError(
                 "skip='bicubic' needs an upsampler with full_sizes() (a NeuralKrigingUpsampler)"
             )
-        if isinstance(getattr(upsampler, "tail", None), nn.Conv2d):  # start as plain bicubic
+        if isinstance(getattr(upsampler, "tail", None), (nn.Conv2d, nn.Linear)):  # start as bicubic
             nn.init.zeros_(upsampler.tail.weight)
             nn.init.zeros_(upsampler.tail.bias)
     param = next(model.parameters(), None)

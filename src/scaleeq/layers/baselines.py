@@ -1,0 +1,173 @@
+"""Baseline arbitrary-scale upsamplers with the NeuralKrigingUpsampler's contract.
+
+- :class:`LIIFUpsampler` — a LIIF-style local implicit image function (Chen et al., 2021):
+  3x3 feature unfolding, a local ensemble over the 4 nearest LR pixels weighted by the opposite
+  areas, relative coordinates and the cell size as inputs, an MLP of 4 hidden layers.
+- :class:`BicubicFeatureUpsampler` — the EQSR paper's Table 2 baseline: bicubic resampling of the
+  features followed by 1x1 convolutions.
+
+Both render any window of the HR grid exactly (every output pixel depends only on its own query),
+so they work with windows, per-sample scales, ``scaleeq.upscale`` and ``retrofit``.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import check_channels, check_tensor
+from ..ops.coords import Window, axis_queries, resolve_window, sample_bicubic
+from ..scale import ScaleLike
+from .kriging import NeuralKrigingUpsampler
+
+__all__ = ["BicubicFeatureUpsampler", "LIIFUpsampler"]
+
+_full_sizes = NeuralKrigingUpsampler.full_sizes  # the shared scale/size -> per-sample size rule
+
+
+class BicubicFeatureUpsampler(nn.Module):
+    """Bicubic resampling of the feature map at the HR queries, then 1x1 convolutions.
+
+    Shape:
+        - feat: :math:`(B, C, h, w)`; output :math:`(B, out, H, W)` or the window.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int = 3, *, hidden: int = 256, layers: int = 2
+    ) -> None:
+        super().__init__()
+        self.config = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "hidden": hidden,
+            "layers": layers,
+        }
+        self.in_channels = in_channels
+        dims = [in_channels] + [hidden] * layers
+        body: list[nn.Module] = []
+        for a, b in itertools.pairwise(dims):
+            body += [nn.Conv2d(a, b, 1), nn.GELU()]
+        self.body = nn.Sequential(*body)
+        self.tail = nn.Conv2d(dims[-1], out_channels, 1)
+
+    full_sizes = _full_sizes
+
+    def forward(
+        self,
+        feat: torch.Tensor,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        window: Window | None = None,
+    ) -> torch.Tensor:
+        check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
+        check_channels(feat, "feat", self.in_channels)
+        sizes = self.full_sizes(tuple(feat.shape[-2:]), feat.shape[0], scale=scale, size=size)
+        return self.tail(self.body(sample_bicubic(feat, sizes, window)))
+
+
+class LIIFUpsampler(nn.Module):
+    """LIIF-style upsampler: per query, an MLP on (3x3-unfolded nearest feature, relative
+    coordinate, cell size), ensembled over the 4 surrounding LR pixels.
+
+    The MLP's first layer is linear in its inputs, so its feature part is applied on the LR grid
+    before the gather (exact; ``h*w`` instead of ``4*H*W`` products). Queries are processed in
+    chunks of at most ``chunk`` HR pixels, so memory stays bounded for large outputs.
+
+    Args:
+        in_channels: feature channels ``C`` (the MLP sees ``9 C`` after unfolding).
+        out_channels: output channels.
+        hidden: MLP width (256 in LIIF).
+        layers: hidden layers (4 in LIIF).
+        chunk: HR pixels rendered at once.
+
+    Shape:
+        - feat: :math:`(B, C, h, w)`; output :math:`(B, out, H, W)` or the window.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int = 3,
+        *,
+        hidden: int = 256,
+        layers: int = 4,
+        chunk: int = 65536,
+    ) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers!r}")
+        self.config = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "hidden": hidden,
+            "layers": layers,
+            "chunk": chunk,
+        }
+        self.in_channels = in_channels
+        self.chunk = chunk
+        self.first_feat = nn.Linear(9 * in_channels, hidden)
+        self.first_coord = nn.Linear(4, hidden, bias=False)  # rel_y, rel_x, cell_h, cell_w
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
+        self.tail = nn.Linear(hidden, out_channels)
+
+    full_sizes = _full_sizes
+
+    def forward(
+        self,
+        feat: torch.Tensor,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        window: Window | None = None,
+    ) -> torch.Tensor:
+        check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
+        check_channels(feat, "feat", self.in_channels)
+        b, c, h, w = feat.shape
+        sizes = self.full_sizes((h, w), b, scale=scale, size=size)
+        top, left, out_h, out_w = resolve_window(window, sizes)
+        unfolded = F.unfold(feat, 3, padding=1).view(b, 9 * c, h, w)
+        proj = self.first_feat(unfolded.permute(0, 2, 3, 1))  # (B, h, w, D) on the LR grid
+        qy = axis_queries(h, sizes[:, 0], top, out_h, dtype=torch.float64)
+        qx = axis_queries(w, sizes[:, 1], left, out_w, dtype=torch.float64)
+        cell = (torch.tensor([h, w], dtype=torch.float64) / sizes.to(torch.float64)).to(
+            feat
+        )  # (B, 2)
+        rows = max(1, self.chunk // out_w)
+        out = []
+        for r0 in range(0, out_h, rows):
+            pos_y = qy.pos[:, r0 : r0 + rows].to(feat.device)
+            out.append(self._render(proj, pos_y, qx.pos.to(feat.device), cell))
+        return torch.cat(out, dim=2)
+
+    def _render(
+        self, proj: torch.Tensor, pos_y: torch.Tensor, pos_x: torch.Tensor, cell: torch.Tensor
+    ) -> torch.Tensor:
+        """Render rows ``pos_y`` (B, ny) x columns ``pos_x`` (B, nx) in LR-pixel units."""
+        b, h, w, _ = proj.shape
+        bidx = torch.arange(b, device=proj.device)[:, None, None]
+        fy, fx = torch.floor(pos_y), torch.floor(pos_x)
+        preds, areas = [], []
+        for oy in (0, 1):
+            iy = (fy + oy).clamp(0, h - 1)
+            ry = (pos_y - (fy + oy)).to(proj.dtype)  # relative coordinate, LR pixels
+            for ox in (0, 1):
+                ix = (fx + ox).clamp(0, w - 1)
+                rx = (pos_x - (fx + ox)).to(proj.dtype)
+                z = proj[bidx, iy.long()[:, :, None], ix.long()[:, None, :]]  # (B, ny, nx, D)
+                coords = torch.stack(
+                    torch.broadcast_tensors(ry[:, :, None], rx[:, None, :]), dim=-1
+                )
+                cells = cell[:, None, None, :].expand(*coords.shape[:3], 2)
+                z = F.relu(z + self.first_coord(torch.cat([coords, cells], dim=-1)))
+                for layer in self.hidden:
+                    z = F.relu(layer(z))
+                preds.append(self.tail(z))
+                areas.append((coords[..., 0] * coords[..., 1]).abs() + 1e-9)
+        total = sum(areas)
+        # each prediction is weighted by the area of the diagonally opposite rectangle
+        out = sum(p * (a / total)[..., None] for p, a in zip(preds, reversed(areas), strict=True))
+        return out.permute(0, 3, 1, 2)
