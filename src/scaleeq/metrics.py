@@ -138,7 +138,9 @@ def eq_s(model: nn.Module, x: torch.Tensor, scale: float) -> torch.Tensor:
     then downscale". Both are images of ``x``'s size; border ``ceil(r)`` cropped.
 
     Args:
-        model: called as ``model(lr, size=(H, W))`` (e.g. an ``ArbitraryScaleSR``).
+        model: an ``ArbitraryScaleSR``-like model (rendered tile by tile with
+            :func:`scaleeq.upscale`, so memory stays bounded at large ``r``), or any callable
+            ``model(lr, size=(H, W))``.
         x: ``(B, 3, H, W)`` in [0, 1].
         scale: ``r`` (> 1).
     """
@@ -153,6 +155,13 @@ def eq_s(model: nn.Module, x: torch.Tensor, scale: float) -> torch.Tensor:
     h, w = x.shape[-2:]
     small = (max(1, round(h / scale)), max(1, round(w / scale)))
     large = (round(h * scale), round(w * scale))
-    down_then_up = model(imresize(x, size=small).clamp(0, 1), size=(h, w)).clamp(0, 1)
-    up_then_down = imresize(model(x, size=large).clamp(0, 1), size=(h, w)).clamp(0, 1)
+    def phi(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        if hasattr(model, "features") and hasattr(model, "upsampler"):  # tiled: bounded memory
+            from .infer import upscale
+
+            return upscale(model, lr, size=size)
+        return model(lr, size=size)
+
+    down_then_up = phi(imresize(x, size=small).clamp(0, 1), (h, w)).clamp(0, 1)
+    up_then_down = imresize(phi(x, large).clamp(0, 1), size=(h, w)).clamp(0, 1)
     return psnr_y(down_then_up, up_then_down, scale=scale)
