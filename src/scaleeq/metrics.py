@@ -155,6 +155,7 @@ def eq_s(model: nn.Module, x: torch.Tensor, scale: float) -> torch.Tensor:
     h, w = x.shape[-2:]
     small = (max(1, round(h / scale)), max(1, round(w / scale)))
     large = (round(h * scale), round(w * scale))
+
     def phi(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if hasattr(model, "features") and hasattr(model, "upsampler"):  # tiled: bounded memory
             from .infer import upscale
