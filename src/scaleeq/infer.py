@@ -41,8 +41,8 @@ def upscale(
 ) -> torch.Tensor:
     """Upscale ``lr`` to the full output, rendering at most ``max_window_pixels`` HR pixels at once.
 
-    ``model`` is either a :class:`~scaleeq.NeuralKrigingUpsampler` (then ``lr`` is its LR feature
-    map) or any module exposing ``features(lr, scale) -> (B, C, h, w)`` and an ``upsampler``
+    ``model`` is either a bare upsampler — a :class:`~scaleeq.NeuralKrigingUpsampler` or any
+    module with its contract and a ``full_sizes`` method (then ``lr`` is its LR feature map) — or any module exposing ``features(lr, scale) -> (B, C, h, w)`` and an ``upsampler``
     attribute with the upsampler's ``forward(feat, *, size, window)`` contract (the
     ``ArbitraryScaleSR`` wrapper does); its ``render(feat, *, size, window)`` method, if present,
     is used instead of the bare upsampler (it applies the model's output transform). Runs
@@ -76,7 +76,9 @@ def upscale(
     r, (out_h, out_w) = resolve_scale_and_size(
         (h, w), b, scale=scale, size=size, dtype=torch.float64
     )
-    if isinstance(model, NeuralKrigingUpsampler):
+    if isinstance(model, NeuralKrigingUpsampler) or (
+        hasattr(model, "full_sizes") and not hasattr(model, "features")
+    ):  # a bare upsampler (NK, LIIF, bicubic features): lr is its feature map
         feat, up, render = lr, model, model
     elif hasattr(model, "features") and isinstance(getattr(model, "upsampler", None), nn.Module):
         feat = model.features(lr, as_scale_tensor(r, b, device=lr.device, dtype=lr.dtype))
