@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from ._checks import check_tensor
+from .scale import _parse_scale
 
 __all__ = ["cubic", "imresize", "resize_weights"]
 
@@ -65,19 +66,6 @@ def resize_weights(
     return out
 
 
-def _axis(value: object, name: str) -> tuple[float, float]:
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != 2:
-            raise TypeError(f"{name} must be a number or a pair, got {value!r}")
-        a, b = value
-    else:
-        a = b = value
-    for v in (a, b):
-        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be finite and > 0 (a number or a pair), got {value!r}")
-    return float(a), float(b)
-
-
 def imresize(
     x: torch.Tensor,
     *,
@@ -118,7 +106,12 @@ def imresize(
         out_h, out_w = size
         s_h, s_w = out_h / h, out_w / w
     else:
-        s_h, s_w = _axis(scale, "scale")
+        r = _parse_scale(scale, dtype=torch.float64)  # the library's scale checks
+        if r.shape[0] != 1:
+            raise ValueError(
+                f"scale must be one number or an (s_h, s_w) pair, got shape {tuple(scale.shape)}"
+            )
+        s_h, s_w = r[0].tolist()
         out_h, out_w = math.ceil(h * s_h - 1e-9), math.ceil(w * s_w - 1e-9)
         if out_h < 1 or out_w < 1:
             raise ValueError(

@@ -38,8 +38,10 @@ __all__ = [
     "ScaleEncoding",
     "ScaleLike",
     "as_scale_tensor",
+    "check_size",
     "current_scale",
     "output_size",
+    "output_sizes",
     "resolve_scale_and_size",
     "scale_context",
 ]
@@ -169,6 +171,31 @@ def _round_half_up(v: float) -> int:
     return math.floor(v + 0.5)
 
 
+def output_sizes(
+    in_size: tuple[int, int], scale: ScaleLike, *, name: str = "scale"
+) -> torch.Tensor:
+    """Per-sample output sizes ``(N, 2)`` int64 (CPU): ``round(h * r_h)``, ``round(w * r_w)``.
+
+    ``N`` is the scale's own leading size (1 for numbers and pairs); halves round up.
+
+    Raises:
+        ValueError: the scale is invalid or a size is < 1.
+    """
+    h, w = in_size
+    t = _parse_scale(scale, device="cpu", dtype=torch.float64, name=name)
+    sizes = torch.tensor(
+        [[_round_half_up(h * rh), _round_half_up(w * rw)] for rh, rw in t.tolist()],
+        dtype=torch.int64,
+    )
+    bad = (sizes < 1).any(dim=1)
+    if bool(bad.any()):
+        out = tuple(sizes[bad][0].tolist())
+        raise ValueError(
+            f"{name} maps input size {(h, w)} to output size {out}; both sides must be >= 1"
+        )
+    return sizes
+
+
 def output_size(
     in_size: tuple[int, int], scale: ScaleLike, *, name: str = "scale"
 ) -> tuple[int, int]:
@@ -180,22 +207,33 @@ def output_size(
     Raises:
         ValueError: the scale is invalid, the samples' output sizes differ, or a size is < 1.
     """
-    h, w = in_size
-    t = _parse_scale(scale, device="cpu", dtype=torch.float64, name=name)
-    sizes = {
-        (_round_half_up(h * float(rh)), _round_half_up(w * float(rw))) for rh, rw in t.tolist()
-    }
-    if len(sizes) != 1:
+    sizes = output_sizes(in_size, scale, name=name).unique(dim=0)
+    if sizes.shape[0] != 1:
         raise ValueError(
-            f"{name} gives different output sizes for different samples ({sorted(sizes)[:4]}); "
+            f"{name} gives different output sizes for different samples ({sizes.tolist()[:4]}); "
             "pass an explicit size=(H, W) shared by the batch"
         )
-    (out_h, out_w) = sizes.pop()
-    if out_h < 1 or out_w < 1:
-        raise ValueError(
-            f"{name} maps input size {(h, w)} to output size {(out_h, out_w)}; both sides must be >= 1"
-        )
+    out_h, out_w = sizes[0].tolist()
     return out_h, out_w
+
+
+def check_size(size: object, name: str = "size") -> tuple[int, int]:
+    """Validate an explicit output size ``(H, W)``: a pair of ints >= 1.
+
+    Raises:
+        TypeError: not a pair of ints.
+        ValueError: a side < 1.
+    """
+    if (
+        not isinstance(size, Sequence)
+        or isinstance(size, str)
+        or len(size) != 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+    ):
+        raise TypeError(f"{name} must be a pair of ints (H, W), got {size!r}")
+    if size[0] < 1 or size[1] < 1:
+        raise ValueError(f"{name} must be >= 1 on both sides, got {tuple(size)}")
+    return int(size[0]), int(size[1])
 
 
 def resolve_scale_and_size(
@@ -218,15 +256,7 @@ def resolve_scale_and_size(
     """
     h, w = in_size
     if size is not None:
-        if (
-            not isinstance(size, Sequence)
-            or len(size) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)
-        ):
-            raise TypeError(f"size must be a pair of ints (H, W), got {size!r}")
-        if size[0] < 1 or size[1] < 1:
-            raise ValueError(f"size must be >= 1 on both sides, got {tuple(size)}")
-        size = (int(size[0]), int(size[1]))
+        size = check_size(size)
     if scale is None and size is None:
         raise TypeError("give scale (a number, a pair or a tensor) or size=(H, W); got neither")
     if scale is None:

@@ -29,7 +29,7 @@ from torch import nn
 from .._checks import check_channels, check_tensor
 from ..ops.aggregate import BACKENDS, distance_kernel, kriging_aggregate
 from ..ops.coords import AxisQueries, Window, axis_queries, resolve_window
-from ..scale import ScaleLike, _parse_scale, _round_half_up
+from ..scale import ScaleLike, check_size, output_sizes
 from .afe import LayerNorm2d
 
 __all__ = ["KrigingBlock", "NeuralKrigingUpsampler", "OffsetEncoding"]
@@ -331,40 +331,24 @@ class NeuralKrigingUpsampler(nn.Module):
         size: tuple[int, int] | None,
     ) -> torch.Tensor:
         """Per-sample full output sizes ``(B, 2)`` int64 (CPU) from ``scale`` or ``size``."""
-        h, w = lr_size
         if size is not None:
-            if (
-                not isinstance(size, tuple | list)
-                or len(size) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)
-            ):
-                raise TypeError(f"size must be a pair of ints >= 1 (H, W), got {size!r}")
-            sizes = torch.tensor([list(size)], dtype=torch.int64).expand(batch, 2)
+            sizes = torch.tensor([list(check_size(size))], dtype=torch.int64).expand(batch, 2)
             if scale is not None:
                 implied = self.full_sizes(lr_size, batch, scale=scale, size=None)
                 if not bool((implied == sizes).all()):
                     raise ValueError(
                         f"scale and size disagree: scale gives output sizes "
-                        f"{implied.unique(dim=0).tolist()[:4]} for input size {(h, w)} but size={tuple(size)}"
+                        f"{implied.unique(dim=0).tolist()[:4]} for input size {tuple(lr_size)} but size={tuple(size)}"
                     )
             return sizes.clone()
         if scale is None:
             raise TypeError("give scale (a number, a pair or a tensor) or size=(H, W); got neither")
-        r = _parse_scale(scale, device="cpu", dtype=torch.float64)
-        if r.shape[0] not in (1, batch):
+        sizes = output_sizes(lr_size, scale)
+        if sizes.shape[0] not in (1, batch):
             raise ValueError(
-                f"scale holds {r.shape[0]} per-sample scales but feat has {batch} samples"
+                f"scale holds {sizes.shape[0]} per-sample scales but feat has {batch} samples"
             )
-        r = r.expand(batch, 2)
-        sizes = torch.tensor(
-            [[_round_half_up(h * rh), _round_half_up(w * rw)] for rh, rw in r.tolist()],
-            dtype=torch.int64,
-        )
-        if bool((sizes < 1).any()):
-            raise ValueError(
-                f"scale gives an empty output for input size {(h, w)}: {sizes.tolist()[:4]}"
-            )
-        return sizes
+        return sizes.expand(batch, 2).clone()
 
     def forward(
         self,
