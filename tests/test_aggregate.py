@@ -202,3 +202,13 @@ def test_library_imports_and_runs_without_triton():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_lean_channels_last_and_mixed_layouts():
+    x, kernel, dist = random_inputs(2, 4, 2, 7, 6, 3)
+    ref = kriging_aggregate(x, kernel, dist, backend="reference")
+    xc = x.contiguous(memory_format=torch.channels_last)
+    b, g, kk, h, w = kernel.shape
+    kc = kernel.reshape(b, g * kk, h, w).contiguous(memory_format=torch.channels_last)
+    for xi, ki in ((xc, kernel), (x, kc.view(b, g, kk, h, w)), (xc, kc.view(b, g, kk, h, w))):
+        torch.testing.assert_close(kriging_aggregate(xi, ki, dist, backend="lean"), ref)

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from scaleeq import NeuralKrigingUpsampler, upscale
+from scaleeq.layers import KrigingBlock
 from scaleeq.models import convert_dsf_state_dict
+from scaleeq.ops import kriging_aggregate
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "eqsr_official_tiny"
 
@@ -182,6 +184,73 @@ def test_tiled_upscale_equals_full_render(max_window_pixels):
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+def _block_unfused(blk, z, dist, mask, context):
+    """KrigingBlock written out in NCHW with its modules, no fusion (the reference)."""
+    y = blk.conv1(blk.norm1(z))
+    if mask is not None:
+        y = y * mask
+    b, _, h, w = y.shape
+    kernel = blk.kernel_gen(y).view(b, blk.groups, blk.kernel_size**2, h, w)
+    z = z + blk.conv2(kriging_aggregate(y, kernel, dist, backend="reference"))
+    f = blk.ffn(blk.norm2(z))
+    if blk.channel_attention == "lr":
+        f = f * torch.sigmoid(blk.attn(context))[:, :, None, None]
+    elif blk.channel_attention == "eca":
+        f = f * blk.attn(f.mean(dim=(2, 3))[:, None, :])[:, 0, :, None, None]
+    return z + f
+
+
+@pytest.mark.parametrize("attention", ["lr", "eca", "none"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_channels_last_block_equals_unfused_nchw_block(attention, grad):
+    torch.manual_seed(0)
+    blk = KrigingBlock(16, channel_attention=attention, context_dim=5, group_channels=4)
+    with torch.no_grad():  # off the init (the "lr" gate starts at zero weights)
+        for p in blk.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    z = torch.randn(2, 16, 7, 9, requires_grad=grad)
+    dist = torch.rand(2, 9, 7, 9)
+    mask = (torch.rand(2, 1, 7, 9) > 0.2).float()
+    context = torch.randn(2, 5)  # two samples, two different gates
+    with torch.set_grad_enabled(grad):
+        got = blk(z, dist, mask, context)
+        ref = _block_unfused(blk, z, dist, mask, context)
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+    if grad:
+        gy = torch.randn_like(got)
+        params = [z, blk.conv1.weight, blk.ffn[2].weight, blk.ffn[2].bias]
+        params += [blk.attn.weight] if attention != "none" else []
+        for a, b in zip(
+            torch.autograd.grad(got, params, gy),
+            torch.autograd.grad(ref, params, gy),
+            strict=True,
+        ):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_render_is_the_same_with_and_without_autograd():
+    feat = torch.randn(2, 4, 5, 6)
+    with torch.no_grad():  # in-place fast path
+        fast = UP(feat, scale=2.5)
+    torch.testing.assert_close(fast, UP(feat, scale=2.5).detach(), rtol=0, atol=1e-6)
+
+
+def test_upscale_uses_the_upsamplers_default_tile_budget():
+    up = NeuralKrigingUpsampler(4, hidden=16, blocks=1).eval()
+    assert up.default_window_pixels == 2**21 // 16
+    up2 = make_upsampler()
+    up2.default_window_pixels = 120  # instance override: tiles of at most 120 pixels
+    windows = []
+    hook = up2.register_forward_pre_hook(
+        lambda m, args, kwargs: windows.append(kwargs["window"]), with_kwargs=True
+    )
+    feat = torch.randn(1, 4, 8, 7)
+    out = upscale(up2, feat, size=(30, 25))
+    hook.remove()
+    assert len(windows) > 1 and all(w[2] * w[3] <= 120 for w in windows)
+    torch.testing.assert_close(out, up2(feat, size=(30, 25)).detach(), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason="shared/fixtures not beside the checkout")

@@ -86,7 +86,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         out = upscale(
             model,
             img[None].to(args.device),
-            max_window_pixels=args.tile * args.tile,
+            max_window_pixels=args.tile * args.tile if args.tile is not None else None,
             progress=not args.quiet,
             **kwargs,
         )
@@ -156,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--size", help="output size WIDTHxHEIGHT, e.g. 1920x1080")
     up.add_argument("--checkpoint", required=True, help="file written by ArbitraryScaleSR.save")
     up.add_argument(
-        "--tile", type=int, default=256, help="tile side in output pixels (default 256)"
+        "--tile",
+        type=int,
+        default=None,
+        help="tile side in output pixels (default: the upsampler's cache-sized tiles)",
     )
     up.add_argument("--device", default="cpu")
     up.add_argument("--quiet", action="store_true")
@@ -177,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "tile", 1) < 1:
+    tile = getattr(args, "tile", None)
+    if tile is not None and tile < 1:
         print("scaleeq: error: --tile must be >= 1", file=sys.stderr)
         return 2
     try:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .data import IMAGE_SUFFIXES, list_images, load_image
-from .infer import DEFAULT_MAX_WINDOW_PIXELS, upscale
+from .infer import upscale
 from .metrics import psnr_y, ssim_y
 from .resize import imresize
 
@@ -138,7 +138,7 @@ def evaluate(
     ssim: bool = True,
     progress: bool = True,
     device: torch.device | str | None = None,
-    max_window_pixels: int = DEFAULT_MAX_WINDOW_PIXELS,
+    max_window_pixels: int | None = None,
 ) -> EvalReport:
     """PSNR-Y / SSIM-Y of ``model`` on benchmark images at each scale, plus a bicubic row.
 
@@ -153,7 +153,7 @@ def evaluate(
         ssim: compute SSIM-Y too.
         progress: show a tqdm progress bar (if tqdm is installed).
         device: where to run (default: the model's device).
-        max_window_pixels: tile budget for :func:`scaleeq.upscale`.
+        max_window_pixels: tile budget for :func:`scaleeq.upscale` (default: the upsampler's).
 
     Returns:
         :class:`EvalReport`.

@@ -36,7 +36,7 @@ def upscale(
     *,
     scale: ScaleLike | None = None,
     size: tuple[int, int] | None = None,
-    max_window_pixels: int = DEFAULT_MAX_WINDOW_PIXELS,
+    max_window_pixels: int | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Upscale ``lr`` to the full output, rendering at most ``max_window_pixels`` HR pixels at once.
@@ -55,7 +55,9 @@ def upscale(
         scale: a scale argument; or give ``size``.
         size: explicit output size ``(H, W)``.
         max_window_pixels: tile budget in HR pixels (tiles are near-equal, each
-            ``height * width <= max_window_pixels``).
+            ``height * width <= max_window_pixels``). Default: the upsampler's
+            ``default_window_pixels`` attribute if it has one (the Neural Kriging upsampler sizes
+            its tiles for the CPU cache), else ``256 * 256``.
         progress: show a tqdm progress bar over tiles (if tqdm is installed).
 
     Returns:
@@ -66,7 +68,7 @@ def upscale(
         ValueError: bad sizes or scales, or ``max_window_pixels < 1``.
     """
     check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
-    if (
+    if max_window_pixels is not None and (
         isinstance(max_window_pixels, bool)
         or not isinstance(max_window_pixels, int)
         or max_window_pixels < 1
@@ -89,6 +91,8 @@ def upscale(
             "model must be a NeuralKrigingUpsampler or expose features(lr, scale) and an "
             f"upsampler module; got {type(model).__name__}"
         )
+    if max_window_pixels is None:
+        max_window_pixels = int(getattr(up, "default_window_pixels", DEFAULT_MAX_WINDOW_PIXELS))
     if not getattr(up, "window_exact", True):  # e.g. the official ECA attention: whole renders only
         return render(feat, size=(out_h, out_w))
     side = max(1, math.isqrt(max_window_pixels))

@@ -107,7 +107,7 @@ class KrigingBlock(nn.Module):
         self.conv1 = nn.Conv2d(dim, dim, 1)
         self.kernel_gen = nn.Sequential(
             nn.Conv2d(dim, kernel_hidden, 3, padding=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.Conv2d(kernel_hidden, self.groups * kernel_size**2, 1),
         )
         self.conv2 = nn.Conv2d(dim, dim, 1)
@@ -135,19 +135,81 @@ class KrigingBlock(nn.Module):
         mask: torch.Tensor | None,
         context: torch.Tensor | None,
     ) -> torch.Tensor:
-        y = self.conv1(self.norm1(z))
+        """NCHW interface: ``z`` ``(B, D, H, W)`` in, ``(B, D, H, W)`` out (see :meth:`forward_cl`)."""
+        out = self.forward_cl(z.permute(0, 2, 3, 1).contiguous(), dist, mask, context)
+        return out.permute(0, 3, 1, 2).contiguous()
+
+    def forward_cl(
+        self,
+        z: torch.Tensor,
+        dist: torch.Tensor,
+        mask: torch.Tensor | None,
+        context: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Channels-last form used by the upsampler: ``z`` ``(B, H, W, D)`` in and out.
+
+        The 1x1 convolutions run as matrix products on the pixel-major latent; the two that
+        feed or read the NCHW aggregation (``conv1``, ``conv2``) multiply by the transposed
+        operand instead of copying the layout; the FFN's last layer absorbs the ``"lr"`` gate
+        (per-sample weights) and the residual add.
+        """
+        b, h, w, d = z.shape
+        y = _linear_to_nchw(  # (B, D, H, W) contiguous, for the spatial ops
+            F.layer_norm(z, (d,), self.norm1.weight, self.norm1.bias, self.norm1.eps), self.conv1
+        )
         if mask is not None:  # zero outside the image, as the full render's zero padding
             y = y * mask
-        b, _, h, w = y.shape
         kernel = self.kernel_gen(y).view(b, self.groups, self.kernel_size**2, h, w)
-        z = z + self.conv2(kriging_aggregate(y, kernel, dist, backend=self.backend))
-        f = self.ffn(self.norm2(z))
-        if self.channel_attention == "lr":
+        z = _nchw_linear_add(
+            kriging_aggregate(y, kernel, dist, backend=self.backend), self.conv2, z
+        )
+        hidden = _linear(
+            F.layer_norm(z, (d,), self.norm2.weight, self.norm2.bias, self.norm2.eps), self.ffn[0]
+        )
+        hidden = F.gelu(hidden) if torch.is_grad_enabled() else torch.ops.aten.gelu_(hidden)
+        last = self.ffn[2]
+        if self.channel_attention == "lr":  # gate folded into the last layer, per sample
             assert context is not None
-            f = f * torch.sigmoid(self.attn(context))[:, :, None, None]
-        elif self.channel_attention == "eca":  # official: ECA without sigmoid
-            f = f * self.attn(f.mean(dim=(2, 3))[:, None, :])[:, 0, :, None, None]
+            gate = torch.sigmoid(self.attn(context))  # (B, D)
+            weight = last.weight.flatten(1)[None] * gate[:, :, None]  # (B, D, 2D)
+            out = torch.baddbmm(z.view(b, h * w, d), hidden.view(b, h * w, -1), weight.mT)
+            return out.add_((last.bias * gate)[:, None, :]).view(b, h, w, d)
+        f = _linear(hidden, last)
+        if self.channel_attention == "eca":  # official: ECA without sigmoid
+            f = f * self.attn(f.mean(dim=(1, 2))[:, None, :])[:, 0, None, None, :]
         return z + f
+
+
+def _linear(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A 1x1 convolution applied to a channels-last ``(..., C)`` tensor."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+
+def _linear_to_nchw(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """1x1 convolution of channels-last ``(B, H, W, C)``, returned as contiguous NCHW."""
+    b, h, w, c = x.shape
+    weight = conv.weight.flatten(1)  # (O, C)
+    rows = x.reshape(b, h * w, c)
+    # per sample: a 2-D product takes the transposed operand without a copy
+    if conv.bias is None:
+        outs = [weight @ rows[i].t() for i in range(b)]
+    else:
+        outs = [torch.addmm(conv.bias[:, None], weight, rows[i].t()) for i in range(b)]
+    out = outs[0][None] if b == 1 else torch.stack(outs)
+    return out.view(b, -1, h, w)
+
+
+def _nchw_linear_add(x: torch.Tensor, conv: nn.Conv2d, residual: torch.Tensor) -> torch.Tensor:
+    """``residual + conv(x)`` for NCHW ``x`` and channels-last ``residual`` ``(B, H, W, O)``."""
+    b, c, h, w = x.shape
+    out = torch.baddbmm(
+        residual.reshape(b, h * w, -1),
+        x.reshape(b, c, h * w).mT,
+        conv.weight.flatten(1).t()[None].expand(b, c, -1),
+    )
+    if conv.bias is not None:
+        out = out.add_(conv.bias)
+    return out.view(residual.shape)
 
 
 class NeuralKrigingUpsampler(nn.Module):
@@ -173,6 +235,11 @@ class NeuralKrigingUpsampler(nn.Module):
         activation: of the head and before the tail: ``"gelu"`` (default; no dead units, which
             ReLU here suffers from when training from scratch with large learning rates) or
             ``"relu"`` (official).
+
+    Attributes:
+        default_window_pixels: the tile budget :func:`scaleeq.upscale` uses unless told
+            otherwise: ``2**21 / hidden`` HR pixels (8192 at width 256), so that one float32
+            latent tile is about 8 MiB and stays in cache; assign to change it.
 
     Shape:
         - feat: :math:`(B, C, h, w)`
@@ -283,6 +350,9 @@ class NeuralKrigingUpsampler(nn.Module):
         )
         self.tail = nn.Conv2d(hidden, out_channels, 1)
         self.halo = blocks * (max(kernel_size, 3) // 2)
+        # tile budget scaleeq.upscale uses by default: one float32 latent tile of about 8 MiB,
+        # so a block's working set (a few such tensors) stays in a server CPU's last-level cache
+        self.default_window_pixels = max(1024, 2**21 // hidden)
 
     @classmethod
     def official(
@@ -390,6 +460,13 @@ class NeuralKrigingUpsampler(nn.Module):
             dtype=feat.dtype,
             rounding=self.rounding,
         )
+        # the LR rows / columns this region reads (a tile reads a small part of the map)
+        lr_box = (
+            int(qy.nearest.min()),
+            int(qy.nearest.max()) + 1,
+            int(qx.nearest.min()),
+            int(qx.nearest.max()) + 1,
+        )
         qy, qx = _to_device(qy, feat.device), _to_device(qx, feat.device)
         dist = self._distance(qy, qx)
         inner_y, inner_x = _crop(qy, m), _crop(qx, m)
@@ -398,14 +475,15 @@ class NeuralKrigingUpsampler(nn.Module):
             valid = inner_y.valid[:, :, None] & inner_x.valid[:, None, :]
             if not bool(valid.all()):
                 mask = valid[:, None].to(feat.dtype)
-        z0 = self._head(feat, inner_y, inner_x)
+        z0 = self._head(feat, inner_y, inner_x, lr_box)  # (B, H, W, D), channels-last
         context = feat.mean(dim=(2, 3)) if self.channel_attention == "lr" else None
         z = z0
         for blk in self.blocks:
-            z = blk(z, dist, mask, context)
+            z = blk.forward_cl(z, dist, mask, context)
             if self.block_act:
                 z = F.relu(z)
-        out = self.tail(self._act(z + z0))
+        z = z.add_(z0) if not torch.is_grad_enabled() else z + z0
+        out = _linear_to_nchw(self._act(z), self.tail)
         if halo:
             out = out[:, :, halo : halo + out_h, halo : halo + out_w]
         return out
@@ -416,15 +494,23 @@ class NeuralKrigingUpsampler(nn.Module):
             dist = dist + self.scale_mlp(dist)
         return dist
 
-    def _head(self, feat: torch.Tensor, qy: AxisQueries, qx: AxisQueries) -> torch.Tensor:
-        """``ReLU(W_f feat[nearest] + W_y enc(off_y) + W_x enc(off_x) + b)`` as ``(B, D, ny, nx)``."""
-        proj = self.head_feat(feat.permute(0, 2, 3, 1))  # (B, h, w, D), on the LR grid
+    def _head(
+        self,
+        feat: torch.Tensor,
+        qy: AxisQueries,
+        qx: AxisQueries,
+        lr_box: tuple[int, int, int, int] | None = None,
+    ) -> torch.Tensor:
+        """``act(W_f feat[nearest] + W_y enc(off_y) + W_x enc(off_x) + b)`` as ``(B, ny, nx, D)``."""
+        y0, y1, x0, x1 = lr_box if lr_box is not None else (0, feat.shape[2], 0, feat.shape[3])
+        # projected on the LR grid (only the rows / columns the queries read), then gathered
+        proj = self.head_feat(feat[:, :, y0:y1, x0:x1].permute(0, 2, 3, 1))  # (B, h', w', D)
         bidx = torch.arange(feat.shape[0], device=feat.device)[:, None, None]
-        z = proj[bidx, qy.nearest[:, :, None], qx.nearest[:, None, :]]  # (B, ny, nx, D)
+        z = proj[bidx, qy.nearest[:, :, None] - y0, qx.nearest[:, None, :] - x0]  # (B, ny, nx, D)
         ey = self.head_y(self.encoding(qy.offset, dtype=feat.dtype))  # (B, ny, D)
         ex = self.head_x(self.encoding(qx.offset, dtype=feat.dtype))  # (B, nx, D)
-        z = z + ey[:, :, None, :] + ex[:, None, :, :]
-        return self._act(z).permute(0, 3, 1, 2).contiguous()
+        z = z.add_(ey[:, :, None, :]).add_(ex[:, None, :, :])  # z is a fresh gather
+        return self._act(z)
 
     def extra_repr(self) -> str:
         return (
