@@ -79,7 +79,10 @@ def build(variant: str, cfg: dict) -> scaleeq.ArbitraryScaleSR:
     net = EDSR(num_feat=cfg["feat"], num_block=cfg["blocks"], upscale=2, img_range=1.0)
     afe = "per_group" if variant == "d-nk-afe" else "none"
     return scaleeq.retrofit(
-        net, afe=afe, upsampler=make_upsampler(variant, cfg["feat"], cfg["width"]), skip="bicubic"
+        net,
+        afe=afe,
+        upsampler=make_upsampler(variant, cfg["feat"], cfg["width"]),
+        skip=cfg.get("skip", "bicubic"),
     )
 
 
@@ -162,7 +165,7 @@ def cost_case(variant: str, width: int) -> dict:
     }
 
 
-def plots(records: dict, img_dir: Path) -> list[str]:
+def plots(records: dict, img_dir: Path, prefix: str = "study") -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,8 +194,8 @@ def plots(records: dict, img_dir: Path) -> list[str]:
         ax.set_ylabel("dB")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(img_dir / "study_gain.png", dpi=110)
-    names.append("study_gain.png")
+    fig.savefig(img_dir / f"{prefix}_gain.png", dpi=110)
+    names.append(f"{prefix}_gain.png")
     fig, ax = plt.subplots(figsize=(5, 4))
     for variant, rec in records.items():
         xs = sorted(float(k) for k in rec["eq_s"])
@@ -202,15 +205,15 @@ def plots(records: dict, img_dir: Path) -> list[str]:
     ax.set_ylabel("dB")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(img_dir / "study_eqs.png", dpi=110)
-    names.append("study_eqs.png")
+    fig.savefig(img_dir / f"{prefix}_eqs.png", dpi=110)
+    names.append(f"{prefix}_eqs.png")
     plt.close("all")
     return names
 
 
 def markdown(records: dict, costs: list[dict], cfg: dict, preset: str) -> str:
     lines = [f"Preset `{preset}`: EDSR body {cfg['blocks']} x {cfg['feat']}, upsampler width {cfg['width']}, "
-             f"{cfg['steps']} steps, batch {cfg['batch']}, {cfg['patch']}x{cfg['patch']} LR patches, Adam {cfg['lr']}.", ""]  # fmt: skip
+             f"{cfg['steps']} steps, batch {cfg['batch']}, {cfg['patch']}x{cfg['patch']} LR patches, Adam {cfg['lr']}, skip {cfg.get('skip', 'bicubic')}.", ""]  # fmt: skip
     for set_name in ("Set5", "Set14"):
         lines += [
             f"**{set_name}, PSNR-Y (dB)**",
@@ -262,6 +265,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (preset's if unset)")
+    p.add_argument(
+        "--skip",
+        choices=["bicubic", "none"],
+        default="bicubic",
+        help="retrofit skip: the upsampler learns a residual over bicubic, or the whole image",
+    )
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study"))
     p.add_argument("--report", default=None, help="write the Markdown report here")
@@ -278,6 +288,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = dict(PRESETS[args.preset])
     if args.steps:
         cfg["steps"] = args.steps
+    if args.lr:
+        cfg["lr"] = args.lr
+    cfg["skip"] = args.skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = {}
@@ -308,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.report:
         Path(args.report).write_text(text)
     if args.img:
-        plots(records, Path(args.img))
+        plots(records, Path(args.img), prefix=out.name)
 
 
 if __name__ == "__main__":
