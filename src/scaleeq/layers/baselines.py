@@ -129,10 +129,15 @@ class LIIFUpsampler(nn.Module):
         b, c, h, w = feat.shape
         sizes = self.full_sizes((h, w), b, scale=scale, size=size)
         top, left, out_h, out_w = resolve_window(window, sizes)
-        unfolded = F.unfold(feat, 3, padding=1).view(b, 9 * c, h, w)
-        proj = self.first_feat(unfolded.permute(0, 2, 3, 1))  # (B, h, w, D) on the LR grid
         qy = axis_queries(h, sizes[:, 0], top, out_h, dtype=torch.float64)
         qx = axis_queries(w, sizes[:, 1], left, out_w, dtype=torch.float64)
+        # the LR rows / columns the region reads (floor(pos) and floor(pos) + 1), plus the one
+        # pixel of context the 3x3 unfolding needs: a tile projects only its own part of the map
+        ya, yb = _lr_span(qy.pos, h)
+        xa, xb = _lr_span(qx.pos, w)
+        crop = feat[:, :, ya:yb, xa:xb]
+        unfolded = F.unfold(crop, 3, padding=1).view(b, 9 * c, yb - ya, xb - xa)
+        proj = self.first_feat(unfolded.permute(0, 2, 3, 1))  # (B, h', w', D) on the LR grid
         cell = (torch.tensor([h, w], dtype=torch.float64) / sizes.to(torch.float64)).to(
             feat
         )  # (B, 2)
@@ -140,24 +145,32 @@ class LIIFUpsampler(nn.Module):
         out = []
         for r0 in range(0, out_h, rows):
             pos_y = qy.pos[:, r0 : r0 + rows].to(feat.device)
-            out.append(self._render(proj, pos_y, qx.pos.to(feat.device), cell))
+            out.append(self._render(proj, pos_y, qx.pos.to(feat.device), cell, (h, w), (ya, xa)))
         return torch.cat(out, dim=2)
 
     def _render(
-        self, proj: torch.Tensor, pos_y: torch.Tensor, pos_x: torch.Tensor, cell: torch.Tensor
+        self,
+        proj: torch.Tensor,
+        pos_y: torch.Tensor,
+        pos_x: torch.Tensor,
+        cell: torch.Tensor,
+        lr_size: tuple[int, int],
+        origin: tuple[int, int],
     ) -> torch.Tensor:
-        """Render rows ``pos_y`` (B, ny) x columns ``pos_x`` (B, nx) in LR-pixel units."""
-        b, h, w, _ = proj.shape
+        """Render rows ``pos_y`` (B, ny) x columns ``pos_x`` (B, nx) in LR-pixel units;
+        ``proj`` holds the LR map's projection from row/column ``origin`` on."""
+        b = proj.shape[0]
+        (h, w), (ya, xa) = lr_size, origin
         bidx = torch.arange(b, device=proj.device)[:, None, None]
         fy, fx = torch.floor(pos_y), torch.floor(pos_x)
         preds, areas = [], []
         for oy in (0, 1):
-            iy = (fy + oy).clamp(0, h - 1)
+            iy = (fy + oy).clamp(0, h - 1).long() - ya
             ry = (pos_y - (fy + oy)).to(proj.dtype)  # relative coordinate, LR pixels
             for ox in (0, 1):
-                ix = (fx + ox).clamp(0, w - 1)
+                ix = (fx + ox).clamp(0, w - 1).long() - xa
                 rx = (pos_x - (fx + ox)).to(proj.dtype)
-                z = proj[bidx, iy.long()[:, :, None], ix.long()[:, None, :]]  # (B, ny, nx, D)
+                z = proj[bidx, iy[:, :, None], ix[:, None, :]]  # (B, ny, nx, D)
                 coords = torch.stack(
                     torch.broadcast_tensors(ry[:, :, None], rx[:, None, :]), dim=-1
                 )
@@ -171,3 +184,11 @@ class LIIFUpsampler(nn.Module):
         # each prediction is weighted by the area of the diagonally opposite rectangle
         out = sum(p * (a / total)[..., None] for p, a in zip(preds, reversed(areas), strict=True))
         return out.permute(0, 3, 1, 2)
+
+
+def _lr_span(pos: torch.Tensor, n: int) -> tuple[int, int]:
+    """LR index range ``[a, b)`` covering ``floor(pos)`` and ``floor(pos) + 1`` (clamped to
+    ``[0, n)``), widened by one pixel on each side for a 3x3 neighbourhood."""
+    lo = int(torch.floor(pos.min()).clamp(0, n - 1))
+    hi = int((torch.floor(pos.max()) + 1).clamp(0, n - 1))
+    return max(0, lo - 1), min(n, hi + 2)
