@@ -212,3 +212,24 @@ def test_lean_channels_last_and_mixed_layouts():
     kc = kernel.reshape(b, g * kk, h, w).contiguous(memory_format=torch.channels_last)
     for xi, ki in ((xc, kernel), (x, kc.view(b, g, kk, h, w)), (xc, kc.view(b, g, kk, h, w))):
         torch.testing.assert_close(kriging_aggregate(xi, ki, dist, backend="lean"), ref)
+
+
+def test_eager_use_does_not_import_the_compiler_stack():
+    """Eager forward/backward and tiled rendering stay off torch._dynamo / sympy (whose first
+    import, through the custom op's dispatch, costs about 150 MB and a second or two)."""
+    code = textwrap.dedent(
+        """
+        import sys, torch, scaleeq
+        up = scaleeq.NeuralKrigingUpsampler(4, hidden=16, blocks=1)
+        feat = torch.randn(1, 4, 5, 5, requires_grad=True)
+        up(feat, scale=2.5).sum().backward()
+        assert feat.grad is not None and up.blocks[0].conv1.weight.grad is not None
+        scaleeq.upscale(up, feat.detach(), scale=3.0)
+        print(sorted(m for m in ("torch._dynamo", "sympy") if m in sys.modules))
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

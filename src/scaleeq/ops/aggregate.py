@@ -15,10 +15,11 @@ Backends (chosen once per call):
   interpreter, ``TRITON_INTERPRET=1``).
 - ``"auto"``: ``"triton"`` for CUDA tensors when Triton is installed, else ``"lean"``.
 
-``lean`` and ``triton`` run through the registered custom op ``scaleeq::kriging_aggregate``
-(with a fake implementation and autograd registration), so ``torch.compile`` treats the
-aggregation as one opaque node instead of breaking the graph (torch >= 2.4; older torch uses
-an equivalent ``autograd.Function``).
+Under ``torch.compile``, ``lean`` and ``triton`` run through the registered custom op
+``scaleeq::kriging_aggregate`` (with a fake implementation and autograd registration), so the
+aggregation is one opaque node instead of a graph break (torch >= 2.4). Eager calls use an
+equivalent ``autograd.Function`` with the same forward and backward: the custom op's Python
+dispatch imports torch's compiler stack on first use (about 150 MB of memory).
 """
 
 from __future__ import annotations
@@ -105,6 +106,24 @@ def _backward_impl(
     return lean_backward(gy, x, kernel, dist, needs)
 
 
+class _AggregateFunction(torch.autograd.Function):
+    """Eager path: the same forward / backward as the custom op, without its dispatch."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, dist, backend):
+        ctx.save_for_backward(x, kernel, dist)
+        ctx.backend = backend
+        return _forward_impl(x, kernel, dist, backend)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, kernel, dist = ctx.saved_tensors
+        gx, gk, gd = _backward_impl(
+            gy, x, kernel, dist, ctx.backend, tuple(ctx.needs_input_grad[:3])
+        )
+        return gx, gk, gd, None
+
+
 if hasattr(torch.library, "custom_op"):  # torch >= 2.4
 
     @torch.library.custom_op("scaleeq::kriging_aggregate", mutates_args=())
@@ -162,24 +181,13 @@ if hasattr(torch.library, "custom_op"):  # torch >= 2.4
     def _fused(
         x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
     ) -> torch.Tensor:
-        return _aggregate_op(x, kernel, dist, backend)
+        # The custom op is what torch.compile sees; eager calls skip its Python dispatch,
+        # whose first use imports torch._dynamo and sympy (about 150 MB and a second or two).
+        if torch.compiler.is_compiling():
+            return _aggregate_op(x, kernel, dist, backend)
+        return _AggregateFunction.apply(x, kernel, dist, backend)
 
 else:  # pragma: no cover - torch < 2.4
-
-    class _AggregateFunction(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x, kernel, dist, backend):
-            ctx.save_for_backward(x, kernel, dist)
-            ctx.backend = backend
-            return _forward_impl(x, kernel, dist, backend)
-
-        @staticmethod
-        def backward(ctx, gy):
-            x, kernel, dist = ctx.saved_tensors
-            gx, gk, gd = _backward_impl(
-                gy, x, kernel, dist, ctx.backend, tuple(ctx.needs_input_grad[:3])
-            )
-            return gx, gk, gd, None
 
     def _fused(
         x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
