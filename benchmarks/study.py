@@ -78,10 +78,14 @@ def build(variant: str, cfg: dict) -> scaleeq.ArbitraryScaleSR:
     torch.manual_seed(0)
     net = EDSR(num_feat=cfg["feat"], num_block=cfg["blocks"], upscale=2, img_range=1.0)
     afe = "per_group" if variant == "d-nk-afe" else "none"
+    up = make_upsampler(variant, cfg["feat"], cfg["width"])
+    if cfg.get("zero_tail"):  # start every head at exactly the skip (bicubic)
+        torch.nn.init.zeros_(up.tail.weight)
+        torch.nn.init.zeros_(up.tail.bias)
     return scaleeq.retrofit(
         net,
         afe=afe,
-        upsampler=make_upsampler(variant, cfg["feat"], cfg["width"]),
+        upsampler=up,
         skip=cfg.get("skip", "bicubic"),
     )
 
@@ -213,7 +217,7 @@ def plots(records: dict, img_dir: Path, prefix: str = "study") -> list[str]:
 
 def markdown(records: dict, costs: list[dict], cfg: dict, preset: str) -> str:
     lines = [f"Preset `{preset}`: EDSR body {cfg['blocks']} x {cfg['feat']}, upsampler width {cfg['width']}, "
-             f"{cfg['steps']} steps, batch {cfg['batch']}, {cfg['patch']}x{cfg['patch']} LR patches, Adam {cfg['lr']}, skip {cfg.get('skip', 'bicubic')}.", ""]  # fmt: skip
+             f"{cfg['steps']} steps, batch {cfg['batch']}, {cfg['patch']}x{cfg['patch']} LR patches, Adam {cfg['lr']}, skip {cfg.get('skip', 'bicubic')}" + (', zero-initialised output layers' if cfg.get('zero_tail') else '') + ".", ""]  # fmt: skip
     for set_name in ("Set5", "Set14"):
         lines += [
             f"**{set_name}, PSNR-Y (dB)**",
@@ -272,6 +276,9 @@ def main(argv: list[str] | None = None) -> None:
         default="bicubic",
         help="retrofit skip: the upsampler learns a residual over bicubic, or the whole image",
     )
+    p.add_argument(
+        "--zero-tail", action="store_true", help="zero-initialise each upsampler's output layer"
+    )
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "study"))
     p.add_argument("--report", default=None, help="write the Markdown report here")
@@ -291,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.lr:
         cfg["lr"] = args.lr
     cfg["skip"] = args.skip
+    cfg["zero_tail"] = args.zero_tail
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     records = {}
