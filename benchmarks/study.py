@@ -147,25 +147,35 @@ def macs_per_pixel(up: torch.nn.Module, channels: int) -> float:
     return macs
 
 
-def cost_case(variant: str, width: int) -> dict:
-    """Render 1024x1024 from a 256x256x64 map with the default tiling/chunking (one process)."""
-    import resource
+def _status_kib(field: str) -> int:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in KiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
 
+
+def cost_case(variant: str, width: int, max_window_pixels: int | None = None) -> dict:
+    """Render 1024x1024 from a 256x256x64 map with the default tiling/chunking (one process).
+
+    Peak memory is the growth of the process's high-water resident set (``VmHWM``) over its
+    resident set once the inputs exist. ``VmHWM`` starts afresh at ``exec``, whereas
+    ``ru_maxrss`` keeps the parent's peak (this script's trained-model parent is large)."""
     up = make_upsampler(variant, 64, width).eval()
     feat = torch.randn(1, 64, 256, 256)
-    with open("/proc/self/statm") as f:
-        base = int(f.read().split()[1]) * 4096
+    base = _status_kib("VmRSS")
     t0 = time.perf_counter()
-    scaleeq.upscale(up, feat, size=(1024, 1024))
+    scaleeq.upscale(up, feat, size=(1024, 1024), max_window_pixels=max_window_pixels)
     seconds = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_kib("VmHWM")
     return {
         "variant": variant,
         "width": width,
         "params": sum(p.numel() for p in up.parameters()),
         "macs_per_pixel": macs_per_pixel(up, 64),
         "render_1024_seconds": seconds,
-        "peak_growth_mib": (peak - base) / 2**20,
+        "peak_growth_mib": (peak - base) / 1024,
     }
 
 
@@ -254,7 +264,7 @@ def markdown(records: dict, costs: list[dict], cfg: dict, preset: str) -> str:
             + f" | {rec['upsampler_params']:,} | {rec['train_seconds_this_run']:.0f} |"
         )
     if costs:
-        lines += ["", "**Upsampler cost: render 1024x1024 from 256x256x64 (default tiling/chunking, CPU, one process each)**", "",
+        lines += ["", "**Upsampler cost: render 1024x1024 from 256x256x64 (default tiling/chunking, CPU, one process per case, median of interleaved rounds)**", "",
                   "| variant | width | params | MACs / output pixel | time s | peak growth MiB |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
         for c in costs:
             lines.append(
@@ -286,11 +296,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--cost-widths", default="64,256", help="upsampler widths for the cost table ('' to skip)"
     )
+    p.add_argument(
+        "--cost-repeats", type=int, default=3, help="rounds of cost cases (medians reported)"
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--cost-case", nargs=2, help=argparse.SUPPRESS)  # internal: one cost case
+    p.add_argument(  # one cost case: VARIANT WIDTH [MAX_WINDOW_PIXELS]
+        "--cost-case", nargs="+", metavar="ARG", help="internal: one cost case"
+    )
     args = p.parse_args(argv)
     if args.cost_case:
-        print(json.dumps(cost_case(args.cost_case[0], int(args.cost_case[1]))))
+        variant, width, *tile = args.cost_case
+        print(json.dumps(cost_case(variant, int(width), int(tile[0]) if tile else None)))
         return
     cfg = dict(PRESETS[args.preset])
     if args.steps:
@@ -310,18 +326,30 @@ def main(argv: list[str] | None = None) -> None:
     if args.cost_widths:
         costs = json.loads(cost_file.read_text()) if cost_file.exists() else []
         have = {(c["variant"], c["width"]) for c in costs}
-        for width in (int(w) for w in args.cost_widths.split(",")):
-            for variant in ("a-bicubic", "b-liif", "c-nk"):
-                if (variant, width) in have:
-                    continue
+        todo = [
+            (variant, width)
+            for width in (int(w) for w in args.cost_widths.split(","))
+            for variant in ("a-bicubic", "b-liif", "c-nk")
+            if (variant, width) not in have
+        ]
+        runs: dict[tuple[str, int], list[dict]] = {case: [] for case in todo}
+        for _ in range(args.cost_repeats):  # rounds interleave the cases: drift hits all alike
+            for variant, width in todo:
                 proc = subprocess.run(
                     [sys.executable, __file__, "--cost-case", variant, str(width)],
                     capture_output=True,
                     text=True,
                     check=True,
                 )
-                costs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-                cost_file.write_text(json.dumps(costs, indent=2))
+                runs[(variant, width)].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        for case in todo:
+            record = dict(runs[case][0])
+            for key in ("render_1024_seconds", "peak_growth_mib"):
+                values = [r[key] for r in runs[case]]
+                record[key] = statistics.median(values)
+                record[key + "_runs"] = values
+            costs.append(record)
+        cost_file.write_text(json.dumps(costs, indent=2))
     summary = {"preset": args.preset, "config": cfg, "variants": records, "costs": costs}
     (out / "study.json").write_text(json.dumps(summary, indent=2))
     text = markdown(records, costs, cfg, args.preset)
