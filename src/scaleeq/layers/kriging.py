@@ -499,10 +499,10 @@ class NeuralKrigingUpsampler(nn.Module):
         feat: torch.Tensor,
         qy: AxisQueries,
         qx: AxisQueries,
-        lr_box: tuple[int, int, int, int] | None = None,
+        lr_box: tuple[int, int, int, int],
     ) -> torch.Tensor:
         """``act(W_f feat[nearest] + W_y enc(off_y) + W_x enc(off_x) + b)`` as ``(B, ny, nx, D)``."""
-        y0, y1, x0, x1 = lr_box if lr_box is not None else (0, feat.shape[2], 0, feat.shape[3])
+        y0, y1, x0, x1 = lr_box  # the LR rows / columns the queries read, [y0, y1) x [x0, x1)
         # projected on the LR grid (only the rows / columns the queries read), then gathered
         proj = self.head_feat(feat[:, :, y0:y1, x0:x1].permute(0, 2, 3, 1))  # (B, h', w', D)
         bidx = torch.arange(feat.shape[0], device=feat.device)[:, None, None]

@@ -124,7 +124,9 @@ class _AggregateFunction(torch.autograd.Function):
         return gx, gk, gd, None
 
 
-if hasattr(torch.library, "custom_op"):  # torch >= 2.4
+_HAS_CUSTOM_OP = hasattr(torch.library, "custom_op")  # torch >= 2.4
+
+if _HAS_CUSTOM_OP:
 
     @torch.library.custom_op("scaleeq::kriging_aggregate", mutates_args=())
     def _aggregate_op(
@@ -178,21 +180,15 @@ if hasattr(torch.library, "custom_op"):  # torch >= 2.4
 
     _aggregate_op.register_autograd(_backward, setup_context=_setup_context)
 
-    def _fused(
-        x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
-    ) -> torch.Tensor:
-        # The custom op is what torch.compile sees; eager calls skip its Python dispatch,
-        # whose first use imports torch._dynamo and sympy (about 150 MB and a second or two).
-        if torch.compiler.is_compiling():
-            return _aggregate_op(x, kernel, dist, backend)
-        return _AggregateFunction.apply(x, kernel, dist, backend)
 
-else:  # pragma: no cover - torch < 2.4
-
-    def _fused(
-        x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
-    ) -> torch.Tensor:
-        return _AggregateFunction.apply(x, kernel, dist, backend)
+def _fused(
+    x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
+) -> torch.Tensor:
+    # The custom op is what torch.compile sees; eager calls skip its Python dispatch, whose
+    # first use imports torch._dynamo and sympy (about 150 MB and a second or two).
+    if _HAS_CUSTOM_OP and torch.compiler.is_compiling():
+        return _aggregate_op(x, kernel, dist, backend)
+    return _AggregateFunction.apply(x, kernel, dist, backend)
 
 
 def kriging_aggregate(
