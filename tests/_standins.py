@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 MEAN = (0.4488, 0.4371, 0.4040)
@@ -193,9 +194,10 @@ class _TokenGroup(nn.Module):
     """A residual group on tokens called as ``layer(x, x_size)`` (SwinIR's RSTB signature),
     or ``layer(x, x_size, params)`` (HAT's RHAG), with a conv on the image layout inside."""
 
-    def __init__(self, c: int, hat: bool) -> None:
+    def __init__(self, c: int, hat: bool, use_checkpoint: bool = False) -> None:
         super().__init__()
         self.hat = hat
+        self.use_checkpoint = use_checkpoint  # as SwinIR's / HAT's BasicLayer: blocks checkpointed
         self.mlp = nn.Sequential(
             nn.LayerNorm(c), nn.Linear(c, 2 * c), nn.GELU(), nn.Linear(2 * c, c)
         )
@@ -204,7 +206,10 @@ class _TokenGroup(nn.Module):
     def forward(self, x, x_size, params=None):
         if self.hat:
             assert params is not None and params["attn_mask"].shape[0] > 0
-        t = x + self.mlp(x)
+        if self.use_checkpoint and torch.is_grad_enabled():
+            t = x + torch.utils.checkpoint.checkpoint(self.mlp, x, use_reentrant=False)
+        else:
+            t = x + self.mlp(x)
         b, _, c = t.shape
         img = t.transpose(1, 2).reshape(b, c, *x_size)
         return self.conv(img).flatten(2).transpose(1, 2) + x
@@ -221,6 +226,7 @@ class SwinLike(nn.Module):
         upsampler: str = "pixelshuffle",
         window_size: int = 4,
         hat: bool = False,
+        use_checkpoint: bool = False,
     ) -> None:
         super().__init__()
         self.window_size = window_size
@@ -232,7 +238,7 @@ class SwinLike(nn.Module):
         self.conv_first = nn.Conv2d(3, c, 3, padding=1)
         self.patch_embed = _PatchEmbed(c)
         self.patch_unembed = _PatchUnEmbed(c)
-        self.layers = nn.ModuleList(_TokenGroup(c, hat) for _ in range(depth))
+        self.layers = nn.ModuleList(_TokenGroup(c, hat, use_checkpoint) for _ in range(depth))
         self.norm = nn.LayerNorm(c)
         self.conv_after_body = nn.Conv2d(c, c, 3, padding=1)
         if upsampler == "pixelshuffle":

@@ -6,12 +6,12 @@ import math
 
 import torch
 
-from scaleeq.demo import TinyASR, main, make_batch, synthetic_images
+from scaleeq.demo import demo_model, main, make_batch, synthetic_images
 
 
 def test_tiny_model_window_equals_crop_and_starts_as_bicubic():
     torch.manual_seed(0)
-    model = TinyASR().eval()
+    model = demo_model().eval()
     lr = torch.rand(2, 3, 10, 12)
     with torch.no_grad():
         full = model(lr, scale=2.7)

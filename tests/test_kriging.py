@@ -157,7 +157,7 @@ def test_scale_mlp_is_identity_at_init():
 
 
 class _FeatureModel(nn.Module):
-    """A minimal model with the features + upsampler contract of the retrofit wrapper."""
+    """A minimal model with the SR-model contract (scaleeq.contracts.SRModel)."""
 
     def __init__(self):
         super().__init__()
@@ -165,8 +165,11 @@ class _FeatureModel(nn.Module):
         self.upsampler = make_upsampler()
 
     def features(self, lr, scale):
-        assert scale.shape == (lr.shape[0], 2)
+        assert scale.shape in ((1, 2), (lr.shape[0], 2))
         return self.body(lr)
+
+    def render(self, feat, *, plan):
+        return self.upsampler(feat, plan=plan)
 
 
 @pytest.mark.parametrize("max_window_pixels", [50, 300, 10_000])
@@ -244,7 +247,7 @@ def test_upscale_uses_the_upsamplers_default_tile_budget():
     up2.default_window_pixels = 120  # instance override: tiles of at most 120 pixels
     windows = []
     hook = up2.register_forward_pre_hook(
-        lambda m, args, kwargs: windows.append(kwargs["window"]), with_kwargs=True
+        lambda m, args, kwargs: windows.append(kwargs["plan"].window), with_kwargs=True
     )
     feat = torch.randn(1, 4, 8, 7)
     out = upscale(up2, feat, size=(30, 25))
@@ -310,7 +313,7 @@ class TestErrors:
             UP(self.feat, scale=torch.tensor([2.0, 3.0]))
 
     def test_batch_mismatch(self):
-        with pytest.raises(ValueError, match="3 per-sample scales but feat has 2"):
+        with pytest.raises(ValueError, match="3 per-sample scales but the input batch has 2"):
             UP(self.feat, scale=torch.tensor([2.0, 3.0, 4.0]))
 
     def test_constructor(self):
@@ -324,7 +327,9 @@ class TestErrors:
             NeuralKrigingUpsampler(4, hidden=16, channel_attention="se")  # type: ignore[arg-type]
 
     def test_upscale_bad_model_and_budget(self):
-        with pytest.raises(TypeError, match="model must be a NeuralKrigingUpsampler"):
+        with pytest.raises(
+            TypeError, match=r"model \(Conv2d\) must be an SR model or an upsampler.*window_exact"
+        ):
             upscale(nn.Conv2d(4, 4, 1), self.feat, scale=2.0)
         with pytest.raises(ValueError, match="max_window_pixels"):
             upscale(UP, self.feat, scale=2.0, max_window_pixels=0)

@@ -1,6 +1,7 @@
 """scaleeq: scale-equivariant operators for arbitrary-scale super-resolution (EQSR, CVPR 2023)."""
 
 from .evaluate import evaluate
+from .geometry import RenderPlan, render_plan
 from .infer import upscale
 from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock, NeuralKrigingUpsampler
 from .ops import kriging_aggregate
@@ -22,6 +23,7 @@ __all__ = [
     "AdaptiveConv2d",
     "ArbitraryScaleSR",
     "NeuralKrigingUpsampler",
+    "RenderPlan",
     "ScaleEncoding",
     "__version__",
     "as_scale_tensor",
@@ -30,6 +32,7 @@ __all__ = [
     "kriging_aggregate",
     "load",
     "output_size",
+    "render_plan",
     "resolve_scale_and_size",
     "retrofit",
     "scale_context",

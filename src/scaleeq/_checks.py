@@ -12,7 +12,14 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_channels", "check_pair", "check_tensor", "is_compiling"]
+__all__ = [
+    "check_channels",
+    "check_int",
+    "check_pair",
+    "check_tensor",
+    "float_dtype_for",
+    "is_compiling",
+]
 
 
 def is_compiling() -> bool:
@@ -72,3 +79,17 @@ def check_pair(value: object, name: str) -> tuple[int, int]:
         ):
             return a, b
     raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+
+
+def check_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int (not a bool) ``>= minimum``; else raise ``ValueError``
+    naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def float_dtype_for(device: torch.device | str) -> torch.dtype:
+    """The dtype scale and offset features are computed in: float64, or float32 on Apple's MPS
+    (which has no float64)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64

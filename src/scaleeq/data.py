@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from ._checks import check_int
 from .resize import imresize
 
 __all__ = ["IMAGE_SUFFIXES", "ArbitraryScalePatches", "list_images", "load_image"]
@@ -79,7 +80,9 @@ class ArbitraryScalePatches(Dataset):
         source: folder path (``list_images``) or a sequence of tensors.
         patch: LR patch size and rendered window size (48 in the paper).
         scale_range: ``(r_min, r_max)`` for ``r ~ U(r_min, r_max)``; ``r_min >= 1``.
-        per_axis: draw ``r_h`` and ``r_w`` independently.
+        per_axis: draw ``r_h`` and ``r_w`` independently: ``True`` for every sample, a float
+            ``p`` in [0, 1] for a fraction ``p`` of the samples (the others are square), so one
+            model learns square and non-square scales.
         samples_per_epoch: dataset length (patches per epoch).
         augment: random flips and 90-degree rotations.
         seed: base seed; sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``,
@@ -99,7 +102,7 @@ class ArbitraryScalePatches(Dataset):
         *,
         patch: int = 48,
         scale_range: tuple[float, float] = (1.0, 4.0),
-        per_axis: bool = False,
+        per_axis: bool | float = False,
         samples_per_epoch: int = 1000,
         augment: bool = True,
         seed: int = 0,
@@ -107,8 +110,8 @@ class ArbitraryScalePatches(Dataset):
         lo, hi = scale_range
         if not (math.isfinite(lo) and math.isfinite(hi) and 1.0 <= lo <= hi):
             raise ValueError(f"scale_range must satisfy 1 <= r_min <= r_max, got {scale_range!r}")
-        if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
-            raise ValueError(f"patch must be an int >= 1, got {patch!r}")
+        check_int(patch, "patch")
+        check_int(samples_per_epoch, "samples_per_epoch")
         if isinstance(source, (str, os.PathLike)):
             self.paths: list[Path] | None = list_images(source)
             self._images: list[torch.Tensor | None] = [None] * len(self.paths)
@@ -125,7 +128,13 @@ class ArbitraryScalePatches(Dataset):
             self._images = [img.float() for img in images]
         self.patch = patch
         self.scale_range = (float(lo), float(hi))
-        self.per_axis = per_axis
+        if isinstance(per_axis, bool):
+            per_axis = 1.0 if per_axis else 0.0
+        if not isinstance(per_axis, (int, float)) or not 0.0 <= per_axis <= 1.0:
+            raise ValueError(
+                f"per_axis must be a bool or a probability in [0, 1], got {per_axis!r}"
+            )
+        self.per_axis = float(per_axis)
         self.samples_per_epoch = samples_per_epoch
         self.augment = augment
         self.seed = seed
@@ -156,7 +165,11 @@ class ArbitraryScalePatches(Dataset):
         img = self.image(int(torch.randint(len(self._images), (), generator=gen)))
         lo, hi = self.scale_range
         r_h = _uniform(gen, lo, hi)
-        r_w = _uniform(gen, lo, hi) if self.per_axis else r_h
+        r_w = r_h
+        if self.per_axis == 1.0 or (
+            self.per_axis > 0.0 and float(torch.rand((), generator=gen)) < self.per_axis
+        ):
+            r_w = _uniform(gen, lo, hi)
         crop_h = min(math.floor(self.patch * r_h + 0.5), img.shape[1])
         crop_w = min(math.floor(self.patch * r_w + 0.5), img.shape[2])
         if crop_h < self.patch or crop_w < self.patch:

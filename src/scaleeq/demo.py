@@ -4,9 +4,10 @@ Trains a tiny arbitrary-scale super-resolution model on procedurally generated i
 downloads, no extra packages), then reports PSNR against plain bicubic upsampling at
 in-distribution (x2, x3, x4) and out-of-distribution (x6) scales.
 
-The model is a small version of the EQSR recipe: a convolutional body with scale-aware
-:class:`~scaleeq.AFEBlock` layers, and a :class:`~scaleeq.NeuralKrigingUpsampler` tail whose
-output is added to a bicubic interpolation of the input. Training follows the paper's Fig. 4 at
+The model (:func:`demo_model`) is a small version of the EQSR recipe built with
+:func:`~scaleeq.retrofit`: an EDSR body with scale-aware :class:`~scaleeq.AFEBlock` layers, and
+a :class:`~scaleeq.NeuralKrigingUpsampler` tail whose output is added to a bicubic interpolation
+of the input. Training follows the paper's Fig. 4 at
 a small size: every sample of a batch has its own scale ``r ~ U(1, 4)``, an HR crop of
 ``round(24 r)`` pixels, an LR input of 24x24, and only a 24x24 window of each sample's HR grid is
 rendered (through the same exact windowed path as inference).
@@ -21,13 +22,12 @@ import time
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from .layers import AFEBlock, NeuralKrigingUpsampler
-from .ops.coords import Window, sample_bicubic
-from .scale import ScaleLike, scale_context
+from .layers import NeuralKrigingUpsampler
+from .models import EDSR
+from .retrofit import ArbitraryScaleSR, retrofit
 
-__all__ = ["TinyASR", "main", "synthetic_images"]
+__all__ = ["demo_model", "main", "synthetic_images"]
 
 
 def synthetic_images(n: int, size: int, *, generator: torch.Generator) -> torch.Tensor:
@@ -53,46 +53,16 @@ def synthetic_images(n: int, size: int, *, generator: torch.Generator) -> torch.
     return out.clamp(0, 1)
 
 
-class TinyASR(nn.Module):
-    """A tiny arbitrary-scale SR model: conv body with AFE blocks + Neural Kriging tail.
-
-    ``forward(lr, *, scale=None, size=None, window=None)`` follows the upsampler's contract.
+def demo_model(width: int = 32) -> ArbitraryScaleSR:
+    """The demo's model: a small EDSR body (2 residual blocks, an AFE block before each)
+    retrofitted with a Neural Kriging tail over a bicubic skip (so it starts as bicubic).
 
     Shape:
         - lr: :math:`(B, 3, h, w)`; output :math:`(B, 3, H, W)` or the window.
     """
-
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        self.head = nn.Conv2d(3, width, 3, padding=1)
-        self.body = nn.Sequential(
-            AFEBlock(width), AFEBlock(width), nn.Conv2d(width, width, 3, padding=1)
-        )
-        self.upsampler = NeuralKrigingUpsampler(width, hidden=32, blocks=1)
-        nn.init.zeros_(self.upsampler.tail.weight)  # start as plain bicubic; learn the residual
-        nn.init.zeros_(self.upsampler.tail.bias)
-
-    def features(self, lr: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
-        x = self.head(lr)
-        with scale_context(scale):  # the AFE blocks inside the Sequential read it
-            return x + self.body(x)
-
-    def forward(
-        self,
-        lr: torch.Tensor,
-        *,
-        scale: ScaleLike | None = None,
-        size: tuple[int, int] | None = None,
-        window: Window | None = None,
-    ) -> torch.Tensor:
-        b, _, h, w = lr.shape
-        sizes = self.upsampler.full_sizes((h, w), b, scale=scale, size=size)
-        ratio = sizes.to(torch.float64) / torch.tensor([h, w], dtype=torch.float64)
-        feat = self.features(lr, ratio.to(lr.device))
-        out = self.upsampler(
-            feat, size=size, scale=None if size is not None else scale, window=window
-        )
-        return out + sample_bicubic(lr, sizes, window)
+    net = EDSR(num_feat=width, num_block=2, upscale=2, img_range=1.0)
+    up = NeuralKrigingUpsampler(width, hidden=32, blocks=1)
+    return retrofit(net, upsampler=up, skip="bicubic", afe_every=1)
 
 
 def _downscale(hr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -140,10 +110,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     images = synthetic_images(64, 4 * args.patch + 8, generator=gen)
-    model = TinyASR()
+    model = demo_model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     print(
-        f"training TinyASR ({sum(p.numel() for p in model.parameters()):,} parameters) for {args.steps} steps"
+        f"training the demo model ({sum(p.numel() for p in model.parameters()):,} parameters) for {args.steps} steps"
     )
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .contracts import is_sr_model, is_upsampler
 from .data import IMAGE_SUFFIXES, list_images, load_image
 from .infer import upscale
 from .metrics import psnr_y, ssim_y
@@ -27,25 +28,36 @@ from .resize import imresize
 __all__ = ["EvalReport", "evaluate", "make_lr_hr"]
 
 
-def make_lr_hr(hr: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _scale_pair(scale: object) -> tuple[float, float]:
+    """``(r_h, r_w)`` of an evaluation scale: a number or an ``(r_h, r_w)`` pair."""
+    values = tuple(scale) if isinstance(scale, tuple | list) and len(scale) == 2 else (scale, scale)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise ValueError(
+                f"scale must be a number > 0 or an (r_h, r_w) pair of them, got {scale!r}"
+            )
+    return float(values[0]), float(values[1])
+
+
+def make_lr_hr(
+    hr: torch.Tensor, scale: float | tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Crop ``hr`` ``(3, H, W)`` so the grids align at ``scale`` and make its LR version.
 
+    Args:
+        hr: ``(3, H, W)`` in [0, 1].
+        scale: ``r``, or ``(r_h, r_w)`` for different factors per axis.
+
     Returns:
-        ``(lr, hr_cropped)``: ``lr`` of size ``(floor(H / r), floor(W / r))`` made by MATLAB
+        ``(lr, hr_cropped)``: ``lr`` of size ``(floor(H / r_h), floor(W / r_w))`` made by MATLAB
         bicubic and quantised to 8 bits, ``hr_cropped`` of size ``round(h_lr * r)`` per axis.
     """
-    if (
-        isinstance(scale, bool)
-        or not isinstance(scale, int | float)
-        or not math.isfinite(scale)
-        or scale <= 0
-    ):
-        raise ValueError(f"scale must be a number > 0, got {scale!r}")
+    r_h, r_w = _scale_pair(scale)
     h, w = hr.shape[-2:]
-    h_lr, w_lr = math.floor(h / scale + 1e-9), math.floor(w / scale + 1e-9)
+    h_lr, w_lr = math.floor(h / r_h + 1e-9), math.floor(w / r_w + 1e-9)
     if h_lr < 1 or w_lr < 1:
         raise ValueError(f"an image of size {(h, w)} is too small for scale {scale}")
-    hh, ww = min(h, round(h_lr * scale)), min(w, round(w_lr * scale))
+    hh, ww = min(h, round(h_lr * r_h)), min(w, round(w_lr * r_w))
     hr = hr[..., :hh, :ww]
     lr = imresize(hr, size=(h_lr, w_lr)).clamp(0, 1)
     return (lr * 255).round() / 255, hr
@@ -61,10 +73,14 @@ class EvalReport:
 
     rows: list[dict] = field(default_factory=list)
 
+    def __str__(self) -> str:
+        return self.table()
+
     def _grid(self) -> tuple[list[str], list[list[str]]]:
-        scales = sorted({r["scale"] for r in self.rows})
+        scales = list(dict.fromkeys(_key(r["scale"]) for r in self.rows))
+        scales.sort(key=lambda s: (isinstance(s, tuple), s))
         keys = list(dict.fromkeys((r["set"], r["method"]) for r in self.rows))
-        header = ["set", "method", *[f"x{s:g}" for s in scales]]
+        header = ["set", "method", *[_label(s) for s in scales]]
         table = []
         for set_name, method in keys:
             cells = [set_name, method]
@@ -72,7 +88,7 @@ class EvalReport:
                 match = [
                     r
                     for r in self.rows
-                    if r["set"] == set_name and r["method"] == method and r["scale"] == s
+                    if r["set"] == set_name and r["method"] == method and _key(r["scale"]) == s
                 ]
                 cells.append(
                     f"{match[0]['psnr_y']:.2f} / {match[0]['ssim_y']:.4f}" if match else "-"
@@ -99,6 +115,17 @@ class EvalReport:
 
     def to_json(self) -> str:
         return json.dumps({"rows": self.rows}, indent=2)
+
+
+def _key(scale: object) -> float | tuple[float, float]:
+    """A hashable, sortable form of a row's scale (JSON turns pairs into lists)."""
+    if isinstance(scale, tuple | list):
+        return float(scale[0]), float(scale[1])
+    return float(scale)  # type: ignore[arg-type]
+
+
+def _label(scale: float | tuple[float, float]) -> str:
+    return f"x({scale[0]:g}, {scale[1]:g})" if isinstance(scale, tuple) else f"x{scale:g}"
 
 
 def _sets(data: str | os.PathLike | Mapping | Sequence) -> dict[str, list]:
@@ -148,7 +175,8 @@ def evaluate(
         data: a folder of HR images (or a folder of such folders, one per set, e.g.
             ``benchmarks/`` with ``Set5/HR`` and ``Set14/HR``), a list of ``(3, H, W)``
             tensors, or a dict ``{set_name: folder or list}``.
-        scales: scales to evaluate.
+        scales: scales to evaluate: numbers, or ``(r_h, r_w)`` pairs for different factors per
+            axis (the border crop is then ``ceil(r)`` per axis).
         bicubic: add a MATLAB-bicubic upsampling row per set.
         ssim: compute SSIM-Y too.
         progress: show a tqdm progress bar (if tqdm is installed).
@@ -158,7 +186,10 @@ def evaluate(
     Returns:
         :class:`EvalReport`.
     """
-    scales = [float(s) for s in scales]
+    scales = [s if isinstance(_key(s), tuple) else float(s) for s in scales]  # type: ignore[arg-type]
+    for s in scales:
+        _scale_pair(s)
+    scales = [tuple(float(v) for v in s) if isinstance(s, tuple | list) else s for s in scales]
     sets = _sets(data)
     if device is None:
         param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
@@ -189,7 +220,7 @@ def evaluate(
                     lr, hr = lr[None].to(device), hr[None].to(device)
                     size = tuple(hr.shape[-2:])
                     with torch.no_grad():
-                        if hasattr(model, "features") or hasattr(model, "upsampler"):
+                        if is_sr_model(model) or is_upsampler(model):
                             sr = upscale(model, lr, size=size, max_window_pixels=max_window_pixels)
                         else:
                             sr = model(lr, size=size)
@@ -197,9 +228,9 @@ def evaluate(
                     if bicubic:
                         outputs["bicubic"] = _quantise(imresize(lr, size=size))
                     for method, out in outputs.items():
-                        acc[method][0].append(float(psnr_y(out, hr, scale=s)))
+                        acc[method][0].append(float(psnr_y(out, hr, scale=_scale_pair(s))))
                         if ssim:
-                            acc[method][1].append(float(ssim_y(out, hr, scale=s)))
+                            acc[method][1].append(float(ssim_y(out, hr, scale=_scale_pair(s))))
                     if bar is not None:
                         bar.update(1)
                 for method, (psnrs, ssims) in acc.items():

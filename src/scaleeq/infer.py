@@ -14,9 +14,10 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_tensor
-from .layers.kriging import NeuralKrigingUpsampler
-from .scale import ScaleLike, as_scale_tensor, resolve_scale_and_size
+from ._checks import check_int, check_tensor
+from .contracts import _missing_sr_model, _missing_upsampler, is_sr_model, is_upsampler
+from .geometry import render_plan
+from .scale import ScaleLike
 
 __all__ = ["upscale"]
 
@@ -41,16 +42,15 @@ def upscale(
 ) -> torch.Tensor:
     """Upscale ``lr`` to the full output, rendering at most ``max_window_pixels`` HR pixels at once.
 
-    ``model`` is either a bare upsampler — a :class:`~scaleeq.NeuralKrigingUpsampler` or any
-    module with its contract and a ``full_sizes`` method (then ``lr`` is its LR feature map) — or any module exposing ``features(lr, scale) -> (B, C, h, w)`` and an ``upsampler``
-    attribute with the upsampler's ``forward(feat, *, size, window)`` contract (the
-    ``ArbitraryScaleSR`` wrapper does); its ``render(feat, *, size, window)`` method, if present,
-    is used instead of the bare upsampler (it applies the model's output transform). Runs
-    without gradients. An upsampler whose
-    ``window_exact`` attribute is False (the official configuration) is rendered whole.
+    ``model`` is an SR model (:class:`scaleeq.contracts.SRModel`: ``features`` + ``render`` +
+    ``upsampler``, e.g. :class:`~scaleeq.ArbitraryScaleSR`, :class:`~scaleeq.models.EQSR`),
+    or a bare upsampler (:class:`scaleeq.contracts.Upsampler`), whose ``lr`` is then its LR
+    feature map. One :class:`~scaleeq.geometry.RenderPlan` is made for the call; each tile
+    renders a window of it. Runs without gradients. An upsampler whose ``window_exact`` is
+    False (the official configuration) is rendered whole.
 
     Args:
-        model: upsampler, or model with ``features`` + ``upsampler``.
+        model: SR model or upsampler (see above).
         lr: ``(B, C, h, w)`` input.
         scale: a scale argument; or give ``size``.
         size: explicit output size ``(H, W)``.
@@ -68,33 +68,30 @@ def upscale(
         ValueError: bad sizes or scales, or ``max_window_pixels < 1``.
     """
     check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
-    if max_window_pixels is not None and (
-        isinstance(max_window_pixels, bool)
-        or not isinstance(max_window_pixels, int)
-        or max_window_pixels < 1
-    ):
-        raise ValueError(f"max_window_pixels must be an int >= 1, got {max_window_pixels!r}")
+    if max_window_pixels is not None:
+        check_int(max_window_pixels, "max_window_pixels")
     b, _, h, w = lr.shape
-    r, (out_h, out_w) = resolve_scale_and_size(
-        (h, w), b, scale=scale, size=size, dtype=torch.float64
-    )
-    if isinstance(model, NeuralKrigingUpsampler) or (
-        hasattr(model, "full_sizes") and not hasattr(model, "features")
+    plan = render_plan((h, w), b, scale=scale, size=size)
+    if is_sr_model(model):
+        feat = model.features(lr, plan.scale)
+        up, render = model.upsampler, model.render
+    elif is_upsampler(
+        model
     ):  # a bare upsampler (NK, LIIF, bicubic features): lr is its feature map
         feat, up, render = lr, model, model
-    elif hasattr(model, "features") and isinstance(getattr(model, "upsampler", None), nn.Module):
-        feat = model.features(lr, as_scale_tensor(r, b, device=lr.device, dtype=lr.dtype))
-        up = model.upsampler
-        render = model.render if hasattr(model, "render") else up
     else:
         raise TypeError(
-            "model must be a NeuralKrigingUpsampler or expose features(lr, scale) and an "
-            f"upsampler module; got {type(model).__name__}"
+            f"model ({type(model).__name__}) must be an SR model or an upsampler "
+            "(scaleeq.contracts): as an SR model it needs "
+            f"{', '.join(_missing_sr_model(model))}; as an upsampler it needs "
+            f"{', '.join(_missing_upsampler(model))}"
         )
     if max_window_pixels is None:
         max_window_pixels = int(getattr(up, "default_window_pixels", DEFAULT_MAX_WINDOW_PIXELS))
     if not getattr(up, "window_exact", True):  # e.g. the official ECA attention: whole renders only
-        return render(feat, size=(out_h, out_w))
+        return render(feat, plan=plan)
+    assert plan.out_size is not None
+    out_h, out_w = plan.out_size
     side = max(1, math.isqrt(max_window_pixels))
     rows = _split(out_h, math.ceil(out_h / side))
     tile_h = max(t for _, t in rows)
@@ -109,7 +106,7 @@ def upscale(
             pass
     out: torch.Tensor | None = None
     for top, th, left, tw in tiles:
-        tile = render(feat, size=(out_h, out_w), window=(top, left, th, tw))
+        tile = render(feat, plan=plan.with_window((top, left, th, tw)))
         if out is None:
             out = tile.new_empty(b, tile.shape[1], out_h, out_w)
         out[:, :, top : top + th, left : left + tw] = tile

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._checks import check_tensor
+from .contracts import is_sr_model
 from .resize import imresize
 from .scale import _parse_scale
 
@@ -157,7 +158,7 @@ def eq_s(model: nn.Module, x: torch.Tensor, scale: float) -> torch.Tensor:
     large = (round(h * scale), round(w * scale))
 
     def phi(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        if hasattr(model, "features") and hasattr(model, "upsampler"):  # tiled: bounded memory
+        if is_sr_model(model):  # tiled: bounded memory
             from .infer import upscale
 
             return upscale(model, lr, size=size)

@@ -32,7 +32,7 @@ from typing import Union
 import torch
 from torch import nn
 
-from ._checks import is_compiling
+from ._checks import check_int, float_dtype_for, is_compiling
 
 __all__ = [
     "ScaleEncoding",
@@ -57,14 +57,9 @@ def _check_number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
     v = float(value)
-    if not math.isfinite(v) or v <= 0:
+    if not (0 < v < math.inf):  # NaN fails too; comparisons (not isfinite) trace symbolically
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
     return v
-
-
-def _float_dtype_for(device: torch.device) -> torch.dtype:
-    # Apple's MPS has no float64; everything else computes scale features in float64.
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _parse_scale(
@@ -167,8 +162,28 @@ def as_scale_tensor(
     return t.contiguous()
 
 
-def _round_half_up(v: float) -> int:
+def round_half_up(v: float | torch.Tensor) -> int | torch.Tensor:
+    """The output-size rule's rounding, ``floor(v + 1/2)`` (halves up), for a number (an int
+    comes back) or a float64 tensor (an int64 tensor comes back). The only place it is written."""
+    if isinstance(v, torch.Tensor):
+        return torch.floor(v + 0.5).to(torch.int64)
     return math.floor(v + 0.5)
+
+
+def _empty_output(in_size: tuple[int, int], out: tuple[int, int], name: str) -> ValueError:
+    return ValueError(
+        f"{name} maps input size {tuple(in_size)} to output size {tuple(out)}; both sides must be >= 1"
+    )
+
+
+def _python_sizes(
+    in_size: tuple[int, int], r: tuple[float, float], name: str = "scale"
+) -> tuple[int, int]:
+    """The output-size rule on Python numbers (stays symbolic under ``torch.compile``)."""
+    out = (round_half_up(in_size[0] * r[0]), round_half_up(in_size[1] * r[1]))
+    if out[0] < 1 or out[1] < 1:
+        raise _empty_output(in_size, out, name)
+    return out  # type: ignore[return-value]
 
 
 def output_sizes(
@@ -183,16 +198,11 @@ def output_sizes(
     """
     h, w = in_size
     t = _parse_scale(scale, device="cpu", dtype=torch.float64, name=name)
-    sizes = torch.tensor(
-        [[_round_half_up(h * rh), _round_half_up(w * rw)] for rh, rw in t.tolist()],
-        dtype=torch.int64,
-    )
-    bad = (sizes < 1).any(dim=1)
-    if bool(bad.any()):
-        out = tuple(sizes[bad][0].tolist())
-        raise ValueError(
-            f"{name} maps input size {(h, w)} to output size {out}; both sides must be >= 1"
-        )
+    sizes = round_half_up(t * torch.tensor([h, w], dtype=torch.float64))
+    if not is_compiling():
+        bad = (sizes < 1).any(dim=1)
+        if bool(bad.any()):
+            raise _empty_output((h, w), tuple(sizes[bad][0].tolist()), name)
     return sizes
 
 
@@ -254,23 +264,12 @@ def resolve_scale_and_size(
     Returns:
         ``(scale, (H, W))`` with ``scale`` of shape ``(B, 2)``.
     """
-    h, w = in_size
-    if size is not None:
-        size = check_size(size)
-    if scale is None and size is None:
-        raise TypeError("give scale (a number, a pair or a tensor) or size=(H, W); got neither")
-    if scale is None:
-        assert size is not None
-        r = as_scale_tensor((size[0] / h, size[1] / w), batch_size, device=device, dtype=dtype)
-        return r, size
-    r = as_scale_tensor(scale, batch_size, device=device, dtype=dtype)
-    implied = output_size(in_size, r)
-    if size is not None and implied != size:
-        raise ValueError(
-            f"scale and size disagree: scale gives output size {implied} for input size "
-            f"{(h, w)} but size={size}; give one of them, or consistent values"
-        )
-    return r, implied
+    from .geometry import render_plan  # the plan is where the rule lives; scale.py is below it
+
+    plan = render_plan(in_size, batch_size, scale=scale, size=size)
+    assert plan.out_size is not None
+    r = plan.scale.to(device=device, dtype=dtype or torch.get_default_dtype())
+    return r.expand(batch_size, 2).contiguous(), plan.out_size
 
 
 @contextlib.contextmanager
@@ -308,8 +307,10 @@ def resolve_layer_scale(scale: ScaleLike | None, layer: str) -> ScaleLike:
     if ctx is None:
         raise ValueError(
             f"{layer} needs a scale: call it as {layer}(x, scale=r), or run it inside "
-            "`with scaleeq.scale_context(r):` (ArbitraryScaleSR sets this for you); got no "
-            "scale argument and no active scale context"
+            "`with scaleeq.scale_context(r):`; got no scale argument and no active scale "
+            "context. (Under activation checkpointing the backward pass recomputes the layer "
+            "after the `with` block has exited: pass the scale as an argument instead, e.g. "
+            "checkpoint(layer, x, r).)"
         )
     return ctx
 
@@ -338,8 +339,7 @@ class ScaleEncoding(nn.Module):
 
     def __init__(self, num_freqs: int = 8) -> None:
         super().__init__()
-        if isinstance(num_freqs, bool) or not isinstance(num_freqs, int) or num_freqs < 0:
-            raise ValueError(f"num_freqs must be an int >= 0, got {num_freqs!r}")
+        check_int(num_freqs, "num_freqs", minimum=0)
         self.num_freqs = num_freqs
         self.out_features = 2 * (2 * num_freqs + 1)
 
@@ -359,8 +359,10 @@ class ScaleEncoding(nn.Module):
         """
         if device is None:
             device = scale.device if isinstance(scale, torch.Tensor) else torch.device("cpu")
-        fdt = _float_dtype_for(torch.device(device))
-        r = _parse_scale(scale, device=device, dtype=fdt, name="scale")  # (N, 2)
+        fdt = float_dtype_for(device)
+        # validated where the scale lives (a render plan's scale is on the CPU: no device
+        # sync), then moved
+        r = _parse_scale(scale, dtype=fdt, name="scale").to(device)  # (N, 2)
         freqs = (2.0 ** torch.arange(self.num_freqs, device=r.device, dtype=fdt)) * (math.pi / 10)
         ang = r[:, :, None] * freqs  # (N, 2, n)
         feats = torch.cat([r[:, :, None], torch.sin(ang), torch.cos(ang)], dim=2)  # (N, 2, 2n+1)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_pair, check_tensor
+from .._checks import check_channels, check_int, check_pair, check_tensor
 from ..scale import ScaleEncoding, ScaleLike, _check_batch, resolve_layer_scale
 
 __all__ = ["AdaptiveConv2d", "Impl"]
@@ -115,9 +115,8 @@ class AdaptiveConv2d(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        check_int(in_channels, "in_channels")
+        check_int(out_channels, "out_channels")
         if impl not in ("auto", "scale", "grouped"):
             raise ValueError(f"impl must be 'auto', 'scale' or 'grouped', got {impl!r}")
         self.in_channels = in_channels

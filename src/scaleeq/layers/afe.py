@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_pair, check_tensor
+from .._checks import check_channels, check_int, check_pair, check_tensor
 from ..scale import ScaleLike
 from .adaptive_conv import AdaptiveConv2d
 
@@ -85,7 +85,8 @@ class AFEBlock(nn.Module):
     Shape:
         - x: :math:`(B, C, H, W)`
         - scale: number, pair, or tensor ``(B,)`` / ``(B, 2)``; omitted, the active
-          :func:`~scaleeq.scale_context` is used.
+          :func:`~scaleeq.scale_context` is used (not under activation checkpointing, whose
+          recomputation runs after the ``with`` block: pass the scale).
         - output: :math:`(B, C, H, W)`
 
     Example:
@@ -109,11 +110,8 @@ class AFEBlock(nn.Module):
         encoding: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be an int >= 1, got {dim!r}")
-        hidden = dim if hidden is None else hidden
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ValueError(f"hidden must be an int >= 1, got {hidden!r}")
+        check_int(dim, "dim")
+        hidden = check_int(dim if hidden is None else hidden, "hidden")
         if skip not in ("input", "hidden"):
             raise ValueError(f"skip must be 'input' or 'hidden', got {skip!r}")
         if skip == "hidden" and hidden != dim:

@@ -18,14 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_tensor
-from ..ops.coords import Window, axis_queries, resolve_window, sample_bicubic
+from .._checks import check_channels, check_int, check_tensor, is_compiling
+from ..geometry import RenderPlan, resolve_plan, sample_bicubic
+from ..ops.coords import Window
 from ..scale import ScaleLike
-from .kriging import NeuralKrigingUpsampler
 
 __all__ = ["BicubicFeatureUpsampler", "LIIFUpsampler"]
-
-_full_sizes = NeuralKrigingUpsampler.full_sizes  # the shared scale/size -> per-sample size rule
 
 
 class BicubicFeatureUpsampler(nn.Module):
@@ -53,7 +51,8 @@ class BicubicFeatureUpsampler(nn.Module):
         self.body = nn.Sequential(*body)
         self.tail = nn.Conv2d(dims[-1], out_channels, 1)
 
-    full_sizes = _full_sizes
+    window_exact = True
+    default_window_pixels = 256 * 256
 
     def forward(
         self,
@@ -62,11 +61,12 @@ class BicubicFeatureUpsampler(nn.Module):
         scale: ScaleLike | None = None,
         size: tuple[int, int] | None = None,
         window: Window | None = None,
+        plan: RenderPlan | None = None,
     ) -> torch.Tensor:
         check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
         check_channels(feat, "feat", self.in_channels)
-        sizes = self.full_sizes(tuple(feat.shape[-2:]), feat.shape[0], scale=scale, size=size)
-        return self.tail(self.body(sample_bicubic(feat, sizes, window)))
+        plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
+        return self.tail(self.body(sample_bicubic(feat, plan)))
 
 
 class LIIFUpsampler(nn.Module):
@@ -98,8 +98,8 @@ class LIIFUpsampler(nn.Module):
         chunk: int = 65536,
     ) -> None:
         super().__init__()
-        if layers < 1:
-            raise ValueError(f"layers must be >= 1, got {layers!r}")
+        check_int(layers, "layers")
+        check_int(chunk, "chunk")
         self.config = {
             "in_channels": in_channels,
             "out_channels": out_channels,
@@ -114,7 +114,8 @@ class LIIFUpsampler(nn.Module):
         self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
         self.tail = nn.Linear(hidden, out_channels)
 
-    full_sizes = _full_sizes
+    window_exact = True
+    default_window_pixels = 256 * 256
 
     def forward(
         self,
@@ -123,14 +124,14 @@ class LIIFUpsampler(nn.Module):
         scale: ScaleLike | None = None,
         size: tuple[int, int] | None = None,
         window: Window | None = None,
+        plan: RenderPlan | None = None,
     ) -> torch.Tensor:
         check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
         check_channels(feat, "feat", self.in_channels)
         b, c, h, w = feat.shape
-        sizes = self.full_sizes((h, w), b, scale=scale, size=size)
-        top, left, out_h, out_w = resolve_window(window, sizes)
-        qy = axis_queries(h, sizes[:, 0], top, out_h, dtype=torch.float64)
-        qx = axis_queries(w, sizes[:, 1], left, out_w, dtype=torch.float64)
+        plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
+        sizes, out_h, out_w = plan.sizes, plan.height, plan.width
+        qy, qx = plan.queries(dtype=torch.float64)
         # the LR rows / columns the region reads (floor(pos) and floor(pos) + 1), plus the one
         # pixel of context the 3x3 unfolding needs: a tile projects only its own part of the map
         ya, yb = _lr_span(qy.pos, h)
@@ -188,7 +189,10 @@ class LIIFUpsampler(nn.Module):
 
 def _lr_span(pos: torch.Tensor, n: int) -> tuple[int, int]:
     """LR index range ``[a, b)`` covering ``floor(pos)`` and ``floor(pos) + 1`` (clamped to
-    ``[0, n)``), widened by one pixel on each side for a 3x3 neighbourhood."""
+    ``[0, n)``), widened by one pixel on each side for a 3x3 neighbourhood. While tracing:
+    the whole map (same result, no tensor reads)."""
+    if is_compiling():
+        return 0, n
     lo = int(torch.floor(pos.min()).clamp(0, n - 1))
     hi = int((torch.floor(pos.max()) + 1).clamp(0, n - 1))
     return max(0, lo - 1), min(n, hi + 2)

@@ -26,10 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_tensor
+from .._checks import check_channels, check_int, check_tensor, float_dtype_for, is_compiling
+from ..geometry import RenderPlan, lr_box, resolve_plan
 from ..ops.aggregate import BACKENDS, distance_kernel, kriging_aggregate
-from ..ops.coords import AxisQueries, Window, axis_queries, resolve_window
-from ..scale import ScaleLike, check_size, output_sizes
+from ..ops.coords import AxisQueries, Window
+from ..scale import ScaleLike
 from .afe import LayerNorm2d
 
 __all__ = ["KrigingBlock", "NeuralKrigingUpsampler", "OffsetEncoding"]
@@ -49,14 +50,13 @@ class OffsetEncoding(nn.Module):
 
     def __init__(self, num_freqs: int, unit: float = 1.0) -> None:
         super().__init__()
-        if isinstance(num_freqs, bool) or not isinstance(num_freqs, int) or num_freqs < 0:
-            raise ValueError(f"num_freqs must be an int >= 0, got {num_freqs!r}")
+        check_int(num_freqs, "num_freqs", minimum=0)
         self.num_freqs = num_freqs
         self.unit = float(unit)
         self.out_features = 2 * num_freqs + 1
 
     def forward(self, offset: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
-        fdt = torch.float32 if offset.device.type == "mps" else torch.float64
+        fdt = float_dtype_for(offset.device)
         u = offset.to(fdt) * self.unit
         freqs = (2.0 ** torch.arange(self.num_freqs, device=u.device, dtype=fdt)) * (math.pi / 10)
         ang = u[..., None] * freqs
@@ -96,6 +96,7 @@ class KrigingBlock(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        check_int(group_channels, "group_channels")
         if dim % group_channels != 0:
             raise ValueError(f"hidden={dim} must be divisible by group_channels={group_channels}")
         self.groups = dim // group_channels
@@ -244,7 +245,8 @@ class NeuralKrigingUpsampler(nn.Module):
     Shape:
         - feat: :math:`(B, C, h, w)`
         - scale: number, pair, or per-sample tensor ``(B,)`` / ``(B, 2)``; or ``size=(H, W)``.
-          With per-sample scales whose output sizes differ, a ``window`` is required.
+          With per-sample scales whose output sizes differ, a ``window`` is required. Or
+          ``plan=``: a :class:`~scaleeq.geometry.RenderPlan` made for this input.
         - window: ``(top, left, height, width)``; top/left ints or ``(B,)`` int tensors.
         - output: :math:`(B, out, H, W)`, or :math:`(B, out, height, width)` for a window.
 
@@ -280,15 +282,10 @@ class NeuralKrigingUpsampler(nn.Module):
             raise ValueError(f"activation must be 'gelu' or 'relu', got {activation!r}")
         self.activation = activation
         self._act = F.gelu if activation == "gelu" else F.relu
-        for name, v in (
-            ("in_channels", in_channels),
-            ("out_channels", out_channels),
-            ("hidden", hidden),
-        ):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 0:
-            raise ValueError(f"blocks must be an int >= 0, got {blocks!r}")
+        check_int(in_channels, "in_channels")
+        check_int(out_channels, "out_channels")
+        check_int(hidden, "hidden")
+        check_int(blocks, "blocks", minimum=0)
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size!r}")
         if backend not in BACKENDS:
@@ -392,34 +389,6 @@ class NeuralKrigingUpsampler(nn.Module):
         """The RBF length-scale ``l`` in LR pixels (stored as its log, so it stays > 0)."""
         return self.log_lengthscale.exp()
 
-    def full_sizes(
-        self,
-        lr_size: tuple[int, int],
-        batch: int,
-        *,
-        scale: ScaleLike | None,
-        size: tuple[int, int] | None,
-    ) -> torch.Tensor:
-        """Per-sample full output sizes ``(B, 2)`` int64 (CPU) from ``scale`` or ``size``."""
-        if size is not None:
-            sizes = torch.tensor([list(check_size(size))], dtype=torch.int64).expand(batch, 2)
-            if scale is not None:
-                implied = self.full_sizes(lr_size, batch, scale=scale, size=None)
-                if not bool((implied == sizes).all()):
-                    raise ValueError(
-                        f"scale and size disagree: scale gives output sizes "
-                        f"{implied.unique(dim=0).tolist()[:4]} for input size {tuple(lr_size)} but size={tuple(size)}"
-                    )
-            return sizes.clone()
-        if scale is None:
-            raise TypeError("give scale (a number, a pair or a tensor) or size=(H, W); got neither")
-        sizes = output_sizes(lr_size, scale)
-        if sizes.shape[0] not in (1, batch):
-            raise ValueError(
-                f"scale holds {sizes.shape[0]} per-sample scales but feat has {batch} samples"
-            )
-        return sizes.expand(batch, 2).clone()
-
     def forward(
         self,
         feat: torch.Tensor,
@@ -427,55 +396,32 @@ class NeuralKrigingUpsampler(nn.Module):
         scale: ScaleLike | None = None,
         size: tuple[int, int] | None = None,
         window: Window | None = None,
+        plan: RenderPlan | None = None,
     ) -> torch.Tensor:
+        """Render ``feat`` ``(B, C, h, w)`` at ``scale`` / ``size`` (the window, if given), or
+        as ``plan`` says (a :class:`~scaleeq.geometry.RenderPlan` for this input)."""
         check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
         check_channels(feat, "feat", self.in_channels)
-        b, _, h, w = feat.shape
-        sizes = self.full_sizes((h, w), b, scale=scale, size=size)
-        top, left, out_h, out_w = resolve_window(window, sizes)
-        whole = window is None or bool(
-            ((top == 0) & (left == 0)).all() and (sizes == torch.tensor([out_h, out_w])).all()
-        )
-        if not whole and self.channel_attention == "eca":
+        plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
+        if not plan.whole and self.channel_attention == "eca":
             raise ValueError(
                 "window rendering needs a window-exact channel attention; this upsampler uses "
                 "channel_attention='eca' (official), which reads the whole HR map: render whole outputs"
             )
-        halo = 0 if whole else self.halo
+        halo = 0 if plan.whole else self.halo
         m = self.kernel_size // 2
         # geometry on the CPU (small, exact int64), then moved: no device syncs
-        qy = axis_queries(
-            h,
-            sizes[:, 0],
-            top - halo - m,
-            out_h + 2 * halo + 2 * m,
-            dtype=feat.dtype,
-            rounding=self.rounding,
-        )
-        qx = axis_queries(
-            w,
-            sizes[:, 1],
-            left - halo - m,
-            out_w + 2 * halo + 2 * m,
-            dtype=feat.dtype,
-            rounding=self.rounding,
-        )
-        # the LR rows / columns this region reads (a tile reads a small part of the map)
-        lr_box = (
-            int(qy.nearest.min()),
-            int(qy.nearest.max()) + 1,
-            int(qx.nearest.min()),
-            int(qx.nearest.max()) + 1,
-        )
+        qy, qx = plan.queries(halo + m, dtype=feat.dtype, rounding=self.rounding)
+        box = lr_box(qy, qx, plan.lr_size)  # the LR rows / columns this region reads
         qy, qx = _to_device(qy, feat.device), _to_device(qx, feat.device)
         dist = self._distance(qy, qx)
         inner_y, inner_x = _crop(qy, m), _crop(qx, m)
         mask = None
         if halo > 0:
             valid = inner_y.valid[:, :, None] & inner_x.valid[:, None, :]
-            if not bool(valid.all()):
+            if is_compiling() or not bool(valid.all()):
                 mask = valid[:, None].to(feat.dtype)
-        z0 = self._head(feat, inner_y, inner_x, lr_box)  # (B, H, W, D), channels-last
+        z0 = self._head(feat, inner_y, inner_x, box)  # (B, H, W, D), channels-last
         context = feat.mean(dim=(2, 3)) if self.channel_attention == "lr" else None
         z = z0
         for blk in self.blocks:
@@ -485,7 +431,7 @@ class NeuralKrigingUpsampler(nn.Module):
         z = z.add_(z0) if not torch.is_grad_enabled() else z + z0
         out = _linear_to_nchw(self._act(z), self.tail)
         if halo:
-            out = out[:, :, halo : halo + out_h, halo : halo + out_w]
+            out = out[:, :, halo : halo + plan.height, halo : halo + plan.width]
         return out
 
     def _distance(self, qy: AxisQueries, qx: AxisQueries) -> torch.Tensor:

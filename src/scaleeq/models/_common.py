@@ -6,13 +6,14 @@ import math
 
 from torch import nn
 
+from .._checks import check_int
+
 __all__ = ["PixelShuffleUpsample", "check_upscale"]
 
 
 def check_upscale(upscale: object) -> int:
     """Validate a fixed integer upscale factor supported by pixel-shuffle tails (2^n or 3)."""
-    if isinstance(upscale, bool) or not isinstance(upscale, int) or upscale < 1:
-        raise ValueError(f"upscale must be an int >= 1, got {upscale!r}")
+    check_int(upscale, "upscale")
     if upscale != 3 and upscale & (upscale - 1) != 0:
         raise ValueError(
             f"upscale must be a power of 2 or 3 for a pixel-shuffle tail, got {upscale}"

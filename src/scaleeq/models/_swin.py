@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_int
+
 __all__ = [
     "DropPath",
     "Mlp",
@@ -254,8 +256,7 @@ class Mlp(nn.Module):
 
 
 def _check_heads(dim: int, num_heads: int) -> None:
-    if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-        raise ValueError(f"num_heads must be an int >= 1, got {num_heads!r}")
+    check_int(num_heads, "num_heads")
     if dim % num_heads:
         raise ValueError(f"dim={dim} must be divisible by num_heads={num_heads}")
 
@@ -644,6 +645,4 @@ def check_int_list(value: object, name: str, *, length: int | None = None) -> li
 
 def check_positive_int(value: object, name: str) -> int:
     """An int >= 1, else a named error."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+    return check_int(value, name)

@@ -24,11 +24,13 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .._checkpoint import maybe_checkpoint
 from .._checks import check_channels, check_tensor
+from ..geometry import RenderPlan, resolve_plan
 from ..layers.afe import AFETokenBlock
 from ..layers.kriging import NeuralKrigingUpsampler
 from ..ops.coords import Window
-from ..scale import ScaleLike, _check_batch, _parse_scale
+from ..scale import ScaleLike, _check_batch, _parse_scale, output_sizes
 from ._swin import (
     OverlapCrossAttentionBlock,
     PatchEmbed,
@@ -350,11 +352,7 @@ class EQSR(nn.Module):
         if not self.official:
             return r
         h, w = lr_size
-        hr = torch.floor(r * torch.tensor([h, w], dtype=r.dtype) + 0.5)
-        if bool((hr < 1).any()):
-            raise ValueError(
-                f"scale gives an empty output for input size {lr_size}: {hr.tolist()[:4]}"
-            )
+        hr = output_sizes((h, w), r).to(r.dtype)  # the output-size rule (validates too)
         return 2.0 / hr
 
     def forward_features(self, x: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
@@ -369,9 +367,19 @@ class EQSR(nn.Module):
         """
         x_size = (x.shape[2], x.shape[3])
         t = self.patch_embed(x)
+        mode = getattr(self, "_checkpointing", None)
         for layer in self.layers:
-            t = layer(t, x_size, scale)
+            t = maybe_checkpoint(layer, t, x_size, scale, mode=mode)
         return self.patch_unembed(self.norm(t), x_size)
+
+    def set_grad_checkpointing(self, enable: bool = True, *, use_reentrant: bool = False) -> int:
+        """Run each residual group (its AFE block included) under ``torch.utils.checkpoint``
+        while training; the scale is an argument of each group, so recomputation sees the same
+        value. Returns the number of groups."""
+        self._checkpointing = (
+            None if not enable else ("reentrant" if use_reentrant else "non_reentrant")
+        )
+        return len(self.layers)
 
     def features(self, lr: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
         """The LR feature map that the upsampler renders from.
@@ -405,6 +413,7 @@ class EQSR(nn.Module):
         scale: ScaleLike | None = None,
         size: tuple[int, int] | None = None,
         window: Window | None = None,
+        plan: RenderPlan | None = None,
     ) -> torch.Tensor:
         """Render an image (or a window of it) from :meth:`features`.
 
@@ -413,11 +422,13 @@ class EQSR(nn.Module):
             scale / size: the output grid, as for :class:`~scaleeq.NeuralKrigingUpsampler`.
             window: ``(top, left, height, width)`` of the output to render (not in official
                 mode, whose channel attention reads the whole output).
+            plan: a :class:`~scaleeq.geometry.RenderPlan` for ``feat`` instead of the above.
 
         Returns:
             ``(B, C_in, H, W)``, or ``(B, C_in, height, width)`` for a window.
         """
-        out = self.upsampler(feat, scale=scale, size=size, window=window)
+        plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
+        out = self.upsampler(feat, plan=plan)
         return out / self.img_range + self.mean.to(out.dtype)
 
     def forward(
@@ -427,10 +438,13 @@ class EQSR(nn.Module):
         scale: ScaleLike | None = None,
         size: tuple[int, int] | None = None,
         window: Window | None = None,
+        plan: RenderPlan | None = None,
     ) -> torch.Tensor:
-        """Upscale ``lr`` ``(B, C_in, h, w)`` by ``scale`` or to ``size``; see the class doc."""
+        """Upscale ``lr`` ``(B, C_in, h, w)`` by ``scale`` or to ``size``; see the class doc.
+
+        One :class:`~scaleeq.geometry.RenderPlan` per call: its ``scale`` (the requested ``r``)
+        conditions the AFE blocks, and the same plan drives the upsampler.
+        """
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
-        b, _, h, w = lr.shape
-        sizes = self.upsampler.full_sizes((h, w), b, scale=scale, size=size)  # validates both
-        r = scale if scale is not None else (int(sizes[0, 0]) / h, int(sizes[0, 1]) / w)
-        return self.render(self.features(lr, r), scale=scale, size=size, window=window)
+        plan = resolve_plan(lr, scale=scale, size=size, window=window, plan=plan, name="lr")
+        return self.render(self.features(lr, plan.scale), plan=plan)

@@ -29,7 +29,6 @@ import importlib.util
 from typing import Literal
 
 import torch
-from torch import nn
 
 from .._checks import check_tensor
 from ._lean import lean_backward, lean_forward
@@ -39,7 +38,6 @@ from .coords import AxisQueries
 __all__ = [
     "BACKENDS",
     "Backend",
-    "KrigingAggregate",
     "distance_kernel",
     "kriging_aggregate",
     "resolve_backend",
@@ -265,26 +263,3 @@ def distance_kernel(
     fy, fx = axis_factor(qy), axis_factor(qx)  # (B, k, ny), (B, k, nx)
     r = fy[:, :, None, :, None] * fx[:, None, :, None, :]  # (B, k, k, ny, nx)
     return r.flatten(1, 2)
-
-
-class KrigingAggregate(nn.Module):
-    """Module form of :func:`kriging_aggregate` with a fixed backend.
-
-    Shape:
-        - x: ``(B, C, H, W)``, kernel: ``(B, G, k*k, H, W)``, dist: ``(B, k*k, H, W)`` or None
-        - output: ``(B, C, H, W)``
-    """
-
-    def __init__(self, backend: str = "auto") -> None:
-        super().__init__()
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.backend = backend
-
-    def forward(
-        self, x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        return kriging_aggregate(x, kernel, dist, backend=self.backend)
-
-    def extra_repr(self) -> str:
-        return f"backend={self.backend!r}"

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from .._checks import is_compiling
 
 __all__ = [
     "AxisQueries",
@@ -32,7 +33,6 @@ __all__ = [
     "axis_queries",
     "nearest_index",
     "resolve_window",
-    "sample_bicubic",
 ]
 
 
@@ -104,11 +104,11 @@ def axis_queries(
     index = start[:, None] + torch.arange(count, device=hr_len.device, dtype=torch.int64)
     n = hr_len[:, None]
     valid = (index >= 0) & (index < n)
-    nearest = nearest_index(index, lr_len, n).clamp(0, lr_len - 1)
     if rounding == "official":
         return _official_axis(lr_len, n, index, valid, dtype)
     if rounding != "exact":
         raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
+    nearest = nearest_index(index, lr_len, n).clamp(0, lr_len - 1)
     fdt = torch.float32 if hr_len.device.type == "mps" else torch.float64
     pos = ((2 * index + 1) * lr_len - n).to(fdt) / (2 * n).to(fdt)
     offset = pos - nearest.to(fdt)
@@ -138,7 +138,9 @@ Window = tuple  # (top, left, height, width); top/left an int or a (B,) int tens
 
 
 def resolve_window(
-    window: Window | None, full_sizes: torch.Tensor
+    window: Window | None,
+    full_sizes: torch.Tensor,
+    out_size: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int, int]:
     """Validate a window of the HR grid against each sample's full output size.
 
@@ -147,6 +149,7 @@ def resolve_window(
             tensors (one window per sample), ``height`` and ``width`` ints shared by the batch.
             ``None`` means the whole output, which then must be the same size for every sample.
         full_sizes: ``(B, 2)`` int64 full output sizes ``(H_b, W_b)`` (CPU).
+        out_size: the output size shared by the batch, when the caller knows it as ints.
 
     Returns:
         ``(top, left, height, width)`` with ``top``/``left`` as ``(B,)`` int64 CPU tensors.
@@ -154,18 +157,21 @@ def resolve_window(
     Raises:
         TypeError: malformed ``window``.
         ValueError: a window outside some sample's output, or no window with unequal sizes.
+
+    Checks that read tensor values are skipped while ``torch.compile`` traces.
     """
     b = full_sizes.shape[0]
     if window is None:
-        if not bool((full_sizes == full_sizes[:1]).all()):
-            raise ValueError(
-                "the samples' output sizes differ "
-                f"({full_sizes.unique(dim=0).tolist()[:4]}); pass a window=(top, left, height, "
-                "width) shared in size, or one scale"
-            )
-        h, w = (int(v) for v in full_sizes[0])
+        if out_size is None:
+            if not bool((full_sizes == full_sizes[:1]).all()):
+                raise ValueError(
+                    "the samples' output sizes differ "
+                    f"({full_sizes.unique(dim=0).tolist()[:4]}); pass a window=(top, left, "
+                    "height, width) shared in size, or one scale"
+                )
+            out_size = (int(full_sizes[0, 0]), int(full_sizes[0, 1]))
         zero = torch.zeros(b, dtype=torch.int64)
-        return zero, zero.clone(), h, w
+        return zero, zero.clone(), out_size[0], out_size[1]
     if not isinstance(window, tuple | list) or len(window) != 4:
         raise TypeError(f"window must be a tuple (top, left, height, width), got {window!r}")
     top, left, height, width = window
@@ -188,6 +194,17 @@ def resolve_window(
         return torch.full((b,), v, dtype=torch.int64)
 
     top_t, left_t = per_sample(top, "top"), per_sample(left, "left")
+    static = isinstance(top, int) and isinstance(left, int) and out_size is not None
+    if static:  # Python numbers: a check on ints (guards, not tensor reads, under dynamo)
+        assert out_size is not None
+        if top < 0 or left < 0 or top + height > out_size[0] or left + width > out_size[1]:
+            raise ValueError(
+                f"window (top={top}, left={left}, height={height}, width={width}) lies outside "
+                f"the output, of size {tuple(out_size)}"
+            )
+        return top_t, left_t, height, width
+    if is_compiling():
+        return top_t, left_t, height, width
     bad = (
         (top_t < 0)
         | (left_t < 0)
@@ -201,29 +218,3 @@ def resolve_window(
             f"lies outside the output of sample {i}, of size {tuple(full_sizes[i].tolist())}"
         )
     return top_t, left_t, height, width
-
-
-def sample_bicubic(
-    img: torch.Tensor, full_sizes: torch.Tensor, window: Window | None = None
-) -> torch.Tensor:
-    """Bicubic interpolation of ``img`` at the HR queries of (a window of) each sample's grid.
-
-    Uses the same query positions as the upsampler, so it can serve as an exact skip
-    connection for windowed rendering. (PyTorch's bicubic: ``a = -0.75``, border clamped.)
-
-    Args:
-        img: ``(B, C, h, w)``.
-        full_sizes: ``(B, 2)`` int64 full output sizes.
-        window: as :func:`resolve_window`; ``None`` for the whole output.
-
-    Returns:
-        ``(B, C, height, width)``.
-    """
-    top, left, h, w = resolve_window(window, full_sizes)
-    lh, lw = img.shape[-2:]
-    qy = axis_queries(lh, full_sizes[:, 0], top, h, dtype=torch.float64)
-    qx = axis_queries(lw, full_sizes[:, 1], left, w, dtype=torch.float64)
-    gy = ((qy.pos + 0.5) / lh * 2 - 1).to(device=img.device, dtype=img.dtype)  # normalised
-    gx = ((qx.pos + 0.5) / lw * 2 - 1).to(device=img.device, dtype=img.dtype)
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    return F.grid_sample(img, grid, mode="bicubic", padding_mode="border", align_corners=False)

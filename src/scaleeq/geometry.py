@@ -1,0 +1,302 @@
+"""Render plans: the output geometry of one call, computed once and passed down.
+
+Every scaleeq model call turns ``(lr_size, batch, scale | size, window)`` into one
+:class:`RenderPlan` (:func:`render_plan`); the AFE layers, the upsampler and the bicubic skip
+all read that plan instead of re-deriving sizes from the scale. The plan holds
+
+- ``scale``: the requested per-sample factors ``r`` ``(N, 2)`` float64 (``N`` = 1 when one
+  scale serves the batch). This is what scale-aware layers are conditioned on: the scale that
+  was asked for, or ``(H / h, W / w)`` when only ``size`` was given.
+- ``sizes``: each sample's full output size ``(B, 2)`` int64, by the output-size rule of
+  :mod:`scaleeq.scale` (``round(h * r_h)``, halves up), or the explicit ``size``;
+- the window ``(top, left, height, width)`` to render (the whole output by default);
+- :meth:`RenderPlan.queries`: the per-axis query geometry (global HR index, nearest LR pixel,
+  offset, validity) of the window grown by a halo, which every renderer builds from.
+
+All tensors of a plan live on the CPU (they are small and exact); renderers move what they need.
+
+**Compilers.** A plan is built from Python numbers where it can be (a float or pair scale, an
+explicit size, int windows), so under ``torch.compile(dynamic=True)`` the output size is a
+symbolic expression of the scale and a new scale value reuses the compiled graph. Checks that
+read tensor values (a per-sample scale's sign, a per-sample window's bounds) run in eager mode
+and are skipped while tracing, as kornia does. Rendering the *whole* output at a per-sample
+tensor scale needs the output size as a Python int, which a trace can only get from
+``Tensor.item()`` (``torch._dynamo.config.capture_scalar_outputs = True``); with a window (the
+training call) no such read is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import float_dtype_for, is_compiling
+from .ops.coords import AxisQueries, Window, axis_queries, resolve_window
+from .scale import (
+    ScaleLike,
+    _check_batch,
+    _check_number,
+    _parse_scale,
+    _python_sizes,
+    check_size,
+    output_sizes,
+)
+
+__all__ = ["RenderPlan", "render_plan", "resolve_plan", "sample_bicubic"]
+
+
+@dataclass(frozen=True, eq=False)
+class RenderPlan:
+    """The geometry of one render: scales, output sizes and the window (immutable).
+
+    Build one with :func:`render_plan`; pass it to models and upsamplers as ``plan=``.
+
+    Attributes:
+        lr_size: ``(h, w)`` of the LR input (or feature map).
+        batch: ``B``.
+        scale: ``(N, 2)`` float64, ``N`` in ``(1, B)``: the requested ``(r_h, r_w)`` per sample,
+            what scale-aware layers are conditioned on.
+        sizes: ``(B, 2)`` int64: each sample's full output size ``(H_b, W_b)``.
+        out_size: the full output size shared by the batch as Python ints, or ``None`` when it
+            is not known without reading tensor values (per-sample scales while tracing).
+        top, left: ``(B,)`` int64: the window's position in each sample's output.
+        height, width: the window size, shared by the batch.
+        whole: the window is the whole output of every sample.
+    """
+
+    lr_size: tuple[int, int]
+    batch: int
+    scale: torch.Tensor
+    sizes: torch.Tensor
+    out_size: tuple[int, int] | None
+    top: torch.Tensor
+    left: torch.Tensor
+    height: int
+    width: int
+    whole: bool
+
+    @property
+    def window(self) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+        """``(top, left, height, width)`` of the region this plan renders."""
+        return self.top, self.left, self.height, self.width
+
+    def with_window(self, window: Window | None) -> RenderPlan:
+        """The same scales and output sizes, rendering ``window`` (``None``: the whole output).
+
+        Used by tiled rendering: one plan per call, one cheap derived plan per tile.
+        """
+        top, left, height, width = resolve_window(window, self.sizes, self.out_size)
+        whole = _is_whole(window, top, left, height, width, self.sizes, self.out_size)
+        return replace(self, top=top, left=left, height=height, width=width, whole=whole)
+
+    def queries(
+        self, margin: int = 0, *, dtype: torch.dtype = torch.float32, rounding: str = "exact"
+    ) -> tuple[AxisQueries, AxisQueries]:
+        """Per-axis query geometry of the window grown by ``margin`` HR pixels on each side.
+
+        Returns:
+            ``(rows, cols)``: :class:`~scaleeq.ops.coords.AxisQueries` of shapes
+            ``(B, height + 2 margin)`` and ``(B, width + 2 margin)`` (CPU).
+        """
+        h, w = self.lr_size
+        qy = axis_queries(
+            h, self.sizes[:, 0], self.top - margin, self.height + 2 * margin,
+            dtype=dtype, rounding=rounding,
+        )  # fmt: skip
+        qx = axis_queries(
+            w, self.sizes[:, 1], self.left - margin, self.width + 2 * margin,
+            dtype=dtype, rounding=rounding,
+        )  # fmt: skip
+        return qy, qx
+
+    def scale_as(self, like: torch.Tensor) -> torch.Tensor:
+        """``scale`` on ``like``'s device in the precision scale features are computed in
+        (float64; float32 on Apple's MPS, which has no float64)."""
+        return self.scale.to(device=like.device, dtype=float_dtype_for(like.device))
+
+    def check_input(self, x: torch.Tensor, name: str) -> None:
+        """Raise ``ValueError`` unless ``x`` ``(B, C, h, w)`` matches the plan's batch and size."""
+        if x.shape[0] != self.batch or tuple(x.shape[-2:]) != tuple(self.lr_size):
+            raise ValueError(
+                f"{name} of shape {tuple(x.shape)} does not match the plan, which was made for "
+                f"batch {self.batch} and input size {tuple(self.lr_size)}"
+            )
+
+
+def _uniform_scale(scale: object) -> tuple[float, float] | None:
+    """``(r_h, r_w)`` as Python floats for a number or a pair (validated), else ``None``."""
+    if isinstance(scale, torch.Tensor) or scale is None:
+        return None
+    if isinstance(scale, Sequence) and not isinstance(scale, str):
+        if len(scale) != 2:
+            return None  # _parse_scale names the problem
+        return _check_number(scale[0], "scale[0]"), _check_number(scale[1], "scale[1]")
+    v = _check_number(scale, "scale")
+    return v, v
+
+
+def render_plan(
+    lr_size: tuple[int, int],
+    batch: int,
+    *,
+    scale: ScaleLike | None = None,
+    size: tuple[int, int] | None = None,
+    window: Window | None = None,
+) -> RenderPlan:
+    """Resolve a call's ``scale`` / ``size`` / ``window`` into a :class:`RenderPlan`.
+
+    - only ``scale``: output sizes follow the output-size rule, per sample;
+    - only ``size=(H, W)``: ``r = (H / h, W / w)`` for every sample;
+    - both: they must agree (the rule applied to ``scale`` gives ``size``), else ``ValueError``.
+
+    Args:
+        lr_size: ``(h, w)`` of the input.
+        batch: ``B``.
+        scale: a number, ``(r_h, r_w)``, or a tensor ``()``, ``(B,)`` / ``(B, 2)``.
+        size: explicit output size ``(H, W)``.
+        window: ``(top, left, height, width)``; ``top`` / ``left`` ints or ``(B,)`` int
+            tensors. ``None``: the whole output (then every sample's output must be the same
+            size).
+
+    Raises:
+        TypeError: neither ``scale`` nor ``size``, or malformed arguments.
+        ValueError: invalid factors, disagreeing ``scale`` and ``size``, an empty output, a
+            batch mismatch, or a window outside the output.
+
+    Example:
+        >>> p = render_plan((10, 12), 2, scale=2.5)
+        >>> p.out_size, p.scale.tolist()
+        ((25, 30), [[2.5, 2.5]])
+    """
+    h, w = (int(v) for v in lr_size)
+    if size is not None:
+        size = check_size(size)
+    if scale is None and size is None:
+        raise TypeError("give scale (a number, a pair or a tensor) or size=(H, W); got neither")
+    if scale is None:
+        assert size is not None
+        r = torch.tensor([[size[0] / h, size[1] / w]], dtype=torch.float64)
+        sizes = torch.tensor([list(size)], dtype=torch.int64).expand(batch, 2)
+        out_size: tuple[int, int] | None = size
+    else:
+        uniform = _uniform_scale(scale)
+        if uniform is not None:  # Python numbers: sizes stay Python (symbolic under dynamo)
+            r = torch.tensor([list(uniform)], dtype=torch.float64)
+            out_size = _python_sizes((h, w), uniform)
+            sizes = torch.tensor([list(out_size)], dtype=torch.int64).expand(batch, 2)
+        else:
+            r = _parse_scale(scale, device="cpu", dtype=torch.float64)
+            _check_batch(r, batch, "scale")
+            sizes = output_sizes((h, w), r).expand(batch, 2)
+            out_size = None
+            if not is_compiling() and bool((sizes == sizes[:1]).all()):
+                out_size = (int(sizes[0, 0]), int(sizes[0, 1]))
+        if size is not None:
+            if out_size is not None and out_size != size:
+                raise ValueError(
+                    f"scale and size disagree: scale gives output size {out_size} for input size "
+                    f"{(h, w)} but size={size}; give one of them, or consistent values"
+                )
+            if out_size is None and not is_compiling():
+                raise ValueError(
+                    f"scale and size disagree: scale gives output sizes "
+                    f"{sizes.unique(dim=0).tolist()[:4]} for input size {(h, w)} but size={size}"
+                )
+            out_size = size
+            sizes = torch.tensor([list(size)], dtype=torch.int64).expand(batch, 2)
+    sizes = sizes.contiguous()
+    if window is None and out_size is None and is_compiling():  # per-sample scale, tracing
+        out_size = (int(sizes[0, 0].item()), int(sizes[0, 1].item()))
+    top, left, height, width = resolve_window(window, sizes, out_size)
+    whole = _is_whole(window, top, left, height, width, sizes, out_size)
+    return RenderPlan((h, w), batch, r, sizes, out_size, top, left, height, width, whole)
+
+
+def _is_whole(
+    window: Window | None,
+    top: torch.Tensor,
+    left: torch.Tensor,
+    height: int,
+    width: int,
+    sizes: torch.Tensor,
+    out_size: tuple[int, int] | None,
+) -> bool:
+    if window is None:
+        return True
+    if out_size is not None and (height, width) != tuple(out_size):
+        return False
+    if isinstance(window[0], int) and isinstance(window[1], int):
+        return window[0] == 0 and window[1] == 0 and out_size is not None
+    if is_compiling():  # a tensor window while tracing: render it as a window (also exact)
+        return False
+    return bool(((top == 0) & (left == 0)).all() and (sizes == torch.tensor([height, width])).all())
+
+
+def resolve_plan(
+    x: torch.Tensor,
+    *,
+    scale: ScaleLike | None,
+    size: tuple[int, int] | None,
+    window: Window | None,
+    plan: RenderPlan | None,
+    name: str = "feat",
+) -> RenderPlan:
+    """The plan for input ``x`` ``(B, C, h, w)``: ``plan`` itself (checked against ``x``), or
+    one made from ``scale`` / ``size`` / ``window``.
+
+    Raises:
+        TypeError: ``plan`` given together with ``scale``, ``size`` or ``window``, or not a
+            :class:`RenderPlan`.
+        ValueError: ``plan`` made for another batch or input size.
+    """
+    if plan is None:
+        return render_plan(
+            (x.shape[-2], x.shape[-1]), x.shape[0], scale=scale, size=size, window=window
+        )
+    if not isinstance(plan, RenderPlan):
+        raise TypeError(f"plan must be a scaleeq.geometry.RenderPlan, got {type(plan).__name__}")
+    if scale is not None or size is not None or window is not None:
+        raise TypeError("give either plan= or scale= / size= / window=, not both")
+    plan.check_input(x, name)
+    return plan
+
+
+def sample_bicubic(img: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
+    """Bicubic interpolation of ``img`` at the plan's HR queries (its window).
+
+    Uses the same query positions as the upsampler, so it serves as an exact skip connection
+    for windowed rendering. (PyTorch's bicubic: ``a = -0.75``, border clamped.)
+
+    Args:
+        img: ``(B, C, h, w)`` with ``(h, w) == plan.lr_size``.
+        plan: the render plan.
+
+    Returns:
+        ``(B, C, height, width)``.
+    """
+    plan.check_input(img, "img")
+    lh, lw = plan.lr_size
+    qy, qx = plan.queries(dtype=torch.float64)
+    gy = ((qy.pos + 0.5) / lh * 2 - 1).to(device=img.device, dtype=img.dtype)  # normalised
+    gx = ((qx.pos + 0.5) / lw * 2 - 1).to(device=img.device, dtype=img.dtype)
+    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+    return F.grid_sample(img, grid, mode="bicubic", padding_mode="border", align_corners=False)
+
+
+def lr_box(
+    rows: AxisQueries, cols: AxisQueries, lr_size: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """The LR rows / columns ``[y0, y1) x [x0, x1)`` that queries read through their nearest
+    pixel (a tile reads a small part of the map). While tracing: the whole map (reading the
+    bounds would need tensor values; the result is the same)."""
+    if is_compiling():
+        return 0, lr_size[0], 0, lr_size[1]
+    return (
+        int(rows.nearest.min()),
+        int(rows.nearest.max()) + 1,
+        int(cols.nearest.min()),
+        int(cols.nearest.max()) + 1,
+    )

@@ -1,0 +1,126 @@
+"""``retrofit(model)``: turn a fixed-scale SR network into an arbitrary-scale one."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from torch import nn
+
+from .._checks import check_int
+from ..contracts import check_upsampler
+from ..layers.afe import AFEBlock
+from ..layers.kriging import NeuralKrigingUpsampler
+from .layouts import detect_layout, layout_for
+from .model import ArbitraryScaleSR
+
+__all__ = ["retrofit"]
+
+
+def _shallow_clone(model: nn.Module) -> nn.Module:
+    """A new module object sharing ``model``'s submodules, parameters and buffers, with its own
+    registries, so replacing or removing a part of the clone leaves ``model`` untouched."""
+    clone = copy.copy(model)
+    clone._modules = dict(model._modules)
+    clone._parameters = dict(model._parameters)
+    clone._buffers = dict(model._buffers)
+    return clone
+
+
+def retrofit(
+    model: nn.Module,
+    *,
+    afe: str = "per_group",
+    afe_every: int | None = None,
+    upsampler: nn.Module | None = None,
+    body: str | None = None,
+    tail: str | None = None,
+    pixel_range: float | None = None,
+    skip: str = "none",
+) -> ArbitraryScaleSR:
+    """Turn a fixed-scale SR network into an arbitrary-scale one, keeping its weights.
+
+    The result shares the model's head and body modules (the same parameter objects: nothing
+    is copied and the input model is not mutated), inserts :class:`~scaleeq.AFEBlock` layers in
+    identity-at-init form at the start of each residual group, drops the fixed-scale tail and
+    renders with a :class:`~scaleeq.NeuralKrigingUpsampler` (or an upsampler you pass) from the
+    body's features. Recognised layouts: :mod:`scaleeq.retrofit.layouts`.
+
+    Args:
+        model: the network (recognised layouts in the module docstring). Not modified.
+        afe: ``"per_group"`` (an AFE block at the start of each residual group, or every
+            ``afe_every`` blocks for EDSR-style bodies) or ``"none"``.
+        afe_every: blocks per AFE block for bodies of plain residual blocks (default: a quarter
+            of the body, so 4 AFE blocks); residual groups (RCAN, Swin) get one each.
+        upsampler: an upsampler satisfying :class:`scaleeq.contracts.Upsampler`; default
+            ``NeuralKrigingUpsampler(C)`` on the body's ``C`` feature channels.
+        body, tail: for unrecognised models, the submodule mapping the image to features and
+            the fixed-scale tail to drop.
+        pixel_range: input range of EDSR-PyTorch models (default: inferred from ``sub_mean``).
+        skip: ``"none"`` (the upsampler renders the image, as the original tail did) or
+            ``"bicubic"``: it renders a residual over the bicubic upsampling of the input (its
+            last layer starts at zero, so the model starts as bicubic). Trains much faster from
+            scratch; the features then carry the input as 3 extra channels.
+
+    Returns:
+        :class:`ArbitraryScaleSR`; at initialisation its features equal the model's pre-tail
+        features at every scale.
+
+    Raises:
+        TypeError / ValueError: not a module, an unrecognised layout, a missing named part, an
+            upsampler that does not satisfy the contract, or bad options; messages name the
+            argument and what was found.
+    """
+    if skip not in ("none", "bicubic"):
+        raise ValueError(f"skip must be 'none' or 'bicubic', got {skip!r}")
+    if afe not in ("per_group", "none"):
+        raise ValueError(f"afe must be 'per_group' or 'none', got {afe!r}")
+    if afe_every is not None:
+        check_int(afe_every, "afe_every")
+    if body is not None or tail is not None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+        layout = "custom"
+        for name, value in (("body", body), ("tail", tail)):
+            if not isinstance(value, str) or not isinstance(getattr(model, value, None), nn.Module):
+                raise ValueError(
+                    f"{name}={value!r} must name a submodule of the model; it has {[n for n, _ in model.named_children()]}"
+                )
+    else:
+        layout = detect_layout(model)
+    settings: dict[str, Any] = {
+        "skip": skip,
+        "afe": afe,
+        "afe_every": afe_every,
+        "body": body,
+        "tail": tail,
+        "pixel_range": pixel_range,
+    }
+    adapter = layout_for(layout, body=body)
+    backbone = _shallow_clone(model)
+    feat_channels = adapter.build(model, backbone, settings)
+    if upsampler is None:
+        if feat_channels is None:
+            raise ValueError("cannot infer the feature channels of the body; pass upsampler=...")
+        upsampler = NeuralKrigingUpsampler(feat_channels)
+    check_upsampler(upsampler)
+    if skip == "bicubic":
+        tail_layer = getattr(upsampler, "tail", None)
+        if isinstance(tail_layer, (nn.Conv2d, nn.Linear)):  # start as bicubic
+            nn.init.zeros_(tail_layer.weight)
+            if tail_layer.bias is not None:
+                nn.init.zeros_(tail_layer.bias)
+    param = next(model.parameters(), None)
+    if param is not None:  # new parts follow the model's device and dtype; shared parts stay put
+        upsampler = upsampler.to(device=param.device, dtype=param.dtype)
+        for module in backbone.modules():
+            if isinstance(module, (AFEBlock, NeuralKrigingUpsampler)):
+                module.to(device=param.device, dtype=param.dtype)
+    base = {
+        "class": type(model).__name__,
+        "module": type(model).__module__,
+        "config": getattr(model, "config", None),
+    }
+    return ArbitraryScaleSR(
+        backbone, upsampler, adapter=adapter, settings=settings, base=base, skip=skip
+    )

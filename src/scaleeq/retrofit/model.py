@@ -1,0 +1,155 @@
+"""``ArbitraryScaleSR``: a retrofitted network (shared body + AFE blocks + an upsampler)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._checks import check_tensor
+from ..geometry import RenderPlan, resolve_plan, sample_bicubic
+from ..ops.coords import Window
+from ..scale import ScaleLike, _check_batch, _parse_scale
+from .layouts import Layout
+
+__all__ = ["ArbitraryScaleSR"]
+
+
+class ArbitraryScaleSR(nn.Module):
+    """A retrofitted model: shared head and body + AFE blocks + an arbitrary-scale upsampler.
+
+    Built by :func:`~scaleeq.retrofit` (or :func:`~scaleeq.load`); not meant to be constructed
+    directly.
+
+    **How the scale flows.** ``forward`` makes one :class:`~scaleeq.geometry.RenderPlan` per
+    call; its ``scale`` (the requested ``r``, ``(N, 2)`` float64; ``(H / h, W / w)`` when only
+    ``size`` is given) is handed as an argument to every AFE block (:meth:`features`), and the
+    same plan drives the upsampler and the bicubic skip (:meth:`render`). No hidden state:
+    activation checkpointing, ``torch.compile`` and exporters see the scale as an input.
+
+    Shape:
+        - lr: :math:`(B, 3, h, w)` in the input range of the original model ([0, 1] for BasicSR
+          and Swin layouts; EDSR-PyTorch models also take [0, 1] here: the wrapper scales).
+        - scale / size / window: as :class:`~scaleeq.NeuralKrigingUpsampler`; or ``plan=``.
+        - output: :math:`(B, 3, H, W)` or the window.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        upsampler: nn.Module,
+        *,
+        adapter: Layout,
+        settings: dict[str, Any],
+        base: dict[str, Any],
+        skip: str = "none",
+    ) -> None:
+        super().__init__()
+        self.skip = skip
+        self.backbone = backbone
+        self.upsampler = upsampler
+        self.adapter = adapter
+        self.settings = settings
+        self.base = base
+
+    @property
+    def layout(self) -> str:
+        """The recognised layout: ``"basicsr"``, ``"edsr_pytorch"``, ``"swin"`` or ``"custom"``."""
+        return self.adapter.name
+
+    @property
+    def pixel_range(self) -> float:
+        """Input range of the original network (255 for EDSR-PyTorch models, else 1)."""
+        return self.adapter.pixel_range
+
+    # -- features -----------------------------------------------------------------------------
+    def features(self, lr: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
+        """The body's features ``(B, C, h, w)`` that the upsampler renders from.
+
+        Args:
+            lr: ``(B, 3, h, w)``.
+            scale: what the AFE blocks are conditioned on: any scale argument with 1 or ``B``
+                samples (``forward`` passes its plan's ``scale``).
+
+        Equal to the original model's pre-tail features while the AFE blocks are at their
+        identity initialisation. With ``skip="bicubic"`` the input is appended as 3 channels.
+        """
+        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        r = _parse_scale(scale, device="cpu", dtype=torch.float64)
+        _check_batch(r, lr.shape[0], "scale")
+        feat = self.adapter.features(self.backbone, lr, r)
+        if self.skip == "bicubic":  # carry the image along for the skip (see render)
+            feat = torch.cat([feat, lr], dim=1)
+        return feat
+
+    # -- rendering ----------------------------------------------------------------------------
+    def render(
+        self,
+        feat: torch.Tensor,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        window: Window | None = None,
+        plan: RenderPlan | None = None,
+    ) -> torch.Tensor:
+        """Upsampler output for ``feat`` with the original model's output transform applied
+        (``/ img_range + mean`` for BasicSR and Swin layouts, ``add_mean`` for EDSR-PyTorch).
+
+        With ``skip="bicubic"`` the last 3 channels of ``feat`` are the input image: the
+        upsampler's output (scaled back to [0, 1] units, no mean) is added to the bicubic
+        interpolation of the image at the same HR queries.
+        """
+        check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
+        plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
+        if self.skip == "bicubic":
+            feat, img = feat[:, :-3], feat[:, -3:]
+            out = self.upsampler(feat, plan=plan)
+            return out / self.adapter.output_range(self.backbone) + sample_bicubic(img, plan)
+        return self.adapter.output(self.backbone, self.upsampler(feat, plan=plan))
+
+    def forward(
+        self,
+        lr: torch.Tensor,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        window: Window | None = None,
+        plan: RenderPlan | None = None,
+    ) -> torch.Tensor:
+        """Upscale ``lr`` ``(B, 3, h, w)`` by ``scale`` or to ``size`` (the ``window`` of it)."""
+        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        plan = resolve_plan(lr, scale=scale, size=size, window=window, plan=plan, name="lr")
+        return self.render(self.features(lr, plan.scale), plan=plan)
+
+    # -- training -----------------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True, *, use_reentrant: bool = False) -> int:
+        """Run each AFE-carrying segment (an AFE block and each body block; a Swin/HAT residual
+        group with its AFE block) under ``torch.utils.checkpoint`` while training.
+
+        The scale is an argument of every segment, so recomputation in the backward pass sees
+        the same value. State-dict keys do not change.
+
+        Returns:
+            The number of segment containers switched (0 with ``afe="none"``).
+        """
+        mode = None if not enable else ("reentrant" if use_reentrant else "non_reentrant")
+        return self.adapter.set_checkpointing(self.backbone, mode)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, *, dtype: torch.dtype | None = None) -> None:
+        """Write weights and the configuration needed to rebuild, atomically.
+
+        Uses safetensors for ``.safetensors`` paths (needs the safetensors package), else
+        ``torch.save``. The file appears complete or not at all. ``dtype`` (e.g.
+        ``torch.float16``) stores floating tensors at that precision (half the size);
+        :func:`~scaleeq.load` casts them back to the model's dtype.
+
+        Raises:
+            TypeError: the upsampler has no ``config`` to rebuild it from.
+            ValueError: ``path`` is a directory or its folder does not exist.
+        """
+        from .io import save
+
+        save(self, path, dtype=dtype)
