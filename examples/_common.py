@@ -48,6 +48,20 @@ PRESETS: dict[str, dict] = {
         "eval_every": 50_000,
         "ckpt_every": 10_000,
     },
+    # the built-in model (``scaleeq.pretrained``): CBSD68 + built-in photographs, ~1.5-2 h on 2 cores
+    "cbsd": {
+        "steps": 3600,
+        "batch": 16,
+        "patch": 40,
+        "lr": 4e-4,
+        "lr_step": 1700,
+        "eval_every": 0,
+        "ckpt_every": 200,
+        "ema": 0.999,
+        "per_axis": 0.3,
+        "data": f"{REPO.parent / 'shared' / 'data' / 'train' / 'CBSD68'},builtin",
+        "eval_scales": "2,3,4",
+    },
     "demo": {
         "steps": 1500,
         "batch": 8,
@@ -88,7 +102,14 @@ def parser(description: str) -> argparse.ArgumentParser:
         "--preset", choices=sorted(PRESETS), default="paper", help="defaults for the options below"
     )
     p.add_argument(
-        "--data", help="folder of HR training images (e.g. DIV2K/train_HR); demo: built-in images"
+        "--data",
+        help="folder(s) of HR training images, comma-separated (e.g. DIV2K/train_HR); "
+        "'builtin' adds scikit-image's photographs; demo: built-in images",
+    )
+    p.add_argument(
+        "--per-axis",
+        type=float,
+        help="fraction of samples with independent r_h, r_w (non-square scales); default 0",
     )
     p.add_argument(
         "--eval-data", help="benchmark folder(s) (default: ../shared/data/benchmarks if present)"
@@ -101,7 +122,7 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--lr-step", type=int, help="halve the learning rate every N steps")
-    p.add_argument("--ema", type=float, default=None, help="EMA decay of the weights, e.g. 0.999")
+    p.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--ckpt-every", type=int)
     p.add_argument(
@@ -114,12 +135,33 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    default_scales = args.eval_scales == parser("").get_default("eval_scales")
     for key, value in PRESETS[args.preset].items():
-        if getattr(args, key, None) is None:
+        if getattr(args, key, None) is None or (key == "eval_scales" and default_scales):
             setattr(args, key, value)
-    if args.preset == "demo" and args.eval_scales == parser("").get_default("eval_scales"):
+    if args.preset == "demo" and default_scales:
         args.eval_scales = "2,3,4"
+    if args.per_axis is None:
+        args.per_axis = 0.0
     return args
+
+
+def training_images(spec: str) -> list[torch.Tensor]:
+    """Decode every image of the comma-separated folders in ``spec`` (``builtin``: scikit-image's
+    photographs, the synthetic colour wheel left out) to ``(3, H, W)`` tensors."""
+    from scaleeq.data import list_images, load_image
+
+    out: list[torch.Tensor] = []
+    for part in (s.strip() for s in spec.split(",")):
+        if part == "builtin":
+            out += [
+                img
+                for name, img in zip(BUILTIN, builtin_images(), strict=True)
+                if name != "colorwheel"
+            ]
+        elif part:
+            out += [load_image(path) for path in list_images(part)]
+    return out
 
 
 def setup_distributed(device: str) -> tuple[int, int, str]:
@@ -146,8 +188,10 @@ def run(
     rank, _world, device = setup_distributed(args.device)
     torch.manual_seed(args.seed)
     out = Path(args.out)
-    if args.data:
-        source: object = args.data
+    if args.data and ("," in args.data or args.data == "builtin"):
+        source: object = training_images(args.data)
+    elif args.data:
+        source = args.data
     elif args.preset == "demo":
         source = builtin_images(exclude=HELD_OUT)
     else:
@@ -155,7 +199,11 @@ def run(
             "--data is required (a folder of HR training images), or use --preset demo"
         )
     dataset = ArbitraryScalePatches(
-        source, patch=args.patch, samples_per_epoch=max(1000, args.batch * 100), seed=args.seed
+        source,
+        patch=args.patch,
+        per_axis=args.per_axis,
+        samples_per_epoch=max(1000, args.batch * 100),
+        seed=args.seed,
     )
     eval_data = args.eval_data or (str(SHARED_BENCHMARKS) if SHARED_BENCHMARKS.is_dir() else None)
     if eval_data is None:  # no benchmark folder: a built-in photograph held out of training

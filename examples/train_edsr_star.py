@@ -1,6 +1,7 @@
 """Train EDSR* (EDSR retrofitted with AFE blocks and the Neural Kriging upsampler).
 
     python examples/train_edsr_star.py --preset demo                       # CPU, minutes
+    python examples/train_edsr_star.py --preset cbsd --out runs/cbsd        # the built-in model, ~2 h
     python examples/train_edsr_star.py --data DIV2K/train_HR --eval-data benchmarks/
     python examples/train_edsr_star.py --data ... --pretrained edsr_baseline_x2.pth
     torchrun --nproc_per_node 4 examples/train_edsr_star.py --data ...
@@ -25,6 +26,10 @@ def build(args: argparse.Namespace) -> scaleeq.ArbitraryScaleSR:
     if args.preset == "demo":  # small and from scratch: learn a residual over bicubic
         net = EDSR(num_feat=32, num_block=8, upscale=2, img_range=1.0)
         up = scaleeq.NeuralKrigingUpsampler(32, hidden=64, blocks=1)
+        return scaleeq.retrofit(net, upsampler=up, skip="bicubic")
+    if args.preset == "cbsd":  # the built-in model: between the demo size and EDSR-baseline
+        net = EDSR(num_feat=48, num_block=12, upscale=2, img_range=1.0)
+        up = scaleeq.NeuralKrigingUpsampler(48, hidden=64, blocks=1)
         return scaleeq.retrofit(net, upsampler=up, skip="bicubic")
     net = EDSR.from_preset(args.edsr, upscale=args.pretrained_scale)
     if args.pretrained:

@@ -5,6 +5,7 @@ from .geometry import RenderPlan, render_plan
 from .infer import upscale
 from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock, NeuralKrigingUpsampler
 from .ops import kriging_aggregate
+from .pretrained import pretrained
 from .retrofit import ArbitraryScaleSR, load, retrofit
 from .scale import (
     ScaleEncoding,
@@ -32,6 +33,7 @@ __all__ = [
     "kriging_aggregate",
     "load",
     "output_size",
+    "pretrained",
     "render_plan",
     "resolve_scale_and_size",
     "retrofit",

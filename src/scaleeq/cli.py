@@ -50,7 +50,20 @@ def parse_pair(text: str, name: str, *, integer: bool) -> tuple[float, float]:
     return values[0], values[1]
 
 
-def _load_model(checkpoint: str, device: str):
+def _load_model(checkpoint: str | None, device: str, quiet: bool = False):
+    if checkpoint is None:
+        from .pretrained import DEFAULT_MODEL, PRETRAINED, pretrained
+
+        if not quiet:
+            print(f"using the built-in model {DEFAULT_MODEL!r}: {PRETRAINED[DEFAULT_MODEL][1]}")
+        try:
+            return pretrained(DEFAULT_MODEL, map_location=device)
+        except ImportError as e:
+            raise CLIError(str(e)) from None
+    return _load_checkpoint(checkpoint, device)
+
+
+def _load_checkpoint(checkpoint: str, device: str):
     from .retrofit import load
 
     if not Path(checkpoint).is_file():
@@ -73,7 +86,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         img = load_image(args.input)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.quiet)
     h, w = img.shape[-2:]
     if args.size is not None:
         out_w, out_h = (int(v) for v in parse_pair(args.size, "--size", integer=True))
@@ -114,17 +127,26 @@ def _save_image(img: torch.Tensor, path: str) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     from .evaluate import evaluate
 
-    try:
-        scales = [float(s) for s in args.scales.split(",") if s.strip()]
-    except ValueError:
-        raise CLIError(
-            f"--scales must be a comma-separated list of numbers, got {args.scales!r}"
-        ) from None
-    if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
+    scales: list = []
+    for item in (t.strip() for t in args.scales.split(",")):
+        if not item:
+            continue
+        if "x" in item:  # WIDTHxHEIGHT factors, as --scale: evaluated as (r_h, r_w)
+            r_w, r_h = parse_pair(item, "--scales", integer=False)
+            scales.append((r_h, r_w))
+            continue
+        try:
+            scales.append(float(item))
+        except ValueError:
+            raise CLIError(
+                f"--scales must be a comma-separated list of numbers or WIDTHxHEIGHT pairs, got {args.scales!r}"
+            ) from None
+    flat = [v for s in scales for v in (s if isinstance(s, tuple) else (s,))]
+    if not scales or not all(math.isfinite(v) and v > 0 for v in flat):
         raise CLIError(f"--scales must hold positive numbers, got {args.scales!r}")
     if not Path(args.data).is_dir():
         raise CLIError(f"--data folder {args.data!r} does not exist")
-    model = _load_model(args.checkpoint, args.device)
+    model = _load_model(args.checkpoint, args.device, args.quiet)
     try:
         report = evaluate(
             model, args.data, scales=scales, progress=not args.quiet, device=args.device
@@ -154,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("output")
     up.add_argument("--scale", help="factor, or WIDTHxHEIGHT factors, e.g. 3.5 or 2.5x1.5")
     up.add_argument("--size", help="output size WIDTHxHEIGHT, e.g. 1920x1080")
-    up.add_argument("--checkpoint", required=True, help="file written by ArbitraryScaleSR.save")
+    up.add_argument(
+        "--checkpoint",
+        help="file written by ArbitraryScaleSR.save (default: the built-in model, scaleeq.pretrained)",
+    )
     up.add_argument(
         "--tile",
         type=int,
@@ -164,9 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--device", default="cpu")
     up.add_argument("--quiet", action="store_true")
     ev = sub.add_parser("eval", help="PSNR-Y / SSIM-Y on benchmark folders")
-    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--checkpoint", help="default: the built-in model (scaleeq.pretrained)")
     ev.add_argument("--data", required=True, help="folder of HR images, or of sets (Set5/HR, ...)")
-    ev.add_argument("--scales", default="2,3,4")
+    ev.add_argument(
+        "--scales", default="2,3,4", help="e.g. 2,3,4,2.5,3x2 (WIDTHxHEIGHT: per-axis factors)"
+    )
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", default=None)
     ev.add_argument("--markdown", action="store_true")
