@@ -132,7 +132,12 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         if not item:
             continue
         if "x" in item:  # WIDTHxHEIGHT factors, as --scale: evaluated as (r_h, r_w)
-            r_w, r_h = parse_pair(item, "--scales", integer=False)
+            try:
+                r_w, r_h = parse_pair(item, "--scales", integer=False)
+            except CLIError:
+                raise CLIError(
+                    f"--scales must be a comma-separated list of numbers or WIDTHxHEIGHT pairs, got {args.scales!r}"
+                ) from None
             scales.append((r_h, r_w))
             continue
         try:
