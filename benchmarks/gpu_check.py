@@ -184,7 +184,9 @@ def measure(dry: bool, repeats: int) -> dict:
                 ("liif", LIIFUpsampler(feat.shape[1], hidden=width)),
             ):
                 up = up.to(device).eval()
-                row[name] = timer(lambda up=up: scaleeq.upscale(up, feat, size=(hr_side, hr_side)))
+                row[name] = timer(
+                    lambda up=up, f=feat, n=hr_side: scaleeq.upscale(up, f, size=(n, n))
+                )
             row["nk_time_vs_liif"] = row["nk"]["seconds"] / row["liif"]["seconds"]
             if "peak_mib" in row["nk"]:
                 row["nk_memory_vs_liif"] = row["nk"]["peak_mib"] / max(
@@ -257,12 +259,12 @@ def measure(dry: bool, repeats: int) -> dict:
             x = rand(b, c, hw, hw).requires_grad_()
             scale = torch.linspace(1.0, 4.0, b)
             conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device)
-            row = {"conv": timer(lambda conv=conv: conv(x).sum().backward())}
+            row = {"conv": timer(lambda conv=conv, x=x: conv(x).sum().backward())}
             for impl in ("scale", "grouped"):
                 ac = scaleeq.AdaptiveConv2d(c, c, 3, impl=impl).to(device)
-                row[impl] = timer(lambda ac=ac: ac(x, scale).sum().backward())
+                row[impl] = timer(lambda ac=ac, x=x, s=scale: ac(x, s).sum().backward())
             shared = scaleeq.AdaptiveConv2d(c, c, 3).to(device)
-            row["shared_scale"] = timer(lambda: shared(x, 2.5).sum().backward())
+            row["shared_scale"] = timer(lambda m=shared, x=x: m(x, 2.5).sum().backward())
             for k in ("scale", "grouped", "shared_scale"):
                 row[f"{k}_vs_conv"] = row[k]["seconds"] / row["conv"]["seconds"]
             out[f"C={c}"] = row
