@@ -252,7 +252,10 @@ def test_compiled_training_call_equals_eager_and_compiles_once():
 
 
 @pytest.mark.slow
-def test_compiled_inference_at_five_output_sizes_compiles_once():
+def test_compiled_inference_at_five_output_sizes_stays_compiled():
+    """Sizes are dynamic ints. PyTorch's own convolution shape logic guards on the size of the
+    HR tensor (a small / large split, e.g. ``64*H*W > 20480``), so crossing it may compile once
+    more; the scale itself never causes a recompile."""
     torch.manual_seed(0)
     for model in (
         _perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic")).eval(),
@@ -275,9 +278,14 @@ def test_compiled_inference_at_five_output_sizes_compiles_once():
 @pytest.mark.slow
 @pytest.mark.parametrize("call", list(CALLS))
 def test_inductor_matches_eager(call):
+    """Inductor with PyTorch's default dynamic-shape policy. (``dynamic=True`` under inductor
+    fails inside PyTorch 2.13's sympy reasoning on sizes derived from a float scale, e.g.
+    "cannot determine truth value of Relational: 9*FloorToInt(2.5*ToFloat(s73) + 0.5) < 9";
+    the aot_eager tests cover ``dynamic=True``.)"""
     torch.manual_seed(0)
-    model = _perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic"))
-    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    up = scaleeq.NeuralKrigingUpsampler(16, hidden=16, blocks=1)
+    model = _perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic", upsampler=up))
+    compiled = torch.compile(model, fullgraph=True)
     lr = torch.rand(2, 3, 10, 12, requires_grad=True)
     out, ref = compiled(lr, **CALLS[call]), model(lr, **CALLS[call])
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
