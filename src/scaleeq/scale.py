@@ -114,9 +114,10 @@ def _parse_scale(
 
 
 def _check_batch(scale: torch.Tensor, batch_size: int, name: str) -> None:
-    if scale.shape[0] not in (1, batch_size):
+    n = scale.shape[0]
+    if n != 1 and n != batch_size:  # explicit comparisons: symbolic sizes under dynamo
         raise ValueError(
-            f"{name} holds {scale.shape[0]} per-sample scales but the input batch has "
+            f"{name} holds {n} per-sample scales but the input batch has "
             f"{batch_size} samples; give one scale per sample or a single scale"
         )
 

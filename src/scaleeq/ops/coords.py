@@ -181,12 +181,8 @@ def resolve_window(
 
     def per_sample(v: object, name: str) -> torch.Tensor:
         if isinstance(v, torch.Tensor):
-            if (
-                v.is_floating_point()
-                or v.dtype == torch.bool
-                or v.ndim > 1
-                or v.numel() not in (1, b)
-            ):
+            n = v.numel()  # explicit comparisons: symbolic sizes under dynamo
+            if v.is_floating_point() or v.dtype == torch.bool or v.ndim > 1 or (n != 1 and n != b):
                 raise TypeError(f"window {name} must be an int or a ({b},) int tensor, got {v!r}")
             return v.detach().to("cpu", torch.int64).reshape(-1).expand(b).clone()
         if isinstance(v, bool) or not isinstance(v, int):
