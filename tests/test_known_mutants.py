@@ -1,0 +1,89 @@
+"""Tests for four wrong-number bugs that the suite used to miss (issue 16's hand-made mutants).
+
+Each states an invariant or compares against an independent reference, so the mutation it
+names fails it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from scaleeq import NeuralKrigingUpsampler
+from scaleeq.data import ArbitraryScalePatches
+from scaleeq.layers.kriging import KrigingBlock
+from scaleeq.metrics import rgb_to_y
+from scaleeq.training import train
+
+
+def test_luma_of_pure_primaries_is_bt601():
+    """Permuting the R and B coefficients (or any two) changes these values."""
+    primaries = torch.eye(3).view(3, 3, 1, 1)  # pure red, green, blue images
+    y = rgb_to_y(primaries).flatten()
+    # ITU-R BT.601 studio range, RGB in [0, 1]: Y = 16 + 65.481 R + 128.553 G + 24.966 B
+    expected = torch.tensor([16 + 65.481, 16 + 128.553, 16 + 24.966])
+    torch.testing.assert_close(y, expected)
+    skimage = pytest.importorskip("skimage.color")  # an independent implementation
+    img = torch.rand(1, 3, 4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    ref = skimage.rgb2ycbcr(img[0].permute(1, 2, 0).numpy())[..., 0]
+    torch.testing.assert_close(rgb_to_y(img)[0, 0], torch.from_numpy(ref))
+
+
+def test_ema_after_one_step_is_d_w0_plus_1_minus_d_w1(tmp_path):
+    torch.manual_seed(0)
+    model = NeuralKrigingUpsampler(3, hidden=8, blocks=1)
+
+    class Wrap(torch.nn.Module):  # the training call signature on an image "feature map"
+        def __init__(self):
+            super().__init__()
+            self.up = model
+
+        def forward(self, lr, *, scale, window):
+            return self.up(lr, scale=scale, window=window)
+
+    net = Wrap()
+    w0 = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    imgs = [torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    data = ArbitraryScalePatches(imgs, patch=8, samples_per_epoch=4)
+    d = 0.9
+    train(net, data, steps=1, batch_size=2, lr=1e-2, ema_decay=d, checkpoint=tmp_path / "s.pt", progress=False, log=lambda s: None)  # fmt: skip
+    w1 = net.state_dict()
+    ema = torch.load(tmp_path / "s.pt", weights_only=False)["ema"]
+    moved = [k for k in w0 if w0[k].is_floating_point() and not torch.equal(w0[k], w1[k])]
+    assert moved, "the step changed no weight"
+    for k in moved:
+        torch.testing.assert_close(ema[k], d * w0[k] + (1 - d) * w1[k])
+
+
+def test_fig4_crop_size_rounds_instead_of_truncating():
+    """patch 10 at r = 1.26 needs a 12.6-pixel crop: round gives 13, truncation 12."""
+    imgs = [torch.rand(3, 30, 30, generator=torch.Generator().manual_seed(0))]
+    data = ArbitraryScalePatches(imgs, patch=10, scale_range=(1.26, 1.26), augment=False)
+    for i in range(3):
+        scale = data.sample(0, i)["scale"]
+        assert scale.tolist() == [1.3, 1.3]  # crop / patch = 13 / 10
+    assert math.floor(10 * 1.26 + 0.5) == 13
+
+
+def test_lr_gate_reads_the_mean_of_the_lr_feature_map(monkeypatch):
+    torch.manual_seed(0)
+    up = NeuralKrigingUpsampler(6, hidden=16, blocks=2)
+    with torch.no_grad():  # a live gate (it starts at zero weights)
+        for blk in up.blocks:
+            blk.attn.weight.normal_()
+    seen = []
+    original = KrigingBlock.forward_cl
+
+    def spy(self, z, dist, mask, context):
+        seen.append(context.detach().clone())
+        return original(self, z, dist, mask, context)
+
+    monkeypatch.setattr(KrigingBlock, "forward_cl", spy)
+    feat = torch.randn(2, 6, 7, 9) * 3 + torch.arange(6.0).view(1, 6, 1, 1)
+    up(feat, scale=2.5)
+    up(feat, scale=2.5, window=(3, 4, 6, 5))  # a window sees the same global context
+    assert len(seen) == 4
+    for ctx in seen:
+        torch.testing.assert_close(ctx, feat.mean(dim=(2, 3)))
