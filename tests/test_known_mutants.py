@@ -87,3 +87,45 @@ def test_lr_gate_reads_the_mean_of_the_lr_feature_map(monkeypatch):
     assert len(seen) == 4
     for ctx in seen:
         torch.testing.assert_close(ctx, feat.mean(dim=(2, 3)))
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("rgb8", 200 / 255), ("gray8", 100 / 255), ("palette", 60 / 255), ("rgba", 50 / 255),
+     ("gray16", 30000 / 65535), ("float", 0.25)],
+)  # fmt: skip
+def test_load_image_keeps_values_of_every_storage(tmp_path, kind, expected):
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+    from scaleeq.data import load_image
+
+    path = tmp_path / ("img.tiff" if kind == "float" else "img.png")
+    if kind == "rgb8":
+        im = image.fromarray(np.full((4, 5, 3), 200, np.uint8))
+    elif kind == "gray8":
+        im = image.fromarray(np.full((4, 5), 100, np.uint8))
+    elif kind == "palette":
+        im = image.new("P", (5, 4), 0)  # every pixel: palette entry 0
+        im.putpalette([60, 60, 60] * 256)
+    elif kind == "rgba":
+        a = np.full((4, 5, 4), 50, np.uint8)
+        a[..., 3] = 0  # fully transparent: the colour is still 50
+        im = image.fromarray(a)
+    elif kind == "gray16":
+        im = image.fromarray(np.full((4, 5), 30000, np.uint16))
+    else:
+        im = image.fromarray(np.full((4, 5), 0.25, np.float32))
+    im.save(path)
+    img = load_image(path)
+    assert img.shape == (3, 4, 5) and img.dtype == torch.float32
+    torch.testing.assert_close(img, torch.full((3, 4, 5), expected), rtol=0, atol=1e-6)
+
+
+def test_load_image_refuses_out_of_range_floats(tmp_path):
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+    from scaleeq.data import load_image
+
+    image.fromarray(np.full((4, 5), 3.0, np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(ValueError, match=r"f\.tiff.*\[0, 1\]"):
+        load_image(tmp_path / "f.tiff")

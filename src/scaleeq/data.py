@@ -50,10 +50,15 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Decode an image file to ``(3, H, W)`` float32 RGB in [0, 1] (needs Pillow).
 
-    Grayscale images are replicated to three channels; alpha is dropped.
+    Values keep their meaning whatever the storage: 8-bit images are divided by 255, 16-bit
+    ones (``I;16`` PNG / TIFF, and Pillow's 32-bit ``I`` mode, which is how it reads 16-bit
+    grayscale PNGs) by 65535, float images (``F``, e.g. float TIFF) are taken as [0, 1] and
+    must lie in it. Grayscale is replicated to three channels; palette images are expanded;
+    alpha is dropped (RGBA, LA); other modes (CMYK, YCbCr, ...) are converted to RGB.
 
     Raises:
-        ValueError: the file is missing or not a readable image.
+        ValueError: the file is missing or not a readable image, or a float image has values
+            outside [0, 1] (or non-finite ones); the message names the file.
     """
     try:
         from PIL import Image
@@ -63,10 +68,30 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
 
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as e:
+            im.load()
+            mode = im.mode
+            if mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                mode = im.mode
+            if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                arr = np.asarray(im).astype(np.float64) / 65535.0
+            elif mode == "F":
+                arr = np.asarray(im).astype(np.float64)
+                if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+                    raise ValueError(
+                        f"float image values must lie in [0, 1], got [{arr.min():g}, {arr.max():g}]"
+                    )
+            elif mode in ("1", "L", "LA"):
+                arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+            else:  # RGB, RGBA (alpha dropped), CMYK, YCbCr, ...
+                arr = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+    except (OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"cannot read image {str(path)!r}: {e}") from e
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float() / 255
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, axis=-1)
+    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N") and arr.max() > 1:
+        raise ValueError(f"cannot read image {str(path)!r}: integer values above 16 bits")
+    return torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1).float()
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
