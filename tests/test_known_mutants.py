@@ -129,3 +129,26 @@ def test_load_image_refuses_out_of_range_floats(tmp_path):
     image.fromarray(np.full((4, 5), 3.0, np.float32)).save(tmp_path / "f.tiff")
     with pytest.raises(ValueError, match=r"f\.tiff.*\[0, 1\]"):
         load_image(tmp_path / "f.tiff")
+
+
+def test_size_guard_refuses_huge_renders_at_once():
+    """A valid but huge call fails fast with the requested size named (it used to hang)."""
+    import time
+
+    import scaleeq
+    from scaleeq.geometry import render_plan
+
+    up = NeuralKrigingUpsampler(3, hidden=8, blocks=1).eval()
+    feat = torch.rand(1, 3, 6, 5)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"1 x 6000000000 x 5000000000 .*exceeds the limit"):
+        scaleeq.upscale(up, feat, scale=1e9)
+    with pytest.raises(ValueError, match="exceeds the limit"):
+        up(feat, scale=1e4)  # a whole render of 6e4 x 5e4 pixels
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ValueError, match="exceeds the limit of 100"):
+        render_plan((6, 5), 1, scale=10.0, max_pixels=100)
+    # a window of a huge output is fine: the guard is on what one call renders
+    assert up(feat, scale=1e4, window=(100, 100, 8, 8)).shape == (1, 3, 8, 8)
+    big = scaleeq.upscale(up, feat, scale=20.0, max_window_pixels=1024)  # tiled, under the guard
+    assert big.shape == (1, 3, 120, 100)

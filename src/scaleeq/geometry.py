@@ -45,7 +45,24 @@ from .scale import (
     output_sizes,
 )
 
-__all__ = ["RenderPlan", "render_plan", "resolve_plan", "sample_bicubic"]
+__all__ = ["MAX_RENDER_PIXELS", "RenderPlan", "render_plan", "resolve_plan", "sample_bicubic"]
+
+#: The size guard: the most HR pixels (``batch * height * width``) one call may render at
+#: once. Whole renders above it raise a ``ValueError`` before anything is allocated; render
+#: larger outputs with :func:`scaleeq.upscale` (tiles) or windows. Pass ``max_pixels`` to
+#: :func:`render_plan` to use another limit.
+MAX_RENDER_PIXELS = 2**28
+
+
+def _check_render_size(batch: int, height: int, width: int, limit: int | None) -> None:
+    limit = MAX_RENDER_PIXELS if limit is None else limit
+    if batch * height * width > limit:
+        raise ValueError(
+            f"the requested render of {batch} x {height} x {width} = {batch * height * width:.3g} "
+            f"HR pixels exceeds the limit of {limit:.3g} pixels per call "
+            "(scaleeq.geometry.MAX_RENDER_PIXELS); render it in tiles with scaleeq.upscale, or "
+            "in windows"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,6 +106,7 @@ class RenderPlan:
         Used by tiled rendering: one plan per call, one cheap derived plan per tile.
         """
         top, left, height, width = resolve_window(window, self.sizes, self.out_size)
+        _check_render_size(self.batch, height, width, None)
         whole = _is_whole(window, top, left, height, width, self.sizes, self.out_size)
         return replace(self, top=top, left=left, height=height, width=width, whole=whole)
 
@@ -145,6 +163,7 @@ def render_plan(
     scale: ScaleLike | None = None,
     size: tuple[int, int] | None = None,
     window: Window | None = None,
+    max_pixels: int | None = None,
 ) -> RenderPlan:
     """Resolve a call's ``scale`` / ``size`` / ``window`` into a :class:`RenderPlan`.
 
@@ -160,11 +179,13 @@ def render_plan(
         window: ``(top, left, height, width)``; ``top`` / ``left`` ints or ``(B,)`` int
             tensors. ``None``: the whole output (then every sample's output must be the same
             size).
+        max_pixels: the size guard for the rendered region (``B * height * width``); default
+            :data:`MAX_RENDER_PIXELS`. The full output may be larger (tiles, windows).
 
     Raises:
         TypeError: neither ``scale`` nor ``size``, or malformed arguments.
         ValueError: invalid factors, disagreeing ``scale`` and ``size``, an empty output, a
-            batch mismatch, or a window outside the output.
+            batch mismatch, a window outside the output, or a region above the size guard.
 
     Example:
         >>> p = render_plan((10, 12), 2, scale=2.5)
@@ -211,6 +232,8 @@ def render_plan(
     if window is None and out_size is None and is_compiling():  # per-sample scale, tracing
         out_size = (int(sizes[0, 0].item()), int(sizes[0, 1].item()))
     top, left, height, width = resolve_window(window, sizes, out_size)
+    if not is_compiling():
+        _check_render_size(batch, height, width, max_pixels)
     whole = _is_whole(window, top, left, height, width, sizes, out_size)
     return RenderPlan((h, w), batch, r, sizes, out_size, top, left, height, width, whole)
 

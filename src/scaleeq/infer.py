@@ -22,6 +22,10 @@ from .scale import ScaleLike
 __all__ = ["upscale"]
 
 DEFAULT_MAX_WINDOW_PIXELS = 256 * 256
+#: The default size guard of :func:`upscale`: the whole output (``B * H * W``) it may
+#: allocate (2^31 pixels: 24 GiB as float32 RGB). Each tile is also held to
+#: ``scaleeq.geometry.MAX_RENDER_PIXELS``.
+MAX_OUTPUT_PIXELS = 2**31
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -38,6 +42,7 @@ def upscale(
     scale: ScaleLike | None = None,
     size: tuple[int, int] | None = None,
     max_window_pixels: int | None = None,
+    max_output_pixels: int = MAX_OUTPUT_PIXELS,
     progress: bool = False,
 ) -> torch.Tensor:
     """Upscale ``lr`` to the full output, rendering at most ``max_window_pixels`` HR pixels at once.
@@ -58,6 +63,8 @@ def upscale(
             ``height * width <= max_window_pixels``). Default: the upsampler's
             ``default_window_pixels`` attribute if it has one (the Neural Kriging upsampler sizes
             its tiles for the CPU cache), else ``256 * 256``.
+        max_output_pixels: the size guard: refuse (``ValueError``, before allocating) an output
+            of more than this many pixels ``B * H * W``.
         progress: show a tqdm progress bar over tiles (if tqdm is installed).
 
     Returns:
@@ -71,7 +78,8 @@ def upscale(
     if max_window_pixels is not None:
         check_int(max_window_pixels, "max_window_pixels")
     b, _, h, w = lr.shape
-    plan = render_plan((h, w), b, scale=scale, size=size)
+    check_int(max_output_pixels, "max_output_pixels")
+    plan = render_plan((h, w), b, scale=scale, size=size, max_pixels=max_output_pixels)
     if is_sr_model(model):
         feat = model.features(lr, plan.scale)
         up, render = model.upsampler, model.render
