@@ -152,3 +152,31 @@ def test_size_guard_refuses_huge_renders_at_once():
     assert up(feat, scale=1e4, window=(100, 100, 8, 8)).shape == (1, 3, 8, 8)
     big = scaleeq.upscale(up, feat, scale=20.0, max_window_pixels=1024)  # tiled, under the guard
     assert big.shape == (1, 3, 120, 100)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_damaged_or_nonfinite_checkpoints_are_refused(tmp_path, suffix):
+    pytest.importorskip("safetensors")
+    import scaleeq
+    from scaleeq.models import EDSR
+
+    torch.manual_seed(0)
+    asr = scaleeq.retrofit(
+        EDSR.from_preset("tiny"), upsampler=NeuralKrigingUpsampler(16, hidden=16, blocks=1)
+    )
+    path = tmp_path / f"m{suffix}"
+    asr.save(path)
+    scaleeq.load(path)  # intact: loads
+    if suffix == ".safetensors":  # flip one byte of the last tensor's data
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x10
+        path.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match="is damaged"):
+            scaleeq.load(path)
+    with torch.no_grad():
+        asr.upsampler.tail.bias[0] = float("nan")
+    asr.save(path)
+    with pytest.raises(ValueError, match=r"non-finite weights .*upsampler.tail.bias"):
+        scaleeq.load(path)
+    loaded = scaleeq.load(path, allow_nonfinite=True)
+    assert torch.isnan(loaded.upsampler.tail.bias[0])

@@ -4,11 +4,14 @@ File format (version 1, unchanged since the first release): a safetensors file w
 key ``"scaleeq"`` holds JSON, or a ``torch.save`` zip of ``{"scaleeq": meta, "state_dict": ...}``.
 ``meta`` = ``{"format": "scaleeq.ArbitraryScaleSR", "version": 1, "layout", "settings" (the
 ``retrofit`` keyword arguments), "base" (the original network's class, module and config),
-"upsampler": {"class", "config"}}``. State-dict keys are ``backbone.*`` and ``upsampler.*``.
+"upsampler": {"class", "config"}, "sha256"}``. State-dict keys are ``backbone.*`` and
+``upsampler.*``. ``sha256`` (added later; files without it still load) is the content hash of
+the tensors (:func:`content_hash`), checked on load: a damaged file is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -23,7 +26,7 @@ from ..contracts import Savable
 if TYPE_CHECKING:
     from .model import ArbitraryScaleSR
 
-__all__ = ["load", "save"]
+__all__ = ["content_hash", "load", "save"]
 
 _FORMAT = "scaleeq.ArbitraryScaleSR"
 _FORMAT_VERSION = 1
@@ -34,6 +37,16 @@ def _upsampler_classes() -> dict[str, type[nn.Module]]:
     from ..layers.baselines import BicubicFeatureUpsampler, LIIFUpsampler
 
     return {c.__name__: c for c in (NeuralKrigingUpsampler, LIIFUpsampler, BicubicFeatureUpsampler)}
+
+
+def content_hash(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors in key order: each key, dtype, shape and raw bytes."""
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save(
@@ -58,6 +71,7 @@ def save(
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+    meta["sha256"] = content_hash(tensors)
     path = Path(path)
     if path.suffix == ".safetensors":
         try:
@@ -79,15 +93,23 @@ def load(
     *,
     model: nn.Module | None = None,
     map_location: str | torch.device = "cpu",
+    allow_nonfinite: bool = False,
 ) -> ArbitraryScaleSR:
     """Load an :class:`~scaleeq.ArbitraryScaleSR` written by :meth:`ArbitraryScaleSR.save`.
 
     Models from ``scaleeq.models`` are rebuilt from the stored configuration; for other models
     pass a freshly built instance of the original architecture as ``model``.
 
+    Args:
+        path: the file.
+        model: a fresh instance of the original architecture (models outside scaleeq).
+        map_location: device to load onto.
+        allow_nonfinite: accept weights holding NaN or infinity (refused by default).
+
     Raises:
-        ValueError: the file is missing, truncated, not a scaleeq checkpoint, or its weights do
-            not fit the rebuilt model; the message says which.
+        ValueError: the file is missing, truncated, damaged (its content hash does not match),
+            not a scaleeq checkpoint, holds non-finite weights, or its weights do not fit the
+            rebuilt model; the message says which.
     """
     from .build import retrofit
 
@@ -95,6 +117,21 @@ def load(
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     meta, tensors = _read_checkpoint(path, map_location)
+    expected = meta.get("sha256")
+    if expected is not None and content_hash(tensors) != expected:
+        raise ValueError(
+            f"{path} is damaged: the content hash of its weights does not match the one stored "
+            "when it was saved"
+        )
+    if not allow_nonfinite:
+        bad = [
+            k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()
+        ]
+        if bad:
+            raise ValueError(
+                f"{path} holds non-finite weights (NaN or inf) in {bad[:4]}; pass "
+                "allow_nonfinite=True to load it anyway"
+            )
     base = meta.get("base") or {}
     if model is None:
         from .. import models as _models
