@@ -180,3 +180,35 @@ def test_damaged_or_nonfinite_checkpoints_are_refused(tmp_path, suffix):
         scaleeq.load(path)
     loaded = scaleeq.load(path, allow_nonfinite=True)
     assert torch.isnan(loaded.upsampler.tail.bias[0])
+
+
+def test_bad_inputs_and_constructor_arguments_get_named_errors():
+    import scaleeq
+    from scaleeq import AdaptiveConv2d
+    from scaleeq.models import EDSR
+
+    up = NeuralKrigingUpsampler(8, hidden=16, blocks=1)
+    asr = scaleeq.retrofit(
+        EDSR.from_preset("tiny"), upsampler=NeuralKrigingUpsampler(16, hidden=16, blocks=1)
+    )
+    with pytest.raises(ValueError, match="batch is empty"):
+        up(torch.rand(0, 8, 6, 5), scale=2)
+    with pytest.raises(ValueError, match="lr must have 3 channels"):
+        asr(torch.rand(1, 4, 6, 5), scale=2)
+    for dtype in (torch.float16, torch.float64):
+        with pytest.raises(TypeError, match=rf"lr has dtype {dtype}.*weights are torch.float32"):
+            asr(torch.rand(1, 3, 6, 5, dtype=dtype), scale=2)
+        with pytest.raises(TypeError, match="feat has dtype"):
+            up(torch.rand(1, 8, 6, 5, dtype=dtype), scale=2)
+    assert asr.double()(torch.rand(1, 3, 6, 5, dtype=torch.float64), scale=2).dtype == torch.float64
+    with pytest.raises(ValueError, match="kernel_size must be"):
+        AdaptiveConv2d(8, 8, 0)
+    with pytest.raises(ValueError, match="stride must be"):
+        AdaptiveConv2d(8, 8, 3, stride=0)
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        AdaptiveConv2d(8, 8, 3, eps=-1)
+    with pytest.raises(ValueError, match="group_channels"):
+        NeuralKrigingUpsampler(8, group_channels=0)
+    for name, value in (("offset_unit", float("nan")), ("lengthscale", float("inf"))):
+        with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
+            NeuralKrigingUpsampler(8, **{name: value})

@@ -8,6 +8,7 @@ skipped while ``torch.compile`` traces, the way kornia does it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +16,9 @@ import torch
 __all__ = [
     "check_channels",
     "check_int",
+    "check_matching_dtype",
     "check_pair",
+    "check_positive_float",
     "check_tensor",
     "float_dtype_for",
     "is_compiling",
@@ -93,3 +96,31 @@ def float_dtype_for(device: torch.device | str) -> torch.dtype:
     """The dtype scale and offset features are computed in: float64, or float32 on Apple's MPS
     (which has no float64)."""
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def check_positive_float(value: object, name: str) -> float:
+    """Return ``value`` as a float if it is a finite real number > 0; else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4: no device argument
+        return bool(torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled())
+
+
+def check_matching_dtype(x: torch.Tensor, name: str, weight: torch.Tensor | None) -> None:
+    """Raise ``TypeError`` if ``x``'s dtype differs from the module's weights (outside autocast,
+    where PyTorch would fail later with an unnamed "expected m1 and m2 to have the same dtype")."""
+    if weight is None or x.dtype == weight.dtype or is_compiling():
+        return
+    if _autocast_on(x.device.type):
+        return
+    raise TypeError(
+        f"{name} has dtype {x.dtype} but the model's weights are {weight.dtype}: convert the "
+        f"input ({name}.to({weight.dtype})) or the model (model.to({x.dtype})), or run under "
+        "torch.autocast"
+    )

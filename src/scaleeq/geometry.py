@@ -193,6 +193,10 @@ def render_plan(
         ((25, 30), [[2.5, 2.5]])
     """
     h, w = (int(v) for v in lr_size)
+    if batch < 1:
+        raise ValueError(f"the input batch is empty (0 samples, input of size {(h, w)})")
+    if h < 1 or w < 1:
+        raise ValueError(f"the input has an empty side: size {(h, w)}")
     if size is not None:
         size = check_size(size)
     if scale is None and size is None:

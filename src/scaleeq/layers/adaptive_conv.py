@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_int, check_pair, check_tensor
+from .._checks import (
+    check_channels,
+    check_int,
+    check_matching_dtype,
+    check_pair,
+    check_positive_float,
+    check_tensor,
+)
 from ..scale import ScaleEncoding, ScaleLike, _check_batch, resolve_layer_scale
 
 __all__ = ["AdaptiveConv2d", "Impl"]
@@ -123,9 +130,12 @@ class AdaptiveConv2d(nn.Module):
         self.out_channels = out_channels
         self.kernel_size = check_pair(kernel_size, "kernel_size")
         self.stride = check_pair(stride, "stride")
+        for name, pair in (("kernel_size", self.kernel_size), ("stride", self.stride)):
+            if min(pair) < 1:
+                raise ValueError(f"{name} must be >= 1, got {pair}")
         self.padding = self._resolve_padding(padding)
         self.demodulate = bool(demodulate)
-        self.eps = float(eps)
+        self.eps = check_positive_float(eps, "eps")
         self.impl = impl
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
@@ -223,6 +233,7 @@ class AdaptiveConv2d(nn.Module):
     def forward(self, x: torch.Tensor, scale: ScaleLike | None = None) -> torch.Tensor:
         check_tensor(x, "x", ndim=4, layout="(B, C_in, H, W)")
         check_channels(x, "x", self.in_channels)
+        check_matching_dtype(x, "x", self.weight)
         scale = resolve_layer_scale(scale, type(self).__name__)
         style = self.style(scale, device=x.device)  # (N, I)
         _check_batch(style, x.shape[0], "scale")

@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_int, check_tensor, float_dtype_for, is_compiling
+from .._checks import (
+    check_channels,
+    check_int,
+    check_matching_dtype,
+    check_positive_float,
+    check_tensor,
+    float_dtype_for,
+    is_compiling,
+)
 from ..geometry import RenderPlan, lr_box, resolve_plan
 from ..ops.aggregate import BACKENDS, distance_kernel, kriging_aggregate
 from ..ops.coords import AxisQueries, Window
@@ -292,8 +300,8 @@ class NeuralKrigingUpsampler(nn.Module):
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if rounding not in ("exact", "official"):
             raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
-        if not lengthscale > 0:
-            raise ValueError(f"lengthscale must be > 0, got {lengthscale!r}")
+        check_positive_float(lengthscale, "lengthscale")
+        check_positive_float(offset_unit, "offset_unit")
         self.config = {  # constructor arguments: NeuralKrigingUpsampler(**config) rebuilds it
             "in_channels": in_channels,
             "out_channels": out_channels,
@@ -402,6 +410,7 @@ class NeuralKrigingUpsampler(nn.Module):
         as ``plan`` says (a :class:`~scaleeq.geometry.RenderPlan` for this input)."""
         check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
         check_channels(feat, "feat", self.in_channels)
+        check_matching_dtype(feat, "feat", self.head_feat.weight)
         plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
         if not plan.whole and self.channel_attention == "eca":
             raise ValueError(

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_tensor
+from .._checks import check_channels, check_matching_dtype, check_tensor
 from ..geometry import RenderPlan, resolve_plan, sample_bicubic
 from ..ops.coords import Window
 from ..scale import ScaleLike, _check_batch, _parse_scale
@@ -77,6 +77,10 @@ class ArbitraryScaleSR(nn.Module):
         identity initialisation. With ``skip="bicubic"`` the input is appended as 3 channels.
         """
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        first = next((m for m in self.backbone.modules() if isinstance(m, nn.Conv2d)), None)
+        if first is not None and self.layout != "custom":  # the recognised layouts' input conv
+            check_channels(lr, "lr", first.in_channels)
+            check_matching_dtype(lr, "lr", first.weight)
         r = _parse_scale(scale, device="cpu", dtype=torch.float64)
         _check_batch(r, lr.shape[0], "scale")
         feat = self.adapter.features(self.backbone, lr, r)
