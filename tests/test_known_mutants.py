@@ -212,3 +212,30 @@ def test_bad_inputs_and_constructor_arguments_get_named_errors():
     for name, value in (("offset_unit", float("nan")), ("lengthscale", float("inf"))):
         with pytest.raises(ValueError, match=f"{name} must be a finite number > 0"):
             NeuralKrigingUpsampler(8, **{name: value})
+
+
+def test_training_fails_before_the_first_step_on_bad_paths_and_data(tmp_path):
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+
+    model = NeuralKrigingUpsampler(3, hidden=8, blocks=1)
+    data = ArbitraryScalePatches([torch.rand(3, 30, 30)], patch=8, samples_per_epoch=4)
+    calls = []
+    model.register_forward_pre_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError, match="is a directory"):
+        train(model, data, steps=1000, batch_size=2, checkpoint=tmp_path, progress=False)
+    assert calls == []  # refused before any step
+    (tmp_path / "state.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ValueError, match=r"cannot resume from .*state\.pt.*delete it"):
+        train(model, data, steps=1, batch_size=2, checkpoint=tmp_path / "state.pt", progress=False)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(folder / "ok.png")
+    image.fromarray(np.zeros((5, 40, 3), np.uint8)).save(folder / "small.png")
+    (folder / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(
+        ValueError, match=r"2 training image.*broken\.png \(unreadable.*small\.png \(40x5"
+    ):
+        ArbitraryScalePatches(folder, patch=8)
+    with pytest.raises(ValueError, match=r"source images \[1\] are smaller than the patch 8"):
+        ArbitraryScalePatches([torch.rand(3, 30, 30), torch.rand(3, 6, 30)], patch=8)

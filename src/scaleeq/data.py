@@ -94,6 +94,28 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1).float()
 
 
+def _check_image_files(paths: Sequence[Path], patch: int) -> None:
+    """Open every file's header once: unreadable files and ones smaller than ``patch`` on a
+    side are reported together, when the dataset is built."""
+    try:
+        from PIL import Image
+    except ImportError as e:  # pragma: no cover - examples extra
+        raise ImportError("reading images needs Pillow: pip install scaleeq[examples]") from e
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+                im.verify()
+        except Exception as e:  # noqa: BLE001 - any decoder failure makes the file unusable
+            bad.append(f"{path.name} (unreadable: {type(e).__name__})")
+            continue
+        if min(h, w) < patch:
+            bad.append(f"{path.name} ({w}x{h}, smaller than the patch {patch})")
+    if bad:
+        raise ValueError(f"{len(bad)} training image(s) cannot be used: {', '.join(bad[:10])}")
+
+
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand((), generator=gen, dtype=torch.float64))
 
@@ -139,6 +161,7 @@ class ArbitraryScalePatches(Dataset):
         check_int(samples_per_epoch, "samples_per_epoch")
         if isinstance(source, (str, os.PathLike)):
             self.paths: list[Path] | None = list_images(source)
+            _check_image_files(self.paths, patch)  # now, not when first sampled
             self._images: list[torch.Tensor | None] = [None] * len(self.paths)
         else:
             images = list(source)
@@ -149,6 +172,11 @@ class ArbitraryScalePatches(Dataset):
                     raise ValueError(
                         f"source[{i}] must be a (3, H, W) tensor, got {getattr(img, 'shape', type(img).__name__)}"
                     )
+            small = [i for i, img in enumerate(images) if min(img.shape[1:]) < patch]
+            if small:
+                raise ValueError(
+                    f"source images {small[:8]} are smaller than the patch {patch} on a side"
+                )
             self.paths = None
             self._images = [img.float() for img in images]
         self.patch = patch

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ._checks import check_int
 from ._io import atomic_write
 from .data import ArbitraryScalePatches
 
@@ -93,10 +94,17 @@ def train(
         progress: tqdm bar with the loss and speed (rank 0, if tqdm is installed).
         log: where one-line messages go.
     """
-    if steps < 0 or batch_size < 1:
-        raise ValueError(
-            f"steps must be >= 0 and batch_size >= 1, got steps={steps}, batch_size={batch_size}"
-        )
+    check_int(steps, "steps", minimum=0)
+    check_int(batch_size, "batch_size")
+    check_int(checkpoint_every, "checkpoint_every", minimum=0)
+    check_int(eval_every, "eval_every", minimum=0)
+    check_int(lr_step, "lr_step")
+    if not (isinstance(lr, int | float) and 0 < lr < math.inf):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if ema_decay is not None and not (isinstance(ema_decay, float) and 0 < ema_decay < 1):
+        raise ValueError(f"ema_decay must be a float in (0, 1) or None, got {ema_decay!r}")
+    if checkpoint is not None and Path(checkpoint).is_dir():  # fail now, not at the first save
+        raise ValueError(f"checkpoint {str(checkpoint)!r} is a directory; give a file path")
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     if batch_size % world:
@@ -110,8 +118,14 @@ def train(
     result = TrainResult()
     start = 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
+        try:
+            state = torch.load(checkpoint, map_location=device, weights_only=False)
+            model.load_state_dict(state["model"])
+        except Exception as e:  # truncated, foreign or mismatched: say what to do
+            raise ValueError(
+                f"cannot resume from {str(checkpoint)!r} ({type(e).__name__}: {e}); delete it to "
+                "start over, or pass another checkpoint path"
+            ) from e
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema") is not None:
