@@ -107,7 +107,7 @@ def _check_image_files(paths: Sequence[Path], patch: int) -> None:
             with Image.open(path) as im:
                 w, h = im.size
                 im.verify()
-        except Exception as e:  # noqa: BLE001 - any decoder failure makes the file unusable
+        except Exception as e:  # any decoder failure makes the file unusable
             bad.append(f"{path.name} (unreadable: {type(e).__name__})")
             continue
         if min(h, w) < patch:
