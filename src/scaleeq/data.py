@@ -47,6 +47,10 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
+# Pillow modes of 16-bit images (``I``: how Pillow reads 16-bit grayscale PNGs)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Decode an image file to ``(3, H, W)`` float32 RGB in [0, 1] (needs Pillow).
 
@@ -73,7 +77,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
             if mode == "P":
                 im = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 mode = im.mode
-            if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+            if mode in _SIXTEEN_BIT_MODES:
                 arr = np.asarray(im).astype(np.float64) / 65535.0
             elif mode == "F":
                 arr = np.asarray(im).astype(np.float64)
@@ -89,7 +93,7 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         raise ValueError(f"cannot read image {str(path)!r}: {e}") from e
     if arr.ndim == 2:
         arr = np.stack([arr] * 3, axis=-1)
-    if mode in ("I", "I;16", "I;16L", "I;16B", "I;16N") and arr.max() > 1:
+    if mode in _SIXTEEN_BIT_MODES and arr.max() > 1:
         raise ValueError(f"cannot read image {str(path)!r}: integer values above 16 bits")
     return torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1).float()
 

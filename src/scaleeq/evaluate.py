@@ -186,10 +186,10 @@ def evaluate(
     Returns:
         :class:`EvalReport`.
     """
-    scales = [s if isinstance(_key(s), tuple) else float(s) for s in scales]  # type: ignore[arg-type]
+    scales = list(scales)
     for s in scales:
-        _scale_pair(s)
-    scales = [tuple(float(v) for v in s) if isinstance(s, tuple | list) else s for s in scales]
+        _scale_pair(s)  # validates
+    scales = [_key(s) for s in scales]
     sets = _sets(data)
     if device is None:
         param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
@@ -214,6 +214,7 @@ def evaluate(
                 load_image(i) if not isinstance(i, torch.Tensor) else i.float() for i in items
             ]
             for s in scales:
+                pair = _scale_pair(s)
                 acc = {"model": ([], []), "bicubic": ([], [])}
                 for hr in images:
                     lr, hr = make_lr_hr(hr, s)
@@ -228,9 +229,9 @@ def evaluate(
                     if bicubic:
                         outputs["bicubic"] = _quantise(imresize(lr, size=size))
                     for method, out in outputs.items():
-                        acc[method][0].append(float(psnr_y(out, hr, scale=_scale_pair(s))))
+                        acc[method][0].append(float(psnr_y(out, hr, scale=pair)))
                         if ssim:
-                            acc[method][1].append(float(ssim_y(out, hr, scale=_scale_pair(s))))
+                            acc[method][1].append(float(ssim_y(out, hr, scale=pair)))
                     if bar is not None:
                         bar.update(1)
                 for method, (psnrs, ssims) in acc.items():

@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from ._checks import float_dtype_for, is_compiling
+from ._checks import is_compiling
 from .ops.coords import AxisQueries, Window, axis_queries, resolve_window
 from .scale import (
     ScaleLike,
@@ -55,6 +55,8 @@ MAX_RENDER_PIXELS = 2**28
 
 
 def _check_render_size(batch: int, height: int, width: int, limit: int | None) -> None:
+    if is_compiling():  # symbolic sizes: a check here would only add guards
+        return
     limit = MAX_RENDER_PIXELS if limit is None else limit
     if batch * height * width > limit:
         raise ValueError(
@@ -130,11 +132,6 @@ class RenderPlan:
         )  # fmt: skip
         return qy, qx
 
-    def scale_as(self, like: torch.Tensor) -> torch.Tensor:
-        """``scale`` on ``like``'s device in the precision scale features are computed in
-        (float64; float32 on Apple's MPS, which has no float64)."""
-        return self.scale.to(device=like.device, dtype=float_dtype_for(like.device))
-
     def check_input(self, x: torch.Tensor, name: str) -> None:
         """Raise ``ValueError`` unless ``x`` ``(B, C, h, w)`` matches the plan's batch and size."""
         if x.shape[0] != self.batch or tuple(x.shape[-2:]) != tuple(self.lr_size):
@@ -204,7 +201,6 @@ def render_plan(
     if scale is None:
         assert size is not None
         r = torch.tensor([[size[0] / h, size[1] / w]], dtype=torch.float64)
-        sizes = torch.tensor([list(size)], dtype=torch.int64).expand(batch, 2)
         out_size: tuple[int, int] | None = size
     else:
         uniform = _uniform_scale(scale)
@@ -231,13 +227,13 @@ def render_plan(
                     f"{sizes.unique(dim=0).tolist()[:4]} for input size {(h, w)} but size={size}"
                 )
             out_size = size
-            sizes = torch.tensor([list(size)], dtype=torch.int64).expand(batch, 2)
+    if size is not None:  # the explicit size, for every sample
+        sizes = torch.tensor([list(size)], dtype=torch.int64).expand(batch, 2)
     sizes = sizes.contiguous()
     if window is None and out_size is None and is_compiling():  # per-sample scale, tracing
         out_size = (int(sizes[0, 0].item()), int(sizes[0, 1].item()))
     top, left, height, width = resolve_window(window, sizes, out_size)
-    if not is_compiling():
-        _check_render_size(batch, height, width, max_pixels)
+    _check_render_size(batch, height, width, max_pixels)
     whole = _is_whole(window, top, left, height, width, sizes, out_size)
     return RenderPlan((h, w), batch, r, sizes, out_size, top, left, height, width, whole)
 

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._checks import check_int
+from ._checks import check_int, check_positive_float
 from ._io import atomic_write
 from .data import ArbitraryScalePatches
 
@@ -99,8 +99,7 @@ def train(
     check_int(checkpoint_every, "checkpoint_every", minimum=0)
     check_int(eval_every, "eval_every", minimum=0)
     check_int(lr_step, "lr_step")
-    if not (isinstance(lr, int | float) and 0 < lr < math.inf):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    check_positive_float(lr, "lr")
     if ema_decay is not None and not (isinstance(ema_decay, float) and 0 < ema_decay < 1):
         raise ValueError(f"ema_decay must be a float in (0, 1) or None, got {ema_decay!r}")
     if checkpoint is not None and Path(checkpoint).is_dir():  # fail now, not at the first save

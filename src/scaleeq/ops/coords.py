@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import is_compiling
+from .._checks import float_dtype_for, is_compiling
 
 __all__ = [
     "AxisQueries",
@@ -109,7 +109,7 @@ def axis_queries(
     if rounding != "exact":
         raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
     nearest = nearest_index(index, lr_len, n).clamp(0, lr_len - 1)
-    fdt = torch.float32 if hr_len.device.type == "mps" else torch.float64
+    fdt = float_dtype_for(hr_len.device)
     pos = ((2 * index + 1) * lr_len - n).to(fdt) / (2 * n).to(fdt)
     offset = pos - nearest.to(fdt)
     return AxisQueries(index, valid, nearest, pos.to(dtype), offset.to(dtype))

@@ -173,6 +173,7 @@ class Layout:
 
     name: ClassVar[str] = ""
     required: ClassVar[tuple[str, ...]] = ()
+    sequential_body: ClassVar[bool] = False  # the layout needs ``body`` to be an nn.Sequential
 
     def __init__(self, pixel_range: float = 1.0, body: str | None = None) -> None:
         self.pixel_range = pixel_range
@@ -180,7 +181,14 @@ class Layout:
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
-        return all(hasattr(model, a) for a in cls.required)
+        if not all(hasattr(model, a) for a in cls.required):
+            return False
+        return not cls.sequential_body or isinstance(model.body, nn.Sequential)
+
+    def input_conv(self, bb: nn.Module) -> nn.Conv2d | None:
+        """The convolution that reads the LR image (its channels and dtype are the input's);
+        ``None`` where the layout does not know it."""
+        return None
 
     def build(self, model: nn.Module, backbone: nn.Module, settings: dict[str, Any]) -> int | None:
         """Insert AFE blocks and drop the tail on ``backbone`` (a shallow clone of ``model``);
@@ -210,13 +218,24 @@ class Layout:
         return count
 
 
-class BasicSRLayout(Layout):
+class _MeanRangeLayout(Layout):
+    """Layouts whose network maps ``(lr - mean) * img_range`` through ``conv_first`` and undoes
+    it on the output (BasicSR, SwinIR / HAT)."""
+
+    def input_conv(self, bb):
+        return bb.conv_first
+
+    def output_range(self, bb):
+        return float(bb.img_range)
+
+    def output(self, bb, out):
+        return out / bb.img_range + torch.as_tensor(bb.mean).to(out)
+
+
+class BasicSRLayout(_MeanRangeLayout):
     name = "basicsr"
     required = _BASICSR
-
-    @classmethod
-    def matches(cls, model: nn.Module) -> bool:
-        return super().matches(model) and isinstance(model.body, nn.Sequential)
+    sequential_body = True
 
     def build(self, model, backbone, settings):
         channels = _out_channels(model.conv_after_body)
@@ -232,20 +251,14 @@ class BasicSRLayout(Layout):
         x = bb.conv_first((lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range)
         return bb.conv_after_body(_run_body(bb.body, x, scale)) + x
 
-    def output_range(self, bb):
-        return float(bb.img_range)
-
-    def output(self, bb, out):
-        return out / bb.img_range + torch.as_tensor(bb.mean).to(out)
-
 
 class EDSRPyTorchLayout(Layout):
     name = "edsr_pytorch"
     required = _EDSR_PYTORCH
+    sequential_body = True
 
-    @classmethod
-    def matches(cls, model: nn.Module) -> bool:
-        return super().matches(model) and isinstance(model.body, nn.Sequential)
+    def input_conv(self, bb):
+        return bb.sub_mean if isinstance(bb.sub_mean, nn.Conv2d) else None
 
     def build(self, model, backbone, settings):
         channels = _out_channels(model.head)
@@ -268,7 +281,7 @@ class EDSRPyTorchLayout(Layout):
         return bb.add_mean(out) / self.pixel_range
 
 
-class SwinLayout(Layout):
+class SwinLayout(_MeanRangeLayout):
     name = "swin"
     required = _SWIN
 
@@ -352,12 +365,6 @@ class SwinLayout(Layout):
         x = bb.conv_first((x - torch.as_tensor(bb.mean).to(x)) * bb.img_range)
         x = bb.conv_after_body(self._body(bb, x, scale)) + x
         return x[:, :, :h, :w]
-
-    def output_range(self, bb):
-        return float(bb.img_range)
-
-    def output(self, bb, out):
-        return out / bb.img_range + torch.as_tensor(bb.mean).to(out)
 
 
 class CustomLayout(Layout):

@@ -77,8 +77,8 @@ class ArbitraryScaleSR(nn.Module):
         identity initialisation. With ``skip="bicubic"`` the input is appended as 3 channels.
         """
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
-        first = next((m for m in self.backbone.modules() if isinstance(m, nn.Conv2d)), None)
-        if first is not None and self.layout != "custom":  # the recognised layouts' input conv
+        first = self.adapter.input_conv(self.backbone)
+        if first is not None:
             check_channels(lr, "lr", first.in_channels)
             check_matching_dtype(lr, "lr", first.weight)
         r = _parse_scale(scale, device="cpu", dtype=torch.float64)
