@@ -76,6 +76,25 @@ def test_upscale_by_scale_pair_and_size(files, capsys):
     assert "-> " in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_upscale_output_round_trips_at_8_and_16_bits(files, bits):
+    """The file holds the model's output to 1/255 or 1/65535 and reads back through load_image;
+    a 16-bit PNG is really 16-bit (IHDR bit depth, and closer than 8 bits could be)."""
+    import scaleeq
+    from scaleeq.data import load_image
+
+    out = files / f"out{bits}.png"
+    argv = ["upscale", str(files / "in.png"), str(out), "--scale", "2", "--quiet"]
+    assert main([*argv, "--checkpoint", str(files / "tiny.pt"), "--bits", str(bits)]) == 0
+    assert out.read_bytes()[24] == bits  # IHDR bit depth
+    model = scaleeq.load(files / "tiny.pt").eval()
+    expected = scaleeq.upscale(model, load_image(files / "in.png")[None], scale=2)[0].clamp(0, 1)
+    err = (load_image(out) - expected).abs().max().item()
+    assert err <= 0.5 / (2**bits - 1) + 1e-6
+    if bits == 16:
+        assert err < 0.5 / 255 / 10  # 8-bit storage could not be this close
+
+
 def test_eval_prints_a_table(files, capsys):
     code = main(
         [
@@ -133,6 +152,22 @@ def test_eval_prints_a_table(files, capsys):
             "not a readable scaleeq checkpoint",
         ),
         (
+            ["upscale", "{img}", "o.jpg", "--scale", "2", "--bits", "16", "--checkpoint", "{ck}"],
+            "bits=16 is supported for .png files only",
+        ),
+        (
+            ["upscale", "{img}", "o.png", "--scale", "1e9", "--checkpoint", "{ck}"],
+            "exceeds the limit",
+        ),
+        (
+            ["upscale", "{img}", "{missing_dir}/o.png", "--scale", "2", "--checkpoint", "{ck}"],
+            "missing_dir' does not exist",
+        ),
+        (
+            ["upscale", "{img}", "o.xyz", "--scale", "2", "--checkpoint", "{ck}"],
+            "unknown image format '.xyz'",
+        ),
+        (
             ["eval", "--checkpoint", "{ck}", "--data", "nowhere", "--scales", "2"],
             "--data folder 'nowhere' does not exist",
         ),
@@ -148,6 +183,7 @@ def test_errors_are_one_line_with_nonzero_exit(files, capsys, argv, message):
         "{img}": str(files / "in.png"),
         "{broken}": str(files / "broken.png"),
         "{set}": str(files / "set"),
+        "{missing_dir}/o.png": str(files / "missing_dir" / "o.png"),
     }
     code = main([subst.get(a, a) for a in argv])
     err = capsys.readouterr().err

@@ -7,13 +7,25 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "check_target"]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_target(path: str | os.PathLike) -> Path:
+    """Return the folder of ``path`` if a file can be written there; else ``ValueError``:
+    ``path`` is a directory, or its folder does not exist (ask before long work)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path {str(path)!r} is a directory; give a file name")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ValueError(f"cannot write {str(path)!r}: the folder {str(folder)!r} does not exist")
+    return folder
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
@@ -27,11 +39,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         ValueError: ``path`` is a directory, or its folder does not exist.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"path {str(path)!r} is a directory; give a file name")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ValueError(f"cannot write {str(path)!r}: the folder {str(folder)!r} does not exist")
+    folder = check_target(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:

@@ -5,6 +5,7 @@
     scaleeq upscale photo.png photo_x3.5.png --scale 3.5 --checkpoint edsr_star.safetensors
     scaleeq upscale photo.png wide.png --scale 2.5x1.5 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png hd.png --size 1920x1080 --checkpoint ck.pt     # width x height
+    scaleeq upscale photo.png deep.png --scale 2 --bits 16                   # 16-bit PNG
     scaleeq eval --checkpoint ck.pt --data benchmarks/ --scales 2,3,4,6,8 [--json out.json]
     scaleeq bench [--device cuda] [--json out.json]
 
@@ -75,11 +76,15 @@ def _load_checkpoint(checkpoint: str, device: str):
 
 
 def _cmd_upscale(args: argparse.Namespace) -> None:
-    from .data import load_image
+    from .data import check_output, load_image
     from .infer import upscale
 
     if (args.scale is None) == (args.size is None):
         raise CLIError("give exactly one of --scale and --size")
+    try:
+        check_output(args.output, args.bits)
+    except (ValueError, ImportError) as e:
+        raise CLIError(str(e)) from None
     if not Path(args.input).is_file():
         raise CLIError(f"input image {args.input!r} does not exist")
     try:
@@ -105,23 +110,22 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         )
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
-    _save_image(out[0], args.output)
+    _save_image(out[0], args.output, args.bits)
     if not args.quiet:
         print(
             f"{args.input} ({w}x{h}) -> {args.output} ({out.shape[-1]}x{out.shape[-2]}) in {time.perf_counter() - t0:.1f}s"
         )
 
 
-def _save_image(img: torch.Tensor, path: str) -> None:
+def _save_image(img: torch.Tensor, path: str, bits: int) -> None:
+    from .data import save_image
+
     try:
-        from PIL import Image
+        save_image(img, path, bits=bits)
     except ImportError:
         raise CLIError("writing images needs Pillow: pip install scaleeq[examples]") from None
-    arr = (img.detach().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-    try:
-        Image.fromarray(arr).save(path)
-    except (OSError, ValueError) as e:
-        raise CLIError(f"cannot write {path!r}: {e}") from None
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -190,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="tile side in output pixels (default: the upsampler's cache-sized tiles)",
+    )
+    up.add_argument(
+        "--bits",
+        type=int,
+        choices=(8, 16),
+        default=8,
+        help="bits per sample of the output (16: PNG only)",
     )
     up.add_argument("--device", default="cpu")
     up.add_argument("--quiet", action="store_true")

@@ -17,13 +17,16 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ._checks import check_int
+from ._checks import check_int, check_tensor
+from ._io import atomic_write, check_target
+from ._png import decode_png, encode_png, png_header
 from .resize import imresize
 
-__all__ = ["IMAGE_SUFFIXES", "ArbitraryScalePatches", "list_images", "load_image"]
+__all__ = ["IMAGE_SUFFIXES", "ArbitraryScalePatches", "list_images", "load_image", "save_image"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -59,6 +62,9 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     grayscale PNGs) by 65535, float images (``F``, e.g. float TIFF) are taken as [0, 1] and
     must lie in it. Grayscale is replicated to three channels; palette images are expanded;
     alpha is dropped (RGBA, LA); other modes (CMYK, YCbCr, ...) are converted to RGB.
+    16-bit colour PNGs (RGB, RGBA, gray+alpha), which Pillow reads at 8 bits, are decoded by
+    scaleeq itself at full precision (non-interlaced ones; an interlaced one keeps Pillow's
+    8 bits, as do 16-bit colour TIFFs).
 
     Raises:
         ValueError: the file is missing or not a readable image, or a float image has values
@@ -68,27 +74,19 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
         from PIL import Image
     except ImportError as e:  # pragma: no cover - examples extra
         raise ImportError("reading images needs Pillow: pip install scaleeq[examples]") from e
-    import numpy as np
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                mode = im.mode
-            if mode in _SIXTEEN_BIT_MODES:
-                arr = np.asarray(im).astype(np.float64) / 65535.0
-            elif mode == "F":
-                arr = np.asarray(im).astype(np.float64)
-                if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-                    raise ValueError(
-                        f"float image values must lie in [0, 1], got [{arr.min():g}, {arr.max():g}]"
-                    )
-            elif mode in ("1", "L", "LA"):
-                arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
-            else:  # RGB, RGBA (alpha dropped), CMYK, YCbCr, ...
-                arr = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+        with open(path, "rb") as f:
+            head = png_header(f.read(33))
+        if head is not None and head[2] == 16 and head[3] in (2, 4, 6) and head[4] == 0:
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and head[0] * head[1] > 2 * limit:  # as Pillow refuses
+                raise ValueError(f"{head[0]}x{head[1]} pixels: a decompression bomb?")
+            samples = decode_png(Path(path).read_bytes())  # (H, W, 2 | 3 | 4) uint16
+            arr = samples[..., 0] if head[3] == 4 else samples[..., :3]  # alpha dropped
+            arr, mode = arr.astype(np.float64) / 65535.0, "16-bit PNG"
+        else:
+            arr, mode = _load_with_pillow(path)
     except (OSError, ValueError, SyntaxError) as e:
         raise ValueError(f"cannot read image {str(path)!r}: {e}") from e
     if arr.ndim == 2:
@@ -96,6 +94,110 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     if mode in _SIXTEEN_BIT_MODES and arr.max() > 1:
         raise ValueError(f"cannot read image {str(path)!r}: integer values above 16 bits")
     return torch.from_numpy(np.ascontiguousarray(arr[..., :3])).permute(2, 0, 1).float()
+
+
+def check_output(path: str | os.PathLike, bits: object) -> None:
+    """Raise ``ValueError`` unless :func:`save_image` can write ``bits`` to ``path``: bits 8
+    (any format) or 16 (``.png``), and a file name in an existing folder. The CLI asks before
+    it renders."""
+    if bits not in (8, 16) or isinstance(bits, bool):
+        raise ValueError(f"bits must be 8 or 16, got {bits!r}")
+    if bits == 16 and Path(path).suffix.lower() != ".png":
+        raise ValueError(f"bits=16 is supported for .png files only, got {str(path)!r}")
+    check_target(path)
+    if bits == 8:
+        _pillow_format(path)
+
+
+def _pillow_format(path: str | os.PathLike) -> str:
+    """Pillow's format name for ``path``'s suffix (one it can write), else ``ValueError``."""
+    try:
+        from PIL import Image
+    except ImportError as e:  # pragma: no cover - examples extra
+        raise ImportError("writing images needs Pillow: pip install scaleeq[examples]") from e
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(
+            f"cannot write {str(path)!r}: unknown image format {suffix or '(no suffix)'!r}"
+        )
+    return fmt
+
+
+def save_image(img: torch.Tensor, path: str | os.PathLike, *, bits: int = 8) -> Path:
+    """Write ``img`` ``(3, H, W)`` or ``(1, H, W)`` in [0, 1] to ``path``, atomically.
+
+    Values are clamped to [0, 1] and rounded to ``bits``: 8 (any format Pillow writes, chosen
+    by the suffix; needs Pillow) or 16 (``.png`` only, written by scaleeq itself: Pillow cannot
+    write 16-bit colour PNGs). :func:`load_image` reads both back to the same values (to
+    1/255 and 1/65535).
+
+    Returns:
+        the path written.
+
+    Raises:
+        TypeError: ``img`` is not a floating-point tensor.
+        ValueError: a bad shape, non-finite values, ``bits`` not 8 or 16, 16 bits for a format
+            other than PNG, an unknown suffix, or a path that cannot be written (a directory,
+            a missing folder); the message names the path.
+    """
+    check_tensor(img, "img", ndim=3, layout="(C, H, W)")
+    if img.shape[0] not in (1, 3) or min(img.shape[1:]) < 1:
+        raise ValueError(f"img must have shape (3, H, W) or (1, H, W), got {tuple(img.shape)}")
+    check_output(path, bits)
+    path = Path(path)
+    img = img.detach().float().cpu()
+    if not bool(torch.isfinite(img).all()):
+        raise ValueError(f"cannot write {str(path)!r}: the image holds NaN or infinite values")
+    top = 2**bits - 1
+    arr = (img.clamp(0, 1) * top).round().permute(1, 2, 0).numpy()
+    arr = arr.astype(np.uint16 if bits == 16 else np.uint8)
+    if arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if bits == 16:
+        data = encode_png(arr)
+
+        def write(tmp: str) -> None:
+            Path(tmp).write_bytes(data)
+
+    else:
+        from PIL import Image
+
+        fmt = _pillow_format(path)
+        pil = Image.fromarray(arr)
+
+        def write(tmp: str) -> None:
+            pil.save(tmp, format=fmt)
+
+    try:
+        return atomic_write(path, write)
+    except OSError as e:
+        raise ValueError(f"cannot write {str(path)!r}: {e}") from e
+
+
+def _load_with_pillow(path: str | os.PathLike) -> tuple[np.ndarray, str]:
+    """``(values in [0, 1] as float64 (H, W) or (H, W, C), Pillow's mode)``."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            mode = im.mode
+        if mode in _SIXTEEN_BIT_MODES:
+            arr = np.asarray(im).astype(np.float64) / 65535.0
+        elif mode == "F":
+            arr = np.asarray(im).astype(np.float64)
+            if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+                raise ValueError(
+                    f"float image values must lie in [0, 1], got [{arr.min():g}, {arr.max():g}]"
+                )
+        elif mode in ("1", "L", "LA"):
+            arr = np.asarray(im.convert("L"), dtype=np.float64) / 255.0
+        else:  # RGB, RGBA (alpha dropped), CMYK, YCbCr, ...
+            arr = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
+    return arr, mode
 
 
 def _check_image_files(paths: Sequence[Path], patch: int) -> None:

@@ -19,9 +19,45 @@ from collections.abc import Sequence
 import torch
 
 from ._checks import check_tensor
+from .geometry import MAX_RENDER_PIXELS
 from .scale import _parse_scale
 
-__all__ = ["cubic", "imresize", "resize_weights"]
+__all__ = ["MAX_RESIZE_WEIGHTS", "cubic", "imresize", "resize_weights"]
+
+#: The most entries one axis's weight matrix may have (``out_len x taps``, float64). Only a
+#: downscale far below one output pixel reaches it (``scale=1e-9`` would need a kernel 4e9
+#: input pixels wide); see :func:`imresize`'s size guard.
+MAX_RESIZE_WEIGHTS = 2**24
+
+
+def _taps(scale: float, antialias: bool) -> int:
+    """Kernel taps per output pixel on one axis (the weight matrix is ``out_len x taps``)."""
+    return math.ceil(4.0 / scale if scale < 1 and antialias else 4.0) + 2
+
+
+def _check_resize_size(
+    lead: int, in_size: tuple[int, int], out_size: tuple[int, int], scales, antialias: bool
+) -> None:
+    """The size guard of :func:`imresize`, before anything is allocated: the output (every
+    leading dim counted) is held to :data:`scaleeq.geometry.MAX_RENDER_PIXELS`, each axis's
+    weight matrix to :data:`MAX_RESIZE_WEIGHTS` entries."""
+    out_h, out_w = out_size
+    if lead * out_h * out_w > MAX_RENDER_PIXELS:
+        raise ValueError(
+            f"imresize: the requested output of {lead} x {out_h} x {out_w} = "
+            f"{lead * out_h * out_w:.3g} pixels (input size {in_size}) exceeds the limit of "
+            f"{MAX_RENDER_PIXELS:.3g} pixels per call (scaleeq.geometry.MAX_RENDER_PIXELS); "
+            "resize fewer images or a smaller size per call"
+        )
+    for axis, out_len, s in (("height", out_h, scales[0]), ("width", out_w, scales[1])):
+        taps = _taps(s, antialias)
+        if out_len * taps > MAX_RESIZE_WEIGHTS:
+            raise ValueError(
+                f"imresize: the requested output size {(out_h, out_w)} from input size {in_size} "
+                f"(factor {s:.3g} along the {axis}) needs a {out_len} x {taps} weight matrix, "
+                f"above the limit of {MAX_RESIZE_WEIGHTS:.3g} entries "
+                "(scaleeq.resize.MAX_RESIZE_WEIGHTS)"
+            )
 
 
 def cubic(x: torch.Tensor) -> torch.Tensor:
@@ -46,14 +82,12 @@ def resize_weights(
 
     Each row sums to 1; indices outside the input are mirrored back into it.
     """
-    kernel_width = 4.0
     widen = scale < 1 and antialias
-    if widen:
-        kernel_width /= scale
+    kernel_width = 4.0 / scale if widen else 4.0
     x = torch.arange(1, out_len + 1, dtype=torch.float64)
     u = x / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinate of each output centre
     left = torch.floor(u - kernel_width / 2)
-    taps = math.ceil(kernel_width) + 2
+    taps = _taps(scale, antialias)
     idx = left[:, None] + torch.arange(taps, dtype=torch.float64)  # (out, taps), 1-based
     dist = u[:, None] - idx
     w = scale * cubic(scale * dist) if widen else cubic(dist)
@@ -87,6 +121,11 @@ def imresize(
 
     Raises:
         TypeError / ValueError: neither or both of ``scale`` and ``size``, or bad values.
+        ValueError: the size guard, before allocating: an output of more than
+            :data:`scaleeq.geometry.MAX_RENDER_PIXELS` pixels (all leading dims counted), or a
+            per-axis weight matrix above :data:`MAX_RESIZE_WEIGHTS` entries (a factor that
+            shrinks a side far below one pixel, e.g. ``scale=1e-9``); the message names the
+            requested output size.
     """
     if not isinstance(x, torch.Tensor) or x.ndim < 2:
         raise TypeError(
@@ -109,7 +148,7 @@ def imresize(
         r = _parse_scale(scale, dtype=torch.float64)  # the library's scale checks
         if r.shape[0] != 1:
             raise ValueError(
-                f"scale must be one number or an (s_h, s_w) pair, got shape {tuple(scale.shape)}"
+                f"scale must be one number or an (s_h, s_w) pair, got {r.shape[0]} scales"
             )
         s_h, s_w = r[0].tolist()
         out_h, out_w = math.ceil(h * s_h - 1e-9), math.ceil(w * s_w - 1e-9)
@@ -117,6 +156,7 @@ def imresize(
             raise ValueError(
                 f"scale {scale!r} maps size {(h, w)} to an empty output {(out_h, out_w)}"
             )
+    _check_resize_size(math.prod(x.shape[:-2]), (h, w), (out_h, out_w), (s_h, s_w), antialias)
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     wh = resize_weights(h, out_h, s_h, antialias=antialias).to(x.device, compute)
     ww = resize_weights(w, out_w, s_w, antialias=antialias).to(x.device, compute)

@@ -1,0 +1,163 @@
+"""Issue 12's remaining reliability promises: imresize's size guard, 16-bit colour PNG I/O,
+checkpoint metadata validation and device mismatches (the fuzz suite: tests/test_fuzz.py)."""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from scaleeq.resize import imresize
+
+# --- imresize: size guard -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"scale": 1e-9}, r"output size \(1, 1\) from input size \(6, 5\).* 1 x 4000000002 weight"),
+        ({"scale": 1e6}, r"output of 3 x 6000000 x 5000000 = .* exceeds the limit"),
+        ({"scale": (1.0, 1e8)}, r"output of 3 x 6 x 500000000 = .* exceeds the limit"),
+        ({"size": (10**6, 10**6)}, r"output of 3 x 1000000 x 1000000 = .* exceeds the limit"),
+        ({"scale": 1e-10}, r"empty output \(0, 0\)"),
+    ],
+)
+def test_imresize_refuses_huge_work_at_once_naming_the_size(kwargs, message):
+    """These used to try to allocate tens of GB (scale=1e-9: a 4e9-tap antialiasing kernel)."""
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=message):
+        imresize(torch.rand(3, 6, 5), **kwargs)
+    assert time.perf_counter() - t0 < 1
+
+
+def test_imresize_guard_counts_leading_dims_and_leaves_ordinary_calls_alone():
+    from scaleeq.geometry import MAX_RENDER_PIXELS
+
+    side = 2**13  # 8192 x 8192 = 2**26 pixels: fine once, refused for a batch of 8
+    x = torch.empty(8, 1, 1, 1).expand(8, 1, 4, 4)
+    with pytest.raises(ValueError, match=r"8 x 8192 x 8192 .* exceeds the limit"):
+        imresize(x, size=(side, side))
+    assert 8 * side * side > MAX_RENDER_PIXELS >= side * side
+    assert imresize(torch.rand(2, 3, 6, 5), scale=0.1).shape == (2, 3, 1, 1)  # tiny but legal
+    assert imresize(torch.rand(3, 6, 5), scale=(2.5, 0.5)).shape == (3, 15, 3)
+
+
+# --- 16-bit colour PNG ----------------------------------------------------------------------
+
+
+def _png_with_filters(arr: np.ndarray, filters: list[int]) -> bytes:
+    """An independent, byte-by-byte PNG encoder using the given filter type for each row (the
+    filters are computed from the original bytes, as the PNG specification defines them)."""
+    h, w, c = arr.shape
+    depth = 8 * arr.dtype.itemsize
+    raw = arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+    stride, bpp = w * c * arr.dtype.itemsize, c * arr.dtype.itemsize
+    rows = [raw[y * stride : (y + 1) * stride] for y in range(h)]
+    out = bytearray()
+    for y, row in enumerate(rows):
+        prev = rows[y - 1] if y else bytes(stride)
+        ft = filters[y % len(filters)]
+        out.append(ft)
+        for i in range(stride):
+            a = row[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            cc = prev[i - bpp] if i >= bpp else 0
+            if ft == 0:
+                pred = 0
+            elif ft == 1:
+                pred = a
+            elif ft == 2:
+                pred = b
+            elif ft == 3:
+                pred = (a + b) // 2
+            else:
+                p = a + b - cc
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
+            out.append((row[i] - pred) % 256)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(out)))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("channels", [3, 4, 2])
+def test_load_image_reads_16_bit_colour_png_at_full_precision_with_every_filter(tmp_path, channels):
+    """Pillow reads these at 8 bits; every filter type (None, Sub, Up, Average, Paeth) used."""
+    pytest.importorskip("PIL")
+    from scaleeq.data import load_image
+
+    rng = np.random.default_rng(channels)
+    arr = rng.integers(0, 65536, (7, 6, channels)).astype(np.uint16)
+    arr[3:] = np.arange(6, dtype=np.uint16)[None, :, None] * 9000 + 17  # smooth rows too
+    path = tmp_path / "deep.png"
+    path.write_bytes(_png_with_filters(arr, [0, 1, 2, 3, 4]))
+    img = load_image(path)
+    colour = arr[..., :1] if channels == 2 else arr[..., :3]  # alpha dropped
+    expected = torch.from_numpy(colour / 65535.0).permute(2, 0, 1).expand(3, -1, -1)
+    torch.testing.assert_close(img, expected.float(), rtol=0, atol=1e-7)
+
+
+def test_damaged_16_bit_png_is_a_named_error(tmp_path):
+    pytest.importorskip("PIL")
+    from scaleeq.data import load_image
+
+    data = bytearray(_png_with_filters(np.zeros((4, 4, 3), np.uint16), [1]))
+    data[50] ^= 0xFF  # inside the IDAT chunk: its CRC no longer matches
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"cannot read image .*bad\.png.*CRC"):
+        load_image(tmp_path / "bad.png")
+
+
+@pytest.mark.parametrize(("bits", "suffix"), [(8, ".png"), (16, ".png"), (8, ".tiff")])
+def test_save_image_round_trips(tmp_path, bits, suffix):
+    pytest.importorskip("PIL")
+    from scaleeq.data import load_image, save_image
+
+    torch.manual_seed(bits)
+    img = torch.rand(3, 5, 7)
+    img[0, 0, 0], img[1, 0, 0] = -0.5, 1.5  # clamped
+    path = save_image(img, tmp_path / f"x{suffix}", bits=bits)
+    back = load_image(path)
+    step = 1 / (2**bits - 1)
+    assert (back - img.clamp(0, 1)).abs().max() <= step / 2 + 1e-7
+    assert back[0, 0, 0] == 0 and back[1, 0, 0] == 1
+    assert ((back / step).round() * step - back).abs().max() < 1e-6  # quantised to `bits`
+    gray = save_image(img[:1], tmp_path / f"g{suffix}", bits=bits)
+    torch.testing.assert_close(load_image(gray), load_image(path)[:1].expand(3, -1, -1))
+
+
+def test_save_image_errors_name_the_path(tmp_path):
+    pytest.importorskip("PIL")
+    from scaleeq.data import save_image
+
+    img = torch.rand(3, 4, 4)
+    with pytest.raises(ValueError, match=r"bits=16 is supported for \.png files only.*x\.jpg"):
+        save_image(img, tmp_path / "x.jpg", bits=16)
+    with pytest.raises(ValueError, match="bits must be 8 or 16, got 12"):
+        save_image(img, tmp_path / "x.png", bits=12)
+    with pytest.raises(ValueError, match=r"x\.png.*NaN"):
+        save_image(img * float("nan"), tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"unknown image format '\.xyz'"):
+        save_image(img, tmp_path / "x.xyz")
+    with pytest.raises(ValueError, match="folder .*nowhere' does not exist"):
+        save_image(img, tmp_path / "nowhere" / "x.png")
+    with pytest.raises(ValueError, match="must have shape"):
+        save_image(torch.rand(2, 4, 4), tmp_path / "x.png")
+    with pytest.raises(TypeError, match="floating-point"):
+        save_image(torch.zeros(3, 4, 4, dtype=torch.uint8), tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
