@@ -161,3 +161,100 @@ def test_save_image_errors_name_the_path(tmp_path):
     with pytest.raises(TypeError, match="floating-point"):
         save_image(torch.zeros(3, 4, 4, dtype=torch.uint8), tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+# --- checkpoint metadata ----------------------------------------------------------------------
+
+
+def _set(*keys, value):
+    def edit(meta):
+        *parents, last = keys
+        for k in parents:
+            meta = meta[k]
+        meta[last] = value
+
+    return edit
+
+
+def _drop(*keys):
+    def edit(meta):
+        *parents, last = keys
+        for k in parents:
+            meta = meta[k]
+        del meta[last]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set("layout", value="swin"), r"key 'layout' is 'swin', but .* layout 'basicsr'"),
+        (_set("layout", value=7), r"key 'layout' must be a str"),
+        (_set("upsampler", "config", "hidden", value="8"), r"'upsampler.config.hidden' must be an int"),
+        (_set("base", "config", "num_feat", value=16.5), r"'base.config.num_feat' must be an int"),
+        (_set("base", "config", "res_scale", value=True), r"'base.config.res_scale' must not be a bool"),
+        (_set("settings", "pixel_range", value="255"), r"'settings.pixel_range' must be a finite number"),
+        (_set("upsampler", "config", "scale_mlp", value=1), r"'upsampler.config.scale_mlp' must be true or false"),
+        (_set("upsampler", "config", "hidden", value=0), r"'upsampler.config' is invalid: hidden must be"),
+        (_set("base", "config", "num_feat", value=-1), r"'base.config' is invalid: num_feat must be"),
+        (_set("base", "config", "rgb_mean", value=[1, 2]), r"'base.config' is invalid: rgb_mean must be"),
+        (_set("settings", "skip", value="cubic"), r"'settings' cannot rebuild the model: skip must be"),
+        (_drop("upsampler", "config", "in_channels"), r"'upsampler.config.in_channels' is missing"),
+        (_drop("settings"), r"key 'settings' is missing"),
+        (_drop("base", "class"), r"key 'base.class' is missing"),
+        (_drop("base", "config", "num_block"), r"missing and took their defaults: \['base.config.num_block'\]"),
+        (_set("extra", value=1), r"key 'extra' is not part of the format"),
+        (_set("upsampler", "config", "bogus", value=1), r"'upsampler.config.bogus' is not an argument"),
+        (_set("settings", "upsampler", value=None), r"'settings.upsampler' is not an argument"),
+        (_set("upsampler", "class", value="Foo"), r"'upsampler.class': unsupported upsampler 'Foo'"),
+        (_set("settings", value=[1]), r"key 'settings' must be a dict"),
+        (_set("sha256", value=5), r"key 'sha256' must be a str"),
+    ],
+)  # fmt: skip
+def test_edited_checkpoint_metadata_is_a_value_error_naming_the_key(tmp_path, edit, message):
+    """These used to load silently (layout), or fail with TypeError / KeyError / RuntimeError
+    from inside the constructors, or with a message that did not say which key was wrong."""
+    import scaleeq
+    from scaleeq import NeuralKrigingUpsampler
+    from scaleeq.models import EDSR
+
+    torch.manual_seed(0)
+    asr = scaleeq.retrofit(
+        EDSR.from_preset("tiny", upscale=2),
+        upsampler=NeuralKrigingUpsampler(16, hidden=8, blocks=1),
+    )
+    path = tmp_path / "m.pt"
+    asr.save(path)
+    scaleeq.load(path)  # intact: loads
+    payload = torch.load(path, weights_only=True)
+    edit(payload["scaleeq"])
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=message):
+        scaleeq.load(path)
+
+
+def test_edited_safetensors_metadata_is_checked_too(tmp_path):
+    pytest.importorskip("safetensors")
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    import scaleeq
+    from scaleeq import NeuralKrigingUpsampler
+    from scaleeq.models import EDSR
+
+    asr = scaleeq.retrofit(
+        EDSR.from_preset("tiny", upscale=2),
+        upsampler=NeuralKrigingUpsampler(16, hidden=8, blocks=1),
+    )
+    path = tmp_path / "m.safetensors"
+    asr.save(path)
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["scaleeq"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta["upsampler"]["config"]["lengthscale"] = float("nan")  # json writes NaN
+    save_file(tensors, str(path), metadata={"scaleeq": json.dumps(meta)})
+    with pytest.raises(ValueError, match=r"'upsampler.config.lengthscale' must be a finite number"):
+        scaleeq.load(path)

@@ -3,12 +3,39 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from torch import nn
 
-from .._checks import check_int
+from .._checks import check_int, check_positive_float
 
-__all__ = ["PixelShuffleUpsample", "check_upscale"]
+__all__ = ["PixelShuffleUpsample", "check_cnn_args", "check_upscale"]
+
+
+def check_cnn_args(
+    *,
+    rgb_mean: object,
+    res_scale: object,
+    img_range: object,
+    **ints: object,
+) -> None:
+    """Validate the constructor arguments the CNN backbones share (EDSR, RCAN): every count in
+    ``ints`` an int >= 1, ``res_scale`` and ``img_range`` finite and > 0, ``rgb_mean`` three
+    finite numbers."""
+    for name, value in ints.items():
+        check_int(value, name)
+    check_positive_float(res_scale, "res_scale")
+    check_positive_float(img_range, "img_range")
+    if (
+        not isinstance(rgb_mean, Sequence)
+        or isinstance(rgb_mean, str)
+        or len(rgb_mean) != 3
+        or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in rgb_mean
+        )
+    ):
+        raise ValueError(f"rgb_mean must be three finite numbers, got {rgb_mean!r}")
 
 
 def check_upscale(upscale: object) -> int:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._checks import check_channels, check_tensor
-from ._common import PixelShuffleUpsample, check_upscale
+from ._common import PixelShuffleUpsample, check_cnn_args, check_upscale
 
 __all__ = ["EDSR", "ResidualBlock"]
 
@@ -74,6 +74,15 @@ class EDSR(nn.Module):
     ) -> None:
         super().__init__()
         check_upscale(upscale)
+        check_cnn_args(
+            rgb_mean=rgb_mean,
+            res_scale=res_scale,
+            img_range=img_range,
+            num_in_ch=num_in_ch,
+            num_out_ch=num_out_ch,
+            num_feat=num_feat,
+            num_block=num_block,
+        )
         self.config = {
             "num_in_ch": num_in_ch,
             "num_out_ch": num_out_ch,

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .._checks import check_channels, check_tensor
-from ._common import PixelShuffleUpsample, check_upscale
+from ._common import PixelShuffleUpsample, check_cnn_args, check_upscale
 from .edsr import RGB_MEAN
 
 __all__ = ["RCAB", "RCAN", "ChannelAttention", "ResidualGroup"]
@@ -98,6 +98,17 @@ class RCAN(nn.Module):
     ) -> None:
         super().__init__()
         check_upscale(upscale)
+        check_cnn_args(
+            rgb_mean=rgb_mean,
+            res_scale=res_scale,
+            img_range=img_range,
+            num_in_ch=num_in_ch,
+            num_out_ch=num_out_ch,
+            num_feat=num_feat,
+            num_group=num_group,
+            num_block=num_block,
+            reduction=reduction,
+        )
         self.config = {
             "num_in_ch": num_in_ch,
             "num_out_ch": num_out_ch,

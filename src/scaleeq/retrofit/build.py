@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import nn
 
-from .._checks import check_int
+from .._checks import check_int, check_positive_float
 from ..contracts import check_upsampler
 from ..layers.afe import AFEBlock
 from ..layers.kriging import NeuralKrigingUpsampler
@@ -77,6 +77,8 @@ def retrofit(
         raise ValueError(f"afe must be 'per_group' or 'none', got {afe!r}")
     if afe_every is not None:
         check_int(afe_every, "afe_every")
+    if pixel_range is not None:
+        check_positive_float(pixel_range, "pixel_range")
     if body is not None or tail is not None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")

@@ -12,10 +12,12 @@ the tensors (:func:`content_hash`), checked on load: a damaged file is refused.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -37,6 +39,125 @@ def _upsampler_classes() -> dict[str, type[nn.Module]]:
     from ..layers.baselines import BicubicFeatureUpsampler, LIIFUpsampler
 
     return {c.__name__: c for c in (NeuralKrigingUpsampler, LIIFUpsampler, BicubicFeatureUpsampler)}
+
+
+_META_KEYS = {
+    "format": str,
+    "version": int,
+    "layout": str,
+    "settings": dict,
+    "base": dict,
+    "upsampler": dict,
+}
+_OPTIONAL_META_KEYS = {"sha256": str}
+
+
+def _where(path: Path, key: str) -> str:
+    return f"{path}: its stored metadata key {key!r}"
+
+
+def _check_value(value: Any, annotation: str, default: Any) -> str | None:
+    """Why ``value`` cannot be passed for a parameter annotated ``annotation`` (a string,
+    ``from __future__ import annotations``) with ``default``; ``None`` if it can. Only the
+    plain kinds a checkpoint stores are checked (numbers, bools, strings, sequences, None);
+    the constructor checks values."""
+    kinds = {k.strip() for k in str(annotation).split("|")} if annotation else set()
+    if value is None:
+        return None if "None" in kinds or default is None else "must not be null"
+    if "bool" in kinds or isinstance(default, bool):
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+    if isinstance(value, bool):
+        return f"must not be a bool, got {value!r}"
+    if "int" in kinds or (type(default) is int and "float" not in kinds):
+        return None if isinstance(value, int) else f"must be an int, got {value!r}"
+    if "float" in kinds or isinstance(default, float):
+        ok = isinstance(value, int | float) and math.isfinite(value)
+        return None if ok else f"must be a finite number, got {value!r}"
+    if "str" in kinds or isinstance(default, str):
+        return None if isinstance(value, str) else f"must be a string, got {value!r}"
+    if any(k.startswith(("tuple", "Sequence", "list")) for k in kinds) or isinstance(
+        default, tuple | list
+    ):
+        return None if isinstance(value, list | tuple) else f"must be a list, got {value!r}"
+    return None
+
+
+def _check_arguments(
+    path: Path,
+    key: str,
+    stored: object,
+    fn: Any,
+    defaulted: list[str],
+    *,
+    given: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Check a stored keyword-argument dict against ``fn``'s signature: every key a parameter,
+    every parameter without a default present, every value of the parameter's kind.
+
+    Parameters with a default may be missing (files written before the parameter existed):
+    their names are appended to ``defaulted``, for the message if the weights then do not fit;
+    ``given`` are the parameters the loader passes itself (not stored).
+
+    Raises:
+        ValueError: naming ``key`` and the bad entry.
+    """
+    if not isinstance(stored, dict):
+        raise ValueError(f"{_where(path, key)} must be a dict, got {type(stored).__name__}")
+    params = {
+        name: p
+        for name, p in inspect.signature(fn).parameters.items()
+        if name not in given and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+    }
+    unknown = sorted(set(stored) - set(params))
+    if unknown:
+        raise ValueError(
+            f"{_where(path, f'{key}.{unknown[0]}')} is not an argument of "
+            f"{getattr(fn, '__qualname__', fn)} (unknown keys: {unknown})"
+        )
+    missing = sorted(n for n, p in params.items() if p.default is p.empty and n not in stored)
+    if missing:
+        raise ValueError(f"{_where(path, f'{key}.{missing[0]}')} is missing")
+    defaulted.extend(f"{key}.{n}" for n in params if n not in stored)
+    for name, value in stored.items():
+        p = params[name]
+        why = _check_value(value, p.annotation, None if p.default is p.empty else p.default)
+        if why is not None:
+            raise ValueError(f"{_where(path, f'{key}.{name}')} {why}")
+    return stored
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """The top-level keys of a version-1 checkpoint: each present, of its kind, no others."""
+    for key in _META_KEYS:
+        if key not in meta:
+            raise ValueError(f"{_where(path, key)} is missing")
+    for key, value in meta.items():
+        kind = _META_KEYS.get(key) or _OPTIONAL_META_KEYS.get(key)
+        if kind is None:
+            raise ValueError(
+                f"{_where(path, key)} is not part of the format (keys: "
+                f"{sorted(_META_KEYS) + sorted(_OPTIONAL_META_KEYS)})"
+            )
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(
+                f"{_where(path, key)} must be a {kind.__name__}, got {type(value).__name__}"
+            )
+    for part, keys in (("base", ("class", "module", "config")), ("upsampler", ("class", "config"))):
+        extra = sorted(set(meta[part]) - set(keys))
+        if extra:
+            raise ValueError(f"{_where(path, f'{part}.{extra[0]}')} is not part of the format")
+        for k in keys:
+            if k not in meta[part]:
+                raise ValueError(f"{_where(path, f'{part}.{k}')} is missing")
+            value = meta[part][k]
+            ok = isinstance(value, dict if k == "config" else str) or (
+                part == "base" and k == "config" and value is None
+            )
+            if not ok:
+                raise ValueError(
+                    f"{_where(path, f'{part}.{k}')} must be a "
+                    f"{'dict' if k == 'config' else 'string'}, got {value!r}"
+                )
 
 
 def content_hash(tensors: dict[str, torch.Tensor]) -> str:
@@ -117,6 +238,7 @@ def load(
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     meta, tensors = _read_checkpoint(path, map_location)
+    _check_meta(path, meta)
     expected = meta.get("sha256")
     if expected is not None and content_hash(tensors) != expected:
         raise ValueError(
@@ -132,7 +254,8 @@ def load(
                 f"{path} holds non-finite weights (NaN or inf) in {bad[:4]}; pass "
                 "allow_nonfinite=True to load it anyway"
             )
-    base = meta.get("base") or {}
+    base = meta["base"]
+    defaulted: list[str] = []  # stored keys that were missing and took their defaults
     if model is None:
         from .. import models as _models
 
@@ -146,26 +269,46 @@ def load(
                 f"{path} holds a retrofitted {base.get('module')}.{base.get('class')}, which scaleeq "
                 "cannot rebuild by itself: pass model=<a new instance of that architecture>"
             )
+        config = _check_arguments(path, "base.config", base["config"], cls, defaulted)
         try:
-            model = cls(**base["config"])
-        except (TypeError, ValueError) as e:
-            raise ValueError(
-                f"{path}: its stored {cls.__name__} configuration is invalid: {e}"
-            ) from e
-    up_meta = meta.get("upsampler") or {}
-    up_cls = _upsampler_classes().get(str(up_meta.get("class")))
+            model = cls(**config)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"{_where(path, 'base.config')} is invalid: {e}") from e
+    up_meta = meta["upsampler"]
+    up_cls = _upsampler_classes().get(up_meta["class"])
     if up_cls is None:
-        raise ValueError(f"{path}: unsupported upsampler {up_meta.get('class')!r}")
-    settings = meta.get("settings") or {}
+        raise ValueError(
+            f"{_where(path, 'upsampler.class')}: unsupported upsampler {up_meta['class']!r} "
+            f"(known: {sorted(_upsampler_classes())})"
+        )
+    up_config = _check_arguments(path, "upsampler.config", up_meta["config"], up_cls, defaulted)
+    settings = _check_arguments(
+        path, "settings", meta["settings"], retrofit, defaulted, given=("model", "upsampler")
+    )
     try:
-        upsampler = up_cls(**(up_meta.get("config") or {}))
+        upsampler = up_cls(**up_config)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{_where(path, 'upsampler.config')} is invalid: {e}") from e
+    try:
         asr = retrofit(model, upsampler=upsampler, **settings)
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: its stored settings cannot rebuild the model: {e}") from e
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise ValueError(f"{_where(path, 'settings')} cannot rebuild the model: {e}") from e
+    if asr.layout != meta["layout"]:
+        raise ValueError(
+            f"{_where(path, 'layout')} is {meta['layout']!r}, but the model it rebuilds has "
+            f"the layout {asr.layout!r}"
+        )
     try:
         asr.load_state_dict(tensors)
     except RuntimeError as e:
-        raise ValueError(f"{path}: the stored weights do not fit the rebuilt model: {e}") from e
+        hint = (
+            f" (these metadata keys were missing and took their defaults: {defaulted})"
+            if defaulted
+            else ""
+        )
+        raise ValueError(
+            f"{path}: the stored weights do not fit the rebuilt model{hint}: {e}"
+        ) from e
     return asr.to(map_location)
 
 
