@@ -258,3 +258,61 @@ def test_edited_safetensors_metadata_is_checked_too(tmp_path):
     save_file(tensors, str(path), metadata={"scaleeq": json.dumps(meta)})
     with pytest.raises(ValueError, match=r"'upsampler.config.lengthscale' must be a finite number"):
         scaleeq.load(path)
+
+
+# --- device and dtype mismatches --------------------------------------------------------------
+
+
+def _entry_points():
+    import scaleeq
+    from scaleeq import AdaptiveConv2d, AFEBlock, NeuralKrigingUpsampler
+    from scaleeq.layers.afe import AFETokenBlock
+    from scaleeq.models import EDSR, EQSR
+
+    def asr():
+        return scaleeq.retrofit(
+            EDSR.from_preset("tiny", upscale=2),
+            upsampler=NeuralKrigingUpsampler(16, hidden=8, blocks=1),
+        )
+
+    return {
+        "NeuralKrigingUpsampler": (
+            lambda: NeuralKrigingUpsampler(8, hidden=8, blocks=1),
+            lambda m, x: m(x, scale=2),
+            8,
+            "feat",
+        ),
+        "AdaptiveConv2d": (lambda: AdaptiveConv2d(8, 8, 3), lambda m, x: m(x, 2.0), 8, "x"),
+        "AFEBlock": (lambda: AFEBlock(8), lambda m, x: m(x, 2.0), 8, "x"),
+        "AFETokenBlock": (
+            lambda: AFETokenBlock(8),
+            lambda m, x: m(x.flatten(2).transpose(1, 2), (6, 5), 2.0),
+            8,
+            "x",
+        ),
+        "ArbitraryScaleSR": (asr, lambda m, x: m(x, scale=2), 3, "lr"),
+        "upscale": (asr, lambda m, x: scaleeq.upscale(m, x, scale=2), 3, "lr"),
+        "EQSR": (lambda: EQSR.from_preset("tiny"), lambda m, x: m(x, scale=2), 3, "lr"),
+    }
+
+
+@pytest.mark.parametrize("entry", list(_entry_points()))
+def test_device_and_dtype_mismatches_are_named(entry):
+    """Without a GPU the 'meta' device stands in for another device: a model on it given a CPU
+    input (and the reverse) used to fail deep inside torch ("Tensor on device cpu is not on
+    the expected device meta!", "Cannot copy out of meta tensor")."""
+    make, call, channels, name = _entry_points()[entry]
+    x = torch.rand(1, channels, 6, 5)
+    with torch.no_grad():
+        with pytest.raises(
+            ValueError, match=rf"{name} is on device cpu but .* weights are on meta"
+        ):
+            call(make().eval().to("meta"), x)
+        with pytest.raises(
+            ValueError, match=rf"{name} is on device meta but .* weights are on cpu"
+        ):
+            call(make().eval(), x.to("meta"))
+        with pytest.raises(TypeError, match=rf"{name} has dtype torch.float32 .* torch.float64"):
+            call(make().eval().double(), x)
+        out = call(make().eval().double(), x.double())  # matching: runs
+    assert out.dtype == torch.float64 and bool(torch.isfinite(out).all())

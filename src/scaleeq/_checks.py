@@ -16,7 +16,7 @@ import torch
 __all__ = [
     "check_channels",
     "check_int",
-    "check_matching_dtype",
+    "check_matching",
     "check_pair",
     "check_positive_float",
     "check_tensor",
@@ -112,12 +112,21 @@ def _autocast_on(device_type: str) -> bool:
         return bool(torch.is_autocast_enabled() or torch.is_autocast_cpu_enabled())
 
 
-def check_matching_dtype(x: torch.Tensor, name: str, weight: torch.Tensor | None) -> None:
-    """Raise ``TypeError`` if ``x``'s dtype differs from the module's weights (outside autocast,
-    where PyTorch would fail later with an unnamed "expected m1 and m2 to have the same dtype")."""
-    if weight is None or x.dtype == weight.dtype or is_compiling():
+def check_matching(x: torch.Tensor, name: str, weight: torch.Tensor | None) -> None:
+    """Raise a named error unless ``x`` can meet the module's weights: ``ValueError`` if it is
+    on another device (PyTorch would fail later with "Tensor on device cpu is not on the
+    expected device meta!" or "Expected all tensors to be on the same device"), ``TypeError``
+    if its dtype differs outside autocast (PyTorch: "expected m1 and m2 to have the same
+    dtype"). Skipped while compiling."""
+    if weight is None or is_compiling():
         return
-    if _autocast_on(x.device.type):
+    if x.device != weight.device:
+        raise ValueError(
+            f"{name} is on device {x.device} but the model's weights are on {weight.device}: "
+            f"move the input ({name}.to({str(weight.device)!r})) or the model "
+            f"(model.to({str(x.device)!r}))"
+        )
+    if x.dtype == weight.dtype or _autocast_on(x.device.type):
         return
     raise TypeError(
         f"{name} has dtype {x.dtype} but the model's weights are {weight.dtype}: convert the "

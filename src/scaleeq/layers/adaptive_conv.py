@@ -12,7 +12,7 @@ from torch import nn
 from .._checks import (
     check_channels,
     check_int,
-    check_matching_dtype,
+    check_matching,
     check_pair,
     check_positive_float,
     check_tensor,
@@ -233,7 +233,7 @@ class AdaptiveConv2d(nn.Module):
     def forward(self, x: torch.Tensor, scale: ScaleLike | None = None) -> torch.Tensor:
         check_tensor(x, "x", ndim=4, layout="(B, C_in, H, W)")
         check_channels(x, "x", self.in_channels)
-        check_matching_dtype(x, "x", self.weight)
+        check_matching(x, "x", self.weight)
         scale = resolve_layer_scale(scale, type(self).__name__)
         style = self.style(scale, device=x.device)  # (N, I)
         _check_batch(style, x.shape[0], "scale")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_int, check_pair, check_tensor
+from .._checks import check_channels, check_int, check_matching, check_pair, check_tensor
 from ..scale import ScaleLike
 from .adaptive_conv import AdaptiveConv2d
 
@@ -147,6 +147,7 @@ class AFEBlock(nn.Module):
     def forward(self, x: torch.Tensor, scale: ScaleLike | None = None) -> torch.Tensor:
         check_tensor(x, "x", ndim=4, layout="(B, C, H, W)")
         check_channels(x, "x", self.dim)
+        check_matching(x, "x", self.pw_in.weight)
         a = self.pw_in(x)
         a = a + self.conv(F.gelu(self.norm1(a)), scale)
         out = self.pw_out(self.se(F.gelu(self.norm2(a))))

@@ -29,7 +29,7 @@ from torch import nn
 from .._checks import (
     check_channels,
     check_int,
-    check_matching_dtype,
+    check_matching,
     check_positive_float,
     check_tensor,
     float_dtype_for,
@@ -410,7 +410,7 @@ class NeuralKrigingUpsampler(nn.Module):
         as ``plan`` says (a :class:`~scaleeq.geometry.RenderPlan` for this input)."""
         check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
         check_channels(feat, "feat", self.in_channels)
-        check_matching_dtype(feat, "feat", self.head_feat.weight)
+        check_matching(feat, "feat", self.head_feat.weight)
         plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
         if not plan.whole and self.channel_attention == "eca":
             raise ValueError(

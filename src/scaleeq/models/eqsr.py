@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .._checkpoint import maybe_checkpoint
-from .._checks import check_channels, check_tensor
+from .._checks import check_channels, check_matching, check_tensor
 from ..geometry import RenderPlan, resolve_plan
 from ..layers.afe import AFETokenBlock
 from ..layers.kriging import NeuralKrigingUpsampler
@@ -397,6 +397,7 @@ class EQSR(nn.Module):
         """
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
         check_channels(lr, "lr", self.mean.shape[1])
+        check_matching(lr, "lr", self.conv_first.weight)
         b, _, h, w = lr.shape
         r = _parse_scale(scale, device="cpu", dtype=torch.float64, name="scale")
         _check_batch(r, b, "scale")

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._checks import check_channels, check_matching_dtype, check_tensor
+from .._checks import check_channels, check_matching, check_tensor
 from ..geometry import RenderPlan, resolve_plan, sample_bicubic
 from ..ops.coords import Window
 from ..scale import ScaleLike, _check_batch, _parse_scale
@@ -80,7 +80,7 @@ class ArbitraryScaleSR(nn.Module):
         first = self.adapter.input_conv(self.backbone)
         if first is not None:
             check_channels(lr, "lr", first.in_channels)
-            check_matching_dtype(lr, "lr", first.weight)
+            check_matching(lr, "lr", first.weight)
         r = _parse_scale(scale, device="cpu", dtype=torch.float64)
         _check_batch(r, lr.shape[0], "scale")
         feat = self.adapter.features(self.backbone, lr, r)
