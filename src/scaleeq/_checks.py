@@ -17,6 +17,7 @@ __all__ = [
     "check_channels",
     "check_int",
     "check_matching",
+    "check_min_size",
     "check_pair",
     "check_positive_float",
     "check_tensor",
@@ -63,6 +64,19 @@ def check_channels(x: torch.Tensor, name: str, expected: int, *, dim: int = 1) -
         raise ValueError(
             f"{name} must have {expected} channels in dim {dim}, got {x.shape[dim]} "
             f"(shape {tuple(x.shape)})"
+        )
+
+
+def check_min_size(
+    x: torch.Tensor, name: str, minimum: tuple[int, int] = (1, 1), why: str = ""
+) -> None:
+    """Raise ``ValueError`` unless ``x``'s last two sides are at least ``minimum`` (default: not
+    empty); ``why`` says what needs the size (e.g. ``" for kernel_size (3, 3) with padding
+    (0, 0)"``)."""
+    h, w = x.shape[-2], x.shape[-1]
+    if h < minimum[0] or w < minimum[1]:
+        raise ValueError(
+            f"{name} of spatial size {(h, w)} is too small{why}: at least {tuple(minimum)} needed"
         )
 
 

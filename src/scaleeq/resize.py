@@ -131,7 +131,9 @@ def imresize(
         raise TypeError(
             f"x must be a tensor of shape (..., H, W), got {getattr(x, 'shape', type(x).__name__)}"
         )
-    check_tensor(x.reshape(-1, *x.shape[-2:])[None], "x", ndim=4, layout="(..., H, W)")
+    check_tensor(x.flatten(0, -3) if x.ndim > 2 else x[None], "x", ndim=3, layout="(..., H, W)")
+    if min(x.shape[-2:]) < 1:
+        raise ValueError(f"x has an empty side: shape {tuple(x.shape)}")
     if (scale is None) == (size is None):
         raise TypeError("give exactly one of scale and size")
     h, w = x.shape[-2:]

@@ -8,7 +8,7 @@ Every public entry point of scaleeq accepts a *scale argument* in one of these f
   axes); a leading dimension of 1 broadcasts over the batch.
 
 :func:`as_scale_tensor` turns any of them into a float tensor of shape ``(B, 2)`` holding
-``(r_h, r_w)`` per sample. Factors must be finite and > 0; ``r < 1`` (downscaling) is accepted
+``(r_h, r_w)`` per sample. Factors must be finite and > 0 (at most 2**53, ``MAX_SIDE``); ``r < 1`` (downscaling) is accepted
 here and rejected by the operations where it makes no sense.
 
 Output-size rule: an input of size ``(h, w)`` at scale ``(r_h, r_w)`` gives
@@ -35,6 +35,7 @@ from torch import nn
 from ._checks import check_int, float_dtype_for, is_compiling
 
 __all__ = [
+    "MAX_SIDE",
     "ScaleEncoding",
     "ScaleLike",
     "as_scale_tensor",
@@ -53,12 +54,19 @@ _SCALE_CONTEXT: contextvars.ContextVar[ScaleLike | None] = contextvars.ContextVa
 )
 
 
+#: The largest output side scaleeq represents: float64 holds every integer up to it exactly,
+#: and sizes stay far from int64 overflow. Larger scales (a scale above it would
+#: take even a 1-pixel input past it, and overflows float32 scale features) or sizes get a
+#: ``ValueError``.
+MAX_SIDE = 2**53
+
+
 def _check_number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
     v = float(value)
-    if not (0 < v < math.inf):  # NaN fails too; comparisons (not isfinite) trace symbolically
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+    if not (0 < v <= MAX_SIDE):  # NaN fails too; comparisons (not isfinite) trace symbolically
+        raise ValueError(f"{name} must be finite and > 0 (at most 2**53), got {value!r}")
     return v
 
 
@@ -90,11 +98,13 @@ def _parse_scale(
             )
         if t.shape[0] == 0:
             raise ValueError(f"{name} must not be empty, got shape {tuple(scale.shape)}")
-        if not is_compiling() and not bool(torch.isfinite(t).all() and (t > 0).all()):
-            bad = t[~(torch.isfinite(t) & (t > 0))]
-            raise ValueError(
-                f"{name} must be finite and > 0 everywhere, got values {bad.flatten()[:4].tolist()}"
-            )
+        if not is_compiling():
+            ok = (t > 0) & (t <= MAX_SIDE)  # NaN fails too
+            if not bool(ok.all()):
+                raise ValueError(
+                    f"{name} must be finite and > 0 (at most 2**53) everywhere, got values "
+                    f"{t[~ok].flatten()[:4].tolist()}"
+                )
         return t
     if isinstance(scale, Sequence) and not isinstance(scale, str):
         if len(scale) != 2:
@@ -171,6 +181,13 @@ def round_half_up(v: float | torch.Tensor) -> int | torch.Tensor:
     return math.floor(v + 0.5)
 
 
+def _too_large(in_size: tuple[int, int], out: object, name: str) -> ValueError:
+    return ValueError(
+        f"{name} maps input size {tuple(in_size)} to output size {out}, beyond the largest "
+        f"supported side 2**53 (scaleeq.scale.MAX_SIDE)"
+    )
+
+
 def _empty_output(in_size: tuple[int, int], out: tuple[int, int], name: str) -> ValueError:
     return ValueError(
         f"{name} maps input size {tuple(in_size)} to output size {tuple(out)}; both sides must be >= 1"
@@ -184,6 +201,8 @@ def _python_sizes(
     out = (round_half_up(in_size[0] * r[0]), round_half_up(in_size[1] * r[1]))
     if out[0] < 1 or out[1] < 1:
         raise _empty_output(in_size, out, name)
+    if not is_compiling() and max(out) > MAX_SIDE:
+        raise _too_large(in_size, out, name)
     return out  # type: ignore[return-value]
 
 
@@ -199,7 +218,10 @@ def output_sizes(
     """
     h, w = in_size
     t = _parse_scale(scale, device="cpu", dtype=torch.float64, name=name)
-    sizes = round_half_up(t * torch.tensor([h, w], dtype=torch.float64))
+    exact = t * torch.tensor([h, w], dtype=torch.float64)
+    if not is_compiling() and bool((exact > MAX_SIDE).any()):  # before int64 could overflow
+        raise _too_large((h, w), exact.max().item(), name)
+    sizes = round_half_up(exact)
     if not is_compiling():
         bad = (sizes < 1).any(dim=1)
         if bool(bad.any()):
@@ -244,6 +266,8 @@ def check_size(size: object, name: str = "size") -> tuple[int, int]:
         raise TypeError(f"{name} must be a pair of ints (H, W), got {size!r}")
     if size[0] < 1 or size[1] < 1:
         raise ValueError(f"{name} must be >= 1 on both sides, got {tuple(size)}")
+    if max(size) > MAX_SIDE:
+        raise ValueError(f"{name} {tuple(size)} exceeds the largest supported side 2**53")
     return int(size[0]), int(size[1])
 
 

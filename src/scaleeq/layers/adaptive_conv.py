@@ -13,9 +13,11 @@ from .._checks import (
     check_channels,
     check_int,
     check_matching,
+    check_min_size,
     check_pair,
     check_positive_float,
     check_tensor,
+    is_compiling,
 )
 from ..scale import ScaleEncoding, ScaleLike, _check_batch, resolve_layer_scale
 
@@ -234,6 +236,13 @@ class AdaptiveConv2d(nn.Module):
         check_tensor(x, "x", ndim=4, layout="(B, C_in, H, W)")
         check_channels(x, "x", self.in_channels)
         check_matching(x, "x", self.weight)
+        if not is_compiling():  # the padded input must hold one kernel
+            need = (1, 1)  # padding "same" (an even kernel): any non-empty input
+            if isinstance(self.padding, tuple):
+                pairs = zip(self.kernel_size, self.padding, strict=True)
+                need = tuple(max(1, k - 2 * p) for k, p in pairs)
+            why = f" for kernel_size {self.kernel_size} with padding {self.padding}"
+            check_min_size(x, "x", need, why)  # type: ignore[arg-type]
         scale = resolve_layer_scale(scale, type(self).__name__)
         style = self.style(scale, device=x.device)  # (N, I)
         _check_batch(style, x.shape[0], "scale")

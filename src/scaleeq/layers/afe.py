@@ -8,7 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_int, check_matching, check_pair, check_tensor
+from .._checks import (
+    check_channels,
+    check_int,
+    check_matching,
+    check_min_size,
+    check_pair,
+    check_positive_float,
+    check_tensor,
+)
 from ..scale import ScaleLike
 from .adaptive_conv import AdaptiveConv2d
 
@@ -120,7 +128,7 @@ class AFEBlock(nn.Module):
             raise ValueError(
                 "identity_init=True needs skip='input' (the hidden skip is not an identity)"
             )
-        if not 0 < se_ratio <= 1:
+        if check_positive_float(se_ratio, "se_ratio") > 1:
             raise ValueError(f"se_ratio must be in (0, 1], got {se_ratio!r}")
         self.dim = dim
         self.hidden = hidden
@@ -148,6 +156,7 @@ class AFEBlock(nn.Module):
         check_tensor(x, "x", ndim=4, layout="(B, C, H, W)")
         check_channels(x, "x", self.dim)
         check_matching(x, "x", self.pw_in.weight)
+        check_min_size(x, "x")
         a = self.pw_in(x)
         a = a + self.conv(F.gelu(self.norm1(a)), scale)
         out = self.pw_out(self.se(F.gelu(self.norm2(a))))

@@ -381,10 +381,16 @@ class CustomLayout(Layout):
             takes_scale = "scale" in inspect.signature(forward).parameters
         except (TypeError, ValueError):
             takes_scale = False
-        if takes_scale:
-            return body(lr, scale=scale)
-        with scale_context(scale):  # the user's own drop-in layers read it
-            return body(lr)
+        try:
+            if takes_scale:
+                return body(lr, scale=scale)
+            with scale_context(scale):  # the user's own drop-in layers read it
+                return body(lr)
+        except RuntimeError as e:  # e.g. a body that does not read images: say which part
+            raise ValueError(
+                f"the body {self.body!r} named in retrofit(body=...) failed on lr of shape "
+                f"{tuple(lr.shape)} (it must map the image to features): {e}"
+            ) from e
 
 
 _LAYOUTS: dict[str, type[Layout]] = {
