@@ -189,7 +189,7 @@ def render_plan(
         >>> p.out_size, p.scale.tolist()
         ((25, 30), [[2.5, 2.5]])
     """
-    h, w = (int(v) for v in lr_size)
+    h, w = (v if isinstance(v, torch.SymInt) else int(v) for v in lr_size)  # keep symbolic
     if batch < 1:
         raise ValueError(f"the input batch is empty (0 samples, input of size {(h, w)})")
     if h < 1 or w < 1:

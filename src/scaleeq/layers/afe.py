@@ -16,6 +16,7 @@ from .._checks import (
     check_pair,
     check_positive_float,
     check_tensor,
+    is_compiling,
 )
 from ..scale import ScaleLike
 from .adaptive_conv import AdaptiveConv2d
@@ -183,8 +184,11 @@ class AFETokenBlock(AFEBlock):
         self, x: torch.Tensor, x_size: tuple[int, int], scale: ScaleLike | None = None
     ) -> torch.Tensor:
         check_tensor(x, "x", ndim=3, layout="(B, L, C)")
-        h, w = check_pair(tuple(int(v) for v in x_size), "x_size")
-        if x.shape[1] != h * w:
+        if any(isinstance(v, torch.SymInt) for v in x_size):  # symbolic sizes (export)
+            h, w = x_size
+        else:
+            h, w = check_pair(tuple(int(v) for v in x_size), "x_size")
+        if not is_compiling() and x.shape[1] != h * w:
             raise ValueError(f"x has {x.shape[1]} tokens but x_size={(h, w)} needs H * W = {h * w}")
         check_channels(x, "x", self.dim, dim=2)
         img = x.transpose(1, 2).reshape(x.shape[0], self.dim, h, w)

@@ -199,6 +199,10 @@ def _linear_to_nchw(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     b, h, w, c = x.shape
     weight = conv.weight.flatten(1)  # (O, C)
     rows = x.reshape(b, h * w, c)
+    if is_compiling():  # a symbolic batch (export): one batched product
+        out = torch.matmul(weight, rows.transpose(1, 2))
+        out = out if conv.bias is None else out + conv.bias[:, None]
+        return out.reshape(b, -1, h, w)
     # per sample: a 2-D product takes the transposed operand without a copy
     if conv.bias is None:
         outs = [weight @ rows[i].t() for i in range(b)]

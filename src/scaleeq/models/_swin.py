@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_int
+from .._checks import check_int, is_compiling
 
 __all__ = [
     "DropPath",
@@ -39,6 +39,7 @@ __all__ = [
     "check_int_list",
     "check_positive_int",
     "check_x_size",
+    "crop_padding",
     "drop_path_rates",
     "overlap_relative_position_index",
     "pad_to_multiple",
@@ -75,6 +76,8 @@ def check_x_size(x: torch.Tensor, x_size: tuple[int, int], window_size: int) -> 
     Raises:
         ValueError: ``L != H * W`` or a side is not a multiple of ``window_size``.
     """
+    if is_compiling():  # symbolic sizes (export): the padding made them multiples
+        return x_size
     h, w = (int(v) for v in x_size)
     if x.ndim != 3 or x.shape[1] != h * w:
         raise ValueError(
@@ -100,6 +103,8 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
+    if is_compiling():  # symbolic sizes (export): the same rule as index arithmetic, no branch
+        return x.index_select(-2, _pad_index(h, multiple)).index_select(-1, _pad_index(w, multiple))
     if ph == 0 and pw == 0:
         return x
     if ph < h and pw < w:
@@ -111,6 +116,28 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
         x = F.pad(x, (0, 0, 0, ph), mode="reflect")
         return F.pad(x, (0, pw, 0, 0), mode="replicate")
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def crop_padding(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Undo :func:`pad_to_multiple`: the top-left ``size = (H, W)`` of ``(B, C, H', W')``.
+
+    While tracing with symbolic sizes (export) the crop is an index gather, which needs no
+    proof that ``H <= H'`` (a slice does, and a compiler cannot always give one).
+    """
+    h, w = size
+    if is_compiling():
+        return x.index_select(-2, torch.arange(h)).index_select(-1, torch.arange(w))
+    return x[:, :, :h, :w]
+
+
+def _pad_index(n: int, multiple: int) -> torch.Tensor:
+    """Source index of each position of ``n`` padded up to a multiple: reflect when the pad is
+    shorter than ``n``, else replicate the last one (:func:`pad_to_multiple`'s rule, as tensor
+    arithmetic). The padded length is written ``multiple * ceil(n / multiple)`` so that a
+    compiler sees it as a multiple."""
+    i = torch.arange(multiple * ((n + multiple - 1) // multiple))
+    reflected = torch.where(i < n, i, 2 * (n - 1) - i)
+    return torch.where(reflected.min() >= 0, reflected, i.clamp(max=n - 1))
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:

@@ -39,6 +39,7 @@ from ._swin import (
     SwinBlock,
     check_int_list,
     check_positive_int,
+    crop_padding,
     drop_path_rates,
     pad_to_multiple,
 )
@@ -405,7 +406,7 @@ class EQSR(nn.Module):
         x = (pad_to_multiple(lr, self.window_size) - self.mean.to(lr.dtype)) * self.img_range
         shallow = self.conv_first(x)
         feat = self.conv_after_body(self.forward_features(shallow, cond)) + shallow
-        return feat[:, :, :h, :w]
+        return crop_padding(feat, (h, w))
 
     def render(
         self,

@@ -179,11 +179,18 @@ if _HAS_CUSTOM_OP:
     _aggregate_op.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _is_exporting() -> bool:
+    fn = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return bool(fn()) if fn is not None else False
+
+
 def _fused(
     x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
 ) -> torch.Tensor:
     # The custom op is what torch.compile sees; eager calls skip its Python dispatch, whose
     # first use imports torch._dynamo and sympy (about 150 MB and a second or two).
+    if _is_exporting():  # torch.export / ONNX: plain ops an exporter can translate
+        return aggregate_reference(x, kernel, dist)
     if _HAS_CUSTOM_OP and torch.compiler.is_compiling():
         return _aggregate_op(x, kernel, dist, backend)
     return _AggregateFunction.apply(x, kernel, dist, backend)

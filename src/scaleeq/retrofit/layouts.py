@@ -36,11 +36,12 @@ import inspect
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._checkpoint import maybe_checkpoint
+from .._checks import is_compiling
 from ..layers.afe import AFEBlock, AFETokenBlock
+from ..models._swin import crop_padding, pad_to_multiple
 from ..scale import scale_context
 
 __all__ = ["Layout", "detect_layout", "layout_for"]
@@ -357,14 +358,13 @@ class SwinLayout(_MeanRangeLayout):
 
     def features(self, bb, lr, scale):
         h, w = lr.shape[-2:]
-        if hasattr(bb, "check_image_size"):
+        if hasattr(bb, "check_image_size") and not is_compiling():  # (the same padding)
             x = bb.check_image_size(lr)
         else:
-            ws = int(getattr(bb, "window_size", 1))
-            x = F.pad(lr, (0, (-w) % ws, 0, (-h) % ws), mode="reflect")
+            x = pad_to_multiple(lr, int(getattr(bb, "window_size", 1)))
         x = bb.conv_first((x - torch.as_tensor(bb.mean).to(x)) * bb.img_range)
         x = bb.conv_after_body(self._body(bb, x, scale)) + x
-        return x[:, :, :h, :w]
+        return crop_padding(x, (h, w))
 
 
 class CustomLayout(Layout):
