@@ -1,0 +1,395 @@
+"""ONNX export of arbitrary-scale models and tiled rendering in onnxruntime.
+
+One exported file serves every scale and every input size: the graph takes the LR image, the
+scale and the position of the output window to render as *inputs*, and returns that window.
+
+Graph inputs and output (``B``, ``h``, ``w`` dynamic; ``th``, ``tw`` the tile size fixed at
+export time):
+
+- ``lr``: ``(B, C, h, w)`` float32, the LR image (or, for a bare upsampler, its feature map);
+- ``scale``: ``(2,)`` float64 ``(r_h, r_w)``, shared by the batch. An output size ``(H, W)`` is
+  given as ``(H / h, W / w)``, which the output-size rule maps back to exactly ``(H, W)`` (the
+  helpers do this for ``size=``);
+- ``origin``: ``(2,)`` int64 ``(top, left)`` of the window in the full output;
+- ``sr``: ``(B, C_out, th, tw)`` float32, the window ``(top, left, th, tw)`` of the output.
+
+A window may reach past the bottom / right edge of the output (the helpers do this only when
+the output is smaller than a tile): the pixels inside the output are exact, the rest is
+undefined and is cropped. Sizes and windows inside the graph are not checked (a graph has no
+errors to raise); :class:`OnnxUpscaler` and :func:`upscale` check every argument with the same
+rules, and give the same named errors, as the PyTorch path.
+
+Requires the ``onnx`` extra (``pip install 'scaleeq[onnx]'``: onnx, onnxscript, onnxruntime);
+``import scaleeq`` does not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._checks import check_channels, check_int, check_pair, check_tensor
+from ._io import atomic_write
+from .contracts import _missing_sr_model, _missing_upsampler, is_sr_model, is_upsampler
+from .geometry import MAX_RENDER_PIXELS, RenderPlan, render_plan
+from .infer import MAX_OUTPUT_PIXELS
+from .ops.coords import Window
+from .scale import ScaleLike, _parse_scale
+
+__all__ = ["DEFAULT_TILE", "OnnxUpscaler", "export_onnx", "upscale"]
+
+#: Default tile (window) size of an exported graph, ``(th, tw)`` HR pixels.
+DEFAULT_TILE = (128, 128)
+_INSTALL = "pip install 'scaleeq[onnx]' (onnx, onnxscript, onnxruntime)"
+_META = "scaleeq"  # metadata key of the export settings (JSON)
+_FORMAT = 1
+
+
+def _require(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"{what} needs the {module!r} package: {_INSTALL}") from err
+
+
+class _ExportWrapper(nn.Module):
+    """The exported signature: ``(lr, scale (2,), origin (2,)) -> window (B, C, th, tw)``."""
+
+    def __init__(self, model: nn.Module, tile: tuple[int, int]) -> None:
+        super().__init__()
+        self.model = model
+        self.tile = tile
+
+    def forward(self, lr: torch.Tensor, scale: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+        th, tw = self.tile
+        return self.model(lr, scale=scale[None], window=(origin[0], origin[1], th, tw))
+
+
+def _in_channels(model: nn.Module) -> int | None:
+    if is_upsampler(model) and not is_sr_model(model):
+        return int(model.in_channels)
+    config = getattr(model, "config", None)
+    if isinstance(config, dict) and isinstance(config.get("in_chans"), int):
+        return config["in_chans"]
+    adapter = getattr(model, "adapter", None)
+    conv = adapter.input_conv(model.backbone) if adapter is not None else None
+    return int(conv.in_channels) if conv is not None else None
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    *,
+    tile: int | tuple[int, int] = DEFAULT_TILE,
+    in_channels: int | None = None,
+    example_size: tuple[int, int] = (17, 13),
+    opset: int | None = None,
+    check: bool = True,
+) -> Path:
+    """Export ``model`` to an ONNX file whose scale, input size and window are graph inputs.
+
+    Args:
+        model: an SR model (:class:`~scaleeq.ArbitraryScaleSR` of any layout,
+            :class:`~scaleeq.models.EQSR`) or a bare upsampler
+            (:class:`~scaleeq.NeuralKrigingUpsampler`, whose input is then a feature map).
+            Exported in float32 on the CPU (a copy; ``model`` is not changed).
+        path: the ``.onnx`` file to write (atomically).
+        tile: the window size ``(th, tw)`` (or one int for both) every run of the graph renders:
+            **fixed at export time** (the window's position, the scale and the input size are
+            inputs). Larger tiles mean fewer runs and more memory per run.
+        in_channels: channels of ``lr``; default: read from the model (3 for RGB models).
+        example_size: the LR size traced; any size works after export (keep it small, with
+            sides of at least 2, for a fast export).
+        opset: ONNX opset; default: the exporter's (recorded in the file).
+        check: run ``onnx.checker.check_model`` on the result.
+
+    Returns:
+        ``path``.
+
+    The graph (see the module doc): inputs ``lr`` ``(B, C, h, w)`` float32 (``B``, ``h``,
+    ``w`` dynamic), ``scale`` ``(2,)`` float64, ``origin`` ``(2,)`` int64; output ``sr``
+    ``(B, C_out, th, tw)``. The export settings are stored in the file's metadata (key
+    ``"scaleeq"``, JSON) for :class:`OnnxUpscaler`.
+
+    Raises:
+        ImportError: onnx / onnxscript are not installed (the message says what to install).
+        TypeError: ``model`` is neither an SR model nor an upsampler.
+        ValueError: bad ``tile`` / ``example_size``, a model that renders only whole outputs
+            (``window_exact`` False: the official configuration), or unknown input channels.
+    """
+    onnx = _require("onnx", "export_onnx")
+    _require("onnxscript", "export_onnx")
+    th, tw = check_pair(tile, "tile")
+    check_int(th, "tile height")
+    check_int(tw, "tile width")
+    eh, ew = check_pair(example_size, "example_size")
+    check_int(eh, "example_size height", minimum=2)
+    check_int(ew, "example_size width", minimum=2)
+    if th * tw > MAX_RENDER_PIXELS:
+        raise ValueError(f"tile {th} x {tw} exceeds the size guard of {MAX_RENDER_PIXELS} pixels")
+    if is_sr_model(model):
+        up = model.upsampler
+    elif is_upsampler(model):
+        up = model
+    else:
+        raise TypeError(
+            f"model ({type(model).__name__}) must be an SR model or an upsampler "
+            f"(scaleeq.contracts): as an SR model it needs {', '.join(_missing_sr_model(model))}; "
+            f"as an upsampler it needs {', '.join(_missing_upsampler(model))}"
+        )
+    if not getattr(up, "window_exact", True):
+        raise ValueError(
+            f"{type(up).__name__} renders whole outputs only (window_exact is False, e.g. the "
+            "official ECA attention), so it cannot be exported as a tile renderer"
+        )
+    c = _in_channels(model) if in_channels is None else check_int(in_channels, "in_channels")
+    if c is None:
+        raise ValueError(
+            f"cannot tell the input channels of {type(model).__name__}: pass in_channels"
+        )
+    import copy
+
+    net = copy.deepcopy(model).float().cpu().eval()
+    wrapper = _ExportWrapper(net, (th, tw)).eval()
+    gen = torch.Generator().manual_seed(0)
+    args = (
+        torch.rand(2, c, eh, ew, generator=gen),
+        torch.tensor([2.5, 3.5], dtype=torch.float64),
+        torch.tensor([1, 2], dtype=torch.int64),
+    )
+    # DYNAMIC: an error if the trace fixes a size; guards that hold for every size but that
+    # sympy cannot prove (Swin window arithmetic) are accepted instead of refused
+    dyn = torch.export.Dim.DYNAMIC
+    dynamic = {"lr": {0: dyn, 2: dyn, 3: dyn}, "scale": None, "origin": None}
+    with torch.no_grad():
+        out = wrapper(*args)
+        try:  # export first: a size the graph would fix instead of keeping dynamic is an error
+            exported = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
+        except Exception as err:  # torch's errors name the cause; say which model and what
+            raise RuntimeError(
+                f"torch.export could not trace {type(model).__name__} with a dynamic batch and "
+                f"input size and the scale and window as inputs: {err}"
+            ) from err
+        program = torch.onnx.export(
+            exported,
+            dynamo=True,
+            input_names=["lr", "scale", "origin"],
+            output_names=["sr"],
+            opset_version=opset,
+            optimize=True,
+            verbose=False,
+        )
+    proto = program.model_proto
+    meta = {
+        "format": _FORMAT,
+        "tile": [th, tw],
+        "in_channels": c,
+        "out_channels": int(out.shape[1]),
+        "model": type(model).__name__,
+        "scaleeq_version": _version(),
+        "inputs": "lr (B,C,h,w) float32; scale (2,) float64 (r_h, r_w); origin (2,) int64 (top, left)",
+    }
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = _META, json.dumps(meta)
+    if check:
+        onnx.checker.check_model(proto, full_check=True)
+    return atomic_write(path, lambda tmp: onnx.save_model(proto, tmp))
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+class OnnxUpscaler:
+    """Run an ONNX file written by :func:`export_onnx` in onnxruntime, tile by tile.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: onnxruntime execution providers (default: the CPU provider).
+        session_options: an ``onnxruntime.SessionOptions`` (threads, optimisation level).
+
+    Attributes:
+        tile: ``(th, tw)``, the window size of one run.
+        in_channels / out_channels: channels of ``lr`` and of the output.
+        session: the ``onnxruntime.InferenceSession``.
+
+    Example (not run here: needs onnxruntime and a file)::
+
+        ort_sr = OnnxUpscaler("edsr_star.onnx")
+        hr = ort_sr.upscale(lr, scale=3.3)          # lr (B, 3, h, w) tensor -> (B, 3, H, W)
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        providers: list[str] | None = None,
+        session_options: Any = None,
+    ) -> None:
+        ort = _require("onnxruntime", "OnnxUpscaler")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ValueError(f"path {str(path)!r} is not a file")
+        self.session = ort.InferenceSession(
+            str(self.path),
+            sess_options=session_options,
+            providers=providers or ["CPUExecutionProvider"],
+        )
+        props = self.session.get_modelmeta().custom_metadata_map
+        if _META not in props:
+            raise ValueError(
+                f"{str(path)!r} was not written by scaleeq.onnx.export_onnx (no {_META!r} metadata)"
+            )
+        try:
+            meta = json.loads(props[_META])
+            self.tile: tuple[int, int] = (int(meta["tile"][0]), int(meta["tile"][1]))
+            self.in_channels = int(meta["in_channels"])
+            self.out_channels = int(meta["out_channels"])
+        except (ValueError, KeyError, TypeError, IndexError) as err:
+            raise ValueError(f"{str(path)!r} has damaged scaleeq metadata: {err}") from None
+        self.meta = meta
+
+    # -- one window ---------------------------------------------------------------------------
+    def _run(self, lr: np.ndarray, plan: RenderPlan, top: int, left: int) -> np.ndarray:
+        scale = plan.scale[0].numpy().astype(np.float64)
+        origin = np.array([top, left], dtype=np.int64)
+        (out,) = self.session.run(["sr"], {"lr": lr, "scale": scale, "origin": origin})
+        return out
+
+    def _plan(
+        self,
+        lr: torch.Tensor,
+        scale: ScaleLike | None,
+        size: tuple[int, int] | None,
+        window: Window | None,
+        max_output_pixels: int,
+    ) -> RenderPlan:
+        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        check_channels(lr, "lr", self.in_channels)
+        if isinstance(scale, torch.Tensor):  # per-sample scales: all equal, or refused
+            r = _parse_scale(scale, device="cpu", dtype=torch.float64)
+            if not bool((r == r[:1]).all()):
+                raise ValueError(
+                    "an exported model takes one scale for the batch; got per-sample scales "
+                    f"{r.tolist()[:4]} (run samples with different scales separately)"
+                )
+            scale = r[:1]
+        b, _, h, w = lr.shape
+        plan = render_plan(
+            (h, w), b, scale=scale, size=size, window=window, max_pixels=max_output_pixels
+        )
+        return plan
+
+    # -- public -------------------------------------------------------------------------------
+    def render(
+        self,
+        lr: torch.Tensor | np.ndarray,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        window: Window | None = None,
+        max_output_pixels: int = MAX_OUTPUT_PIXELS,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Render ``window`` (default: the whole output) of ``lr`` upscaled by ``scale`` / to
+        ``size``, in runs of one tile each.
+
+        Args:
+            lr: ``(B, C, h, w)`` float32 tensor or array.
+            scale: a number or ``(r_h, r_w)`` (one scale for the batch); or give ``size``.
+            size: the output size ``(H, W)``.
+            window: ``(top, left, height, width)`` of the output, ints (any size: it is
+                covered by tiles).
+            max_output_pixels: the size guard of the rendered region (as :func:`scaleeq.upscale`).
+            progress: a tqdm bar over tiles (if tqdm is installed).
+
+        Returns:
+            ``(B, C_out, height, width)`` float32 tensor (the full ``(H, W)`` without a window).
+
+        Raises:
+            ValueError / TypeError: as the PyTorch path for the same arguments (bad scale, size,
+                window outside the output, wrong channels, empty input).
+        """
+        if isinstance(lr, np.ndarray):
+            lr = torch.from_numpy(lr)
+        check_int(max_output_pixels, "max_output_pixels")
+        plan = self._plan(lr, scale, size, window, max_output_pixels)
+        if window is not None and not (isinstance(window[0], int) and isinstance(window[1], int)):
+            raise TypeError("window top and left must be ints for an exported model")
+        assert plan.out_size is not None
+        out_h, out_w = plan.out_size
+        top0, left0 = int(plan.top[0]), int(plan.left[0])
+        height, width = plan.height, plan.width
+        th, tw = self.tile
+        rows = _starts(top0, height, th, out_h)
+        cols = _starts(left0, width, tw, out_w)
+        tiles = [(y, x) for y in rows for x in cols]
+        if progress:
+            try:
+                from tqdm.auto import tqdm
+
+                tiles = tqdm(tiles, desc="upscale (onnx)", unit="tile", leave=False)
+            except ImportError:
+                pass
+        x = lr.detach().to("cpu", torch.float32).contiguous().numpy()
+        out = np.empty((lr.shape[0], self.out_channels, height, width), dtype=np.float32)
+        for y, xx in tiles:
+            tile = self._run(x, plan, y, xx)
+            y0, y1 = max(y, top0), min(y + th, top0 + height, out_h)
+            x0, x1 = max(xx, left0), min(xx + tw, left0 + width, out_w)
+            out[:, :, y0 - top0 : y1 - top0, x0 - left0 : x1 - left0] = tile[
+                :, :, y0 - y : y1 - y, x0 - xx : x1 - xx
+            ]
+        return torch.from_numpy(out)
+
+    def upscale(
+        self,
+        lr: torch.Tensor | np.ndarray,
+        *,
+        scale: ScaleLike | None = None,
+        size: tuple[int, int] | None = None,
+        max_output_pixels: int = MAX_OUTPUT_PIXELS,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """The whole output ``(B, C_out, H, W)``: :meth:`render` without a window."""
+        return self.render(
+            lr, scale=scale, size=size, max_output_pixels=max_output_pixels, progress=progress
+        )
+
+    __call__ = upscale
+
+
+def _starts(start: int, length: int, tile: int, full: int) -> list[int]:
+    """Tile origins covering ``[start, start + length)`` of an axis of ``full`` pixels: every
+    tile lies inside ``[0, full)`` when ``full >= tile`` (the last one shifted back); otherwise
+    one tile at 0 that reaches past the end."""
+    if full < tile:
+        return [0]
+    return [min(s, full - tile) for s in range(start, start + length, tile)]
+
+
+def upscale(
+    model: str | os.PathLike | OnnxUpscaler,
+    lr: torch.Tensor | np.ndarray,
+    *,
+    scale: ScaleLike | None = None,
+    size: tuple[int, int] | None = None,
+    max_output_pixels: int = MAX_OUTPUT_PIXELS,
+    progress: bool = False,
+) -> torch.Tensor:
+    """:func:`scaleeq.upscale` for an exported model: ``model`` is an ``.onnx`` path written
+    by :func:`export_onnx` or an :class:`OnnxUpscaler`. Returns ``(B, C_out, H, W)``."""
+    runner = model if isinstance(model, OnnxUpscaler) else OnnxUpscaler(model)
+    return runner.upscale(
+        lr, scale=scale, size=size, max_output_pixels=max_output_pixels, progress=progress
+    )

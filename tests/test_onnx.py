@@ -1,0 +1,220 @@
+"""ONNX export (scaleeq.onnx): onnxruntime output vs PyTorch eager, tiles, borders and errors.
+
+The default run exports the bare upsampler (the smallest graph); every other model family is
+exported in the slow run (``python -m pytest -m slow tests/test_onnx.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from scaleeq import NeuralKrigingUpsampler, retrofit  # noqa: E402
+from scaleeq.models import EDSR, EQSR, RCAN, SwinIR  # noqa: E402
+from scaleeq.onnx import OnnxUpscaler, export_onnx  # noqa: E402
+from scaleeq.onnx import upscale as onnx_upscale  # noqa: E402
+
+from ._standins import SwinLike  # noqa: E402
+
+TOL = 1e-4
+SCALES = [1.5, 3.7, 8.0, (2.5, 1.5)]
+SIZES = [(9, 7), (6, 11)]  # odd and non-square; the export traces (17, 13)
+TILE = (24, 20)
+
+
+def _perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # away from the identity init, so scale-aware layers matter
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return model.eval()
+
+
+def _check_against_eager(model, runner: OnnxUpscaler, channels: int, batch: int = 1) -> None:
+    gen = torch.Generator().manual_seed(1)
+    for h, w in SIZES:
+        x = torch.rand(batch, channels, h, w, generator=gen)
+        for s in SCALES:
+            with torch.no_grad():
+                ref = model(x, scale=s)
+            out = runner.upscale(x, scale=s)
+            assert out.shape == ref.shape, (h, w, s)
+            torch.testing.assert_close(out, ref, atol=TOL, rtol=0, msg=f"size {(h, w)} scale {s}")
+
+
+@pytest.fixture(scope="module")
+def nk(tmp_path_factory):
+    torch.manual_seed(0)
+    up = _perturbed(NeuralKrigingUpsampler(6, hidden=8, blocks=1))
+    path = export_onnx(up, tmp_path_factory.mktemp("onnx") / "nk.onnx", tile=TILE)
+    return up, path, OnnxUpscaler(path)
+
+
+def test_bare_upsampler_matches_eager_at_every_scale_and_size(nk):
+    up, _, runner = nk
+    assert runner.tile == TILE and runner.in_channels == 6 and runner.out_channels == 3
+    _check_against_eager(up, runner, 6, batch=2)  # the export traced batch 2: also run 1
+    _check_against_eager(up, runner, 6, batch=1)
+
+
+def test_file_is_valid_onnx_with_dynamic_inputs(nk):
+    _, path, _ = nk
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    inputs = {i.name: i for i in model.graph.input}
+    assert list(inputs) == ["lr", "scale", "origin"]
+    dims = inputs["lr"].type.tensor_type.shape.dim
+    assert [d.HasField("dim_param") for d in dims] == [True, False, True, True]  # B, C, h, w
+    meta = json.loads({p.key: p.value for p in model.metadata_props}["scaleeq"])
+    assert meta["tile"] == list(TILE)
+    out = model.graph.output[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in out[2:]] == list(TILE)
+
+
+def test_windows_touching_the_borders_equal_the_full_render(nk):
+    up, _, runner = nk
+    x = torch.rand(1, 6, 9, 7, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = up(x, scale=3.7)  # (33, 26)
+    for window in [(0, 0, 10, 9), (20, 17, 13, 9), (0, 5, 33, 4), (7, 0, 5, 26), (0, 0, 33, 26)]:
+        top, left, hh, ww = window
+        out = runner.render(x, scale=3.7, window=window)
+        torch.testing.assert_close(
+            out, full[:, :, top : top + hh, left : left + ww], atol=TOL, rtol=0
+        )
+
+
+def test_tiled_render_of_96x80_at_x6_equals_the_full_render(nk):
+    up, _, runner = nk
+    x = torch.rand(1, 6, 96, 80, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full = up(x, scale=6)
+    out = onnx_upscale(runner, x, scale=6)  # 24 x 24 tiles of 24 x 20
+    assert out.shape == (1, 3, 576, 480)
+    torch.testing.assert_close(out, full, atol=TOL, rtol=0)
+
+
+def test_size_argument_and_numpy_input(nk):
+    up, _, runner = nk
+    x = torch.rand(1, 6, 9, 7, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref = up(x, size=(20, 30))
+    out = runner.upscale(x.numpy(), size=(20, 30))
+    torch.testing.assert_close(out, ref, atol=TOL, rtol=0)
+
+
+def test_bad_input_gets_the_same_named_errors_as_pytorch(nk):
+    up, path, runner = nk
+    x = torch.rand(1, 6, 9, 7)
+    cases = [
+        ({"scale": 0.0}, ValueError, "scale"),
+        ({"scale": -2.0}, ValueError, "scale"),
+        ({"scale": 2.0, "window": (10, 0, 10, 5)}, ValueError, "lies outside"),
+    ]
+    for kw, err, match in cases:
+        with pytest.raises(err, match=match):
+            up(x, **kw)
+        with pytest.raises(err, match=match):
+            runner.render(x, **kw)
+    for bad in (torch.rand(1, 5, 9, 7), torch.rand(1, 6, 9)):
+        with pytest.raises(ValueError, match="lr"):
+            runner.upscale(bad, scale=2)
+    with pytest.raises(ValueError, match="one scale for the batch"):
+        runner.upscale(torch.rand(2, 6, 9, 7), scale=torch.tensor([2.0, 3.0]))
+    with pytest.raises(ValueError, match="not written by scaleeq"):
+        bare = onnx.load(str(path))
+        del bare.metadata_props[:]
+        other = path.parent / "bare.onnx"
+        onnx.save_model(bare, str(other))
+        OnnxUpscaler(other)
+
+
+def test_export_refuses_what_it_cannot_export(tmp_path):
+    with pytest.raises(TypeError, match="SR model or an upsampler"):
+        export_onnx(torch.nn.Conv2d(3, 3, 1), tmp_path / "x.onnx")
+    up = NeuralKrigingUpsampler(4, hidden=8, blocks=1)
+    with pytest.raises(TypeError, match="tile"):
+        export_onnx(up, tmp_path / "x.onnx", tile=(0.5, 3))
+    with pytest.raises(ValueError, match="tile"):
+        export_onnx(up, tmp_path / "x.onnx", tile=0)
+    official = EQSR.from_preset("tiny", official=True)
+    with pytest.raises(ValueError, match="whole outputs only"):
+        export_onnx(official, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_file_runs_in_plain_onnxruntime_without_scaleeq(nk, tmp_path):
+    up, path, _ = nk
+    x = torch.rand(1, 6, 20, 17, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = up(x, scale=2.5, window=(3, 4, *TILE))  # of (50, 43)
+    np.save(tmp_path / "x.npy", x.numpy())
+    np.save(tmp_path / "ref.npy", ref.numpy())
+    script = textwrap.dedent(
+        f"""
+        import sys, importlib.abc
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "scaleeq" or name.startswith("scaleeq."):
+                    raise ImportError("scaleeq is hidden in this test")
+
+        sys.meta_path.insert(0, Block())
+        import numpy as np, onnxruntime as ort
+        try:
+            import scaleeq  # noqa: F401
+            raise SystemExit("scaleeq was importable")
+        except ImportError:
+            pass
+        s = ort.InferenceSession({str(path)!r}, providers=["CPUExecutionProvider"])
+        x = np.load({str(tmp_path / "x.npy")!r})
+        (out,) = s.run(None, {{"lr": x, "scale": np.array([2.5, 2.5]),
+                               "origin": np.array([3, 4], dtype=np.int64)}})
+        ref = np.load({str(tmp_path / "ref.npy")!r})
+        assert "scaleeq" not in sys.modules
+        print(float(np.abs(out - ref).max()))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert float(res.stdout.strip().splitlines()[-1]) <= TOL
+
+
+SLOW_MODELS = {
+    "edsr": lambda: retrofit(EDSR.from_preset("tiny"), skip="bicubic"),
+    "rcan": lambda: retrofit(RCAN.from_preset("tiny")),
+    "swinir": lambda: retrofit(SwinIR.from_preset("tiny", upscale=2)),
+    "hat": lambda: retrofit(SwinLike(hat=True)),
+    "eqsr": lambda: EQSR.from_preset("tiny"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SLOW_MODELS))
+def test_sr_models_match_eager(name, tmp_path):
+    torch.manual_seed(0)
+    model = _perturbed(SLOW_MODELS[name]())
+    path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE)
+    runner = OnnxUpscaler(path)
+    _check_against_eager(model, runner, 3)
+    x = torch.rand(1, 3, 4, 3, generator=torch.Generator().manual_seed(6))  # smaller than a window
+    with torch.no_grad():
+        ref = model(x, scale=3.7)
+    torch.testing.assert_close(runner.upscale(x, scale=3.7), ref, atol=TOL, rtol=0)
+    if name == "edsr":
+        x = torch.rand(1, 3, 96, 80, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            full = model(x, scale=6)
+        torch.testing.assert_close(runner.upscale(x, scale=6), full, atol=TOL, rtol=0)
