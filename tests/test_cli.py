@@ -206,3 +206,28 @@ def test_python_dash_m_entry_point():
         check=False,
     )
     assert proc.returncode == 0 and "upscale" in proc.stdout
+
+
+def test_export_then_upscale_in_onnxruntime_matches_pytorch(files, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    onnx_path, ck = files / "tiny.onnx", str(files / "tiny.pt")
+    assert main(["export", str(onnx_path), "--checkpoint", ck, "--tile", "16"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    args = ["upscale", str(files / "in.png"), "", "--scale", "2.5x1.5", "--bits", "16", "--quiet"]
+    args[2] = str(files / "onnx.png")
+    assert main([*args, "--onnx", str(onnx_path)]) == 0
+    args[2] = str(files / "torch.png")
+    assert main([*args, "--checkpoint", ck]) == 0
+    from scaleeq.data import load_image
+
+    a, b = load_image(files / "onnx.png"), load_image(files / "torch.png")
+    assert a.shape == b.shape == (3, 20, 43)  # 13x17 by (1.5, 2.5): 19.5 and 42.5, halves up
+    assert float((a - b).abs().max()) <= 2 / 65535  # 16-bit quantisation of outputs within 1e-4
+    for extra, message in (
+        (["--onnx", str(onnx_path), "--checkpoint", ck], "not both"),
+        (["--onnx", str(files / "nothing.onnx")], "is not a file"),
+        (["--onnx", str(onnx_path), "--tile", "8"], "fixed at export"),
+    ):
+        assert main([*args, *extra]) == 2
+        assert message in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The ``scaleeq`` command (also ``python -m scaleeq``): upscale, eval, bench.
+"""The ``scaleeq`` command (also ``python -m scaleeq``): upscale, export, eval, bench.
 
 ::
 
@@ -6,6 +6,8 @@
     scaleeq upscale photo.png wide.png --scale 2.5x1.5 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png hd.png --size 1920x1080 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png deep.png --scale 2 --bits 16                   # 16-bit PNG
+    scaleeq export model.onnx [--checkpoint ck.safetensors] [--tile 512]     # ONNX (scale as input)
+    scaleeq upscale photo.png out.png --scale 3.3 --onnx model.onnx          # in onnxruntime
     scaleeq eval --checkpoint ck.pt --data benchmarks/ --scales 2,3,4,6,8 [--json out.json]
     scaleeq bench [--device cuda] [--json out.json]
 
@@ -91,7 +93,13 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         img = load_image(args.input)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    model = _load_model(args.checkpoint, args.device, args.quiet)
+    if args.onnx is not None and args.checkpoint is not None:
+        raise CLIError("give --onnx or --checkpoint, not both")
+    model = (
+        _load_onnx(args.onnx)
+        if args.onnx
+        else _load_model(args.checkpoint, args.device, args.quiet)
+    )
     h, w = img.shape[-2:]
     if args.size is not None:
         out_w, out_h = (int(v) for v in parse_pair(args.size, "--size", integer=True))
@@ -101,13 +109,18 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         kwargs = {"scale": (r_h, r_w)}
     t0 = time.perf_counter()
     try:
-        out = upscale(
-            model,
-            img[None].to(args.device),
-            max_window_pixels=args.tile * args.tile if args.tile is not None else None,
-            progress=not args.quiet,
-            **kwargs,
-        )
+        if args.onnx:  # tiles of the size fixed at export
+            if args.tile is not None:
+                raise CLIError(f"--tile is fixed at export for --onnx (this file: {model.tile})")
+            out = model.upscale(img[None], progress=not args.quiet, **kwargs)
+        else:
+            out = upscale(
+                model,
+                img[None].to(args.device),
+                max_window_pixels=args.tile * args.tile if args.tile is not None else None,
+                progress=not args.quiet,
+                **kwargs,
+            )
     except (ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     _save_image(out[0], args.output, args.bits)
@@ -115,6 +128,30 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         print(
             f"{args.input} ({w}x{h}) -> {args.output} ({out.shape[-1]}x{out.shape[-2]}) in {time.perf_counter() - t0:.1f}s"
         )
+
+
+def _load_onnx(path: str):
+    try:
+        from .onnx import OnnxUpscaler
+
+        return OnnxUpscaler(path)
+    except (ImportError, ValueError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .onnx import export_onnx
+
+    model = _load_model(args.checkpoint, "cpu", args.quiet)
+    tile = (args.tile, args.tile) if args.tile is not None else None
+    t0 = time.perf_counter()
+    try:
+        path = export_onnx(model, args.output, **({"tile": tile} if tile else {}))
+    except (ImportError, ValueError, TypeError) as e:
+        raise CLIError(str(e)) from None
+    if not args.quiet:
+        size = Path(path).stat().st_size / 2**20
+        print(f"wrote {path} ({size:.1f} MiB) in {time.perf_counter() - t0:.1f}s")
 
 
 def _save_image(img: torch.Tensor, path: str, bits: int) -> None:
@@ -202,8 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="bits per sample of the output (16: PNG only)",
     )
+    up.add_argument("--onnx", help="run a file written by `scaleeq export` in onnxruntime instead")
     up.add_argument("--device", default="cpu")
     up.add_argument("--quiet", action="store_true")
+    ex = sub.add_parser("export", help="export a model to ONNX (scale and input size as inputs)")
+    ex.add_argument("output", help="the .onnx file to write")
+    ex.add_argument("--checkpoint", help="default: the built-in model (scaleeq.pretrained)")
+    ex.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        help="side of the output window one run renders, fixed in the file (default 512)",
+    )
+    ex.add_argument("--quiet", action="store_true")
     ev = sub.add_parser("eval", help="PSNR-Y / SSIM-Y on benchmark folders")
     ev.add_argument("--checkpoint", help="default: the built-in model (scaleeq.pretrained)")
     ev.add_argument("--data", required=True, help="folder of HR images, or of sets (Set5/HR, ...)")
@@ -228,7 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         print("scaleeq: error: --tile must be >= 1", file=sys.stderr)
         return 2
     try:
-        {"upscale": _cmd_upscale, "eval": _cmd_eval, "bench": _cmd_bench}[args.command](args)
+        commands = {
+            "upscale": _cmd_upscale,
+            "export": _cmd_export,
+            "eval": _cmd_eval,
+            "bench": _cmd_bench,
+        }
+        commands[args.command](args)
     except CLIError as e:
         print(f"scaleeq: error: {e}", file=sys.stderr)
         return 2

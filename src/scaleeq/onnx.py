@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from .scale import ScaleLike, _parse_scale
 __all__ = ["DEFAULT_TILE", "OnnxUpscaler", "export_onnx", "upscale"]
 
 #: Default tile (window) size of an exported graph, ``(th, tw)`` HR pixels.
-DEFAULT_TILE = (128, 128)
+DEFAULT_TILE = (512, 512)
 _INSTALL = "pip install 'scaleeq[onnx]' (onnx, onnxscript, onnxruntime)"
 _META = "scaleeq"  # metadata key of the export settings (JSON)
 _FORMAT = 1
@@ -168,7 +169,8 @@ def export_onnx(
     # sympy cannot prove (Swin window arithmetic) are accepted instead of refused
     dyn = torch.export.Dim.DYNAMIC
     dynamic = {"lr": {0: dyn, 2: dyn, 3: dyn}, "scale": None, "origin": None}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         out = wrapper(*args)
         try:  # export first: a size the graph would fix instead of keeping dynamic is an error
             exported = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
