@@ -4,6 +4,7 @@ checkpoint metadata validation and device mismatches (the fuzz suite: tests/test
 from __future__ import annotations
 
 import struct
+import sys
 import time
 import zlib
 
@@ -49,11 +50,47 @@ def test_imresize_guard_counts_leading_dims_and_leaves_ordinary_calls_alone():
 # --- 16-bit colour PNG ----------------------------------------------------------------------
 
 
-def _png_with_filters(arr: np.ndarray, filters: list[int]) -> bytes:
+# Adam7 passes: (first row, first column, row step, column step)
+_ADAM7 = [
+    (0, 0, 8, 8),
+    (0, 4, 8, 8),
+    (4, 0, 8, 4),
+    (0, 2, 4, 4),
+    (2, 0, 4, 2),
+    (0, 1, 2, 2),
+    (1, 0, 2, 1),
+]
+
+
+def _png_with_filters(arr: np.ndarray, filters: list[int], interlace: bool = False) -> bytes:
     """An independent, byte-by-byte PNG encoder using the given filter type for each row (the
-    filters are computed from the original bytes, as the PNG specification defines them)."""
+    filters are computed from the original bytes, as the PNG specification defines them);
+    ``interlace``: Adam7, each pass's reduced image filtered on its own."""
     h, w, c = arr.shape
     depth = 8 * arr.dtype.itemsize
+    passes = [arr[y0::dy, x0::dx] for y0, x0, dy, dx in _ADAM7] if interlace else [arr]
+    out = bytearray()
+    for sub in passes:
+        if sub.size:
+            out += _filtered_scanlines(sub, filters)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, int(interlace))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(out)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _filtered_scanlines(arr: np.ndarray, filters: list[int]) -> bytearray:
+    h, w, c = arr.shape
     raw = arr.astype(arr.dtype.newbyteorder(">")).tobytes()
     stride, bpp = w * c * arr.dtype.itemsize, c * arr.dtype.itemsize
     rows = [raw[y * stride : (y + 1) * stride] for y in range(h)]
@@ -79,33 +116,25 @@ def _png_with_filters(arr: np.ndarray, filters: list[int]) -> bytes:
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
                 pred = a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
             out.append((row[i] - pred) % 256)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(bytes(out)))
-        + chunk(b"IEND", b"")
-    )
+    return out
 
 
+@pytest.mark.parametrize("interlace", [False, True])
 @pytest.mark.parametrize("channels", [3, 4, 2])
-def test_load_image_reads_16_bit_colour_png_at_full_precision_with_every_filter(tmp_path, channels):
-    """Pillow reads these at 8 bits; every filter type (None, Sub, Up, Average, Paeth) used."""
+def test_load_image_reads_16_bit_colour_png_at_full_precision_with_every_filter(
+    tmp_path, channels, interlace
+):
+    """Pillow reads these at 8 bits; every filter type (None, Sub, Up, Average, Paeth) used,
+    and Adam7 interlacing (13 x 11: every pass, some of them partial)."""
     pytest.importorskip("PIL")
+    pytest.importorskip("png")
     from scaleeq.data import load_image
 
     rng = np.random.default_rng(channels)
-    arr = rng.integers(0, 65536, (7, 6, channels)).astype(np.uint16)
-    arr[3:] = np.arange(6, dtype=np.uint16)[None, :, None] * 9000 + 17  # smooth rows too
+    arr = rng.integers(0, 65536, (13, 11, channels)).astype(np.uint16)
+    arr[6:] = np.arange(11, dtype=np.uint16)[None, :, None] * 5000 + 17  # smooth rows too
     path = tmp_path / "deep.png"
-    path.write_bytes(_png_with_filters(arr, [0, 1, 2, 3, 4]))
+    path.write_bytes(_png_with_filters(arr, [0, 1, 2, 3, 4], interlace))
     img = load_image(path)
     colour = arr[..., :1] if channels == 2 else arr[..., :3]  # alpha dropped
     expected = torch.from_numpy(colour / 65535.0).permute(2, 0, 1).expand(3, -1, -1)
@@ -114,18 +143,25 @@ def test_load_image_reads_16_bit_colour_png_at_full_precision_with_every_filter(
 
 def test_damaged_16_bit_png_is_a_named_error(tmp_path):
     pytest.importorskip("PIL")
+    pytest.importorskip("png")
     from scaleeq.data import load_image
 
-    data = bytearray(_png_with_filters(np.zeros((4, 4, 3), np.uint16), [1]))
+    good = _png_with_filters(np.zeros((4, 4, 3), np.uint16), [1])
+    data = bytearray(good)
     data[50] ^= 0xFF  # inside the IDAT chunk: its CRC no longer matches
     (tmp_path / "bad.png").write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=r"cannot read image .*bad\.png.*CRC"):
+    with pytest.raises(ValueError, match=r"cannot read image .*bad\.png.*Checksum error in IDAT"):
         load_image(tmp_path / "bad.png")
+    (tmp_path / "short.png").write_bytes(good[:45])  # cut inside the IDAT chunk
+    with pytest.raises(ValueError, match=r"cannot read image .*short\.png.*too short"):
+        load_image(tmp_path / "short.png")
 
 
 @pytest.mark.parametrize(("bits", "suffix"), [(8, ".png"), (16, ".png"), (8, ".tiff")])
 def test_save_image_round_trips(tmp_path, bits, suffix):
-    pytest.importorskip("PIL")
+    image = pytest.importorskip("PIL.Image")
+    if bits == 16:
+        pytest.importorskip("png")
     from scaleeq.data import load_image, save_image
 
     torch.manual_seed(bits)
@@ -139,6 +175,27 @@ def test_save_image_round_trips(tmp_path, bits, suffix):
     assert ((back / step).round() * step - back).abs().max() < 1e-6  # quantised to `bits`
     gray = save_image(img[:1], tmp_path / f"g{suffix}", bits=bits)
     torch.testing.assert_close(load_image(gray), load_image(path)[:1].expand(3, -1, -1))
+    if bits == 16:  # Pillow as an independent reader: the high bytes (RGB), all 16 bits (gray)
+        values = (img.clamp(0, 1) * 65535).round().permute(1, 2, 0).numpy().astype(np.uint16)
+        with image.open(path) as im:
+            assert im.mode == "RGB" and (np.asarray(im) == values >> 8).all()
+        with image.open(gray) as im:
+            assert (np.asarray(im) == values[..., 0]).all()
+
+
+def test_16_bit_png_without_pypng_names_the_package(tmp_path, monkeypatch):
+    pytest.importorskip("PIL")
+    from scaleeq.data import load_image, save_image
+
+    path = tmp_path / "deep.png"
+    path.write_bytes(_png_with_filters(np.zeros((4, 4, 3), np.uint16), [0]))
+    monkeypatch.setitem(sys.modules, "png", None)  # `import png` fails
+    with pytest.raises(ImportError, match="pip install pypng"):
+        save_image(torch.rand(3, 4, 4), tmp_path / "x.png", bits=16)
+    with pytest.raises(ImportError, match="pip install pypng"):
+        load_image(path)
+    eight = save_image(torch.rand(3, 4, 4), tmp_path / "y.png")  # 8 bits: Pillow only
+    assert load_image(eight).shape == (3, 4, 4)
 
 
 def test_save_image_errors_name_the_path(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,7 +24,6 @@ from torch.utils.data import Dataset
 
 from ._checks import check_int, check_tensor
 from ._io import atomic_write, check_target
-from ._png import decode_png, encode_png, png_header
 from .resize import imresize
 
 __all__ = ["IMAGE_SUFFIXES", "ArbitraryScalePatches", "list_images", "load_image", "save_image"]
@@ -62,13 +62,13 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     grayscale PNGs) by 65535, float images (``F``, e.g. float TIFF) are taken as [0, 1] and
     must lie in it. Grayscale is replicated to three channels; palette images are expanded;
     alpha is dropped (RGBA, LA); other modes (CMYK, YCbCr, ...) are converted to RGB.
-    16-bit colour PNGs (RGB, RGBA, gray+alpha), which Pillow reads at 8 bits, are decoded by
-    scaleeq itself at full precision (non-interlaced ones; an interlaced one keeps Pillow's
-    8 bits, as do 16-bit colour TIFFs).
+    16-bit colour PNGs (RGB, RGBA, gray+alpha; interlaced or not), which Pillow reads at 8 bits,
+    are decoded at full precision with pypng (16-bit colour TIFFs keep Pillow's 8 bits).
 
     Raises:
         ValueError: the file is missing or not a readable image, or a float image has values
             outside [0, 1] (or non-finite ones); the message names the file.
+        ImportError: Pillow is missing, or pypng for a 16-bit colour PNG.
     """
     try:
         from PIL import Image
@@ -77,14 +77,9 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
 
     try:
         with open(path, "rb") as f:
-            head = png_header(f.read(33))
-        if head is not None and head[2] == 16 and head[3] in (2, 4, 6) and head[4] == 0:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit is not None and head[0] * head[1] > 2 * limit:  # as Pillow refuses
-                raise ValueError(f"{head[0]}x{head[1]} pixels: a decompression bomb?")
-            samples = decode_png(Path(path).read_bytes())  # (H, W, 2 | 3 | 4) uint16
-            arr = samples[..., 0] if head[3] == 4 else samples[..., :3]  # alpha dropped
-            arr, mode = arr.astype(np.float64) / 65535.0, "16-bit PNG"
+            head = f.read(26)
+        if _is_16_bit_colour_png(head):
+            arr, mode = _load_with_pypng(path, Image.MAX_IMAGE_PIXELS), "16-bit PNG"
         else:
             arr, mode = _load_with_pillow(path)
     except (OSError, ValueError, SyntaxError) as e:
@@ -128,7 +123,7 @@ def save_image(img: torch.Tensor, path: str | os.PathLike, *, bits: int = 8) -> 
     """Write ``img`` ``(3, H, W)`` or ``(1, H, W)`` in [0, 1] to ``path``, atomically.
 
     Values are clamped to [0, 1] and rounded to ``bits``: 8 (any format Pillow writes, chosen
-    by the suffix; needs Pillow) or 16 (``.png`` only, written by scaleeq itself: Pillow cannot
+    by the suffix; needs Pillow) or 16 (``.png`` only, written with pypng: Pillow cannot
     write 16-bit colour PNGs). :func:`load_image` reads both back to the same values (to
     1/255 and 1/65535).
 
@@ -140,6 +135,7 @@ def save_image(img: torch.Tensor, path: str | os.PathLike, *, bits: int = 8) -> 
         ValueError: a bad shape, non-finite values, ``bits`` not 8 or 16, 16 bits for a format
             other than PNG, an unknown suffix, or a path that cannot be written (a directory,
             a missing folder); the message names the path.
+        ImportError: Pillow (8 bits) or pypng (16 bits) is missing.
     """
     check_tensor(img, "img", ndim=3, layout="(C, H, W)")
     if img.shape[0] not in (1, 3) or min(img.shape[1:]) < 1:
@@ -155,10 +151,13 @@ def save_image(img: torch.Tensor, path: str | os.PathLike, *, bits: int = 8) -> 
     if arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if bits == 16:
-        data = encode_png(arr)
+        png = _pypng()
+        h, w = arr.shape[:2]
+        writer = png.Writer(w, h, greyscale=arr.ndim == 2, alpha=False, bitdepth=16)
 
         def write(tmp: str) -> None:
-            Path(tmp).write_bytes(data)
+            with open(tmp, "wb") as f:
+                writer.write(f, arr.reshape(h, -1))
 
     else:
         from PIL import Image
@@ -173,6 +172,47 @@ def save_image(img: torch.Tensor, path: str | os.PathLike, *, bits: int = 8) -> 
         return atomic_write(path, write)
     except OSError as e:
         raise ValueError(f"cannot write {str(path)!r}: {e}") from e
+
+
+# PNG signature, then the IHDR chunk: length 13, type, width, height, bit depth, colour type
+_PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
+
+
+def _is_16_bit_colour_png(head: bytes) -> bool:
+    """Whether a file's first 26 bytes start a 16-bit RGB, RGBA or gray+alpha PNG (the ones
+    Pillow reads at 8 bits)."""
+    return (
+        len(head) >= 26 and head.startswith(_PNG_START) and head[24] == 16 and head[25] in (2, 4, 6)
+    )
+
+
+def _pypng():
+    """The ``png`` module (PyPI: pypng), imported when a 16-bit PNG is read or written."""
+    try:
+        import png
+    except ImportError as e:
+        raise ImportError(
+            "16-bit PNGs need pypng: pip install pypng (or pip install scaleeq[examples])"
+        ) from e
+    return png
+
+
+def _load_with_pypng(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
+    """A 16-bit colour PNG's colour as float64 ``(H, W)`` (gray) or ``(H, W, 3)`` in [0, 1]
+    (alpha dropped); more than ``2 * max_pixels`` pixels are refused, as Pillow refuses."""
+    png = _pypng()
+    with open(path, "rb") as f:
+        try:
+            width, height, rows, info = png.Reader(file=f).asDirect()
+            if max_pixels is not None and width * height > 2 * max_pixels:
+                raise ValueError(f"{width}x{height} pixels: a decompression bomb?")
+            samples = np.vstack([np.asarray(row, np.float64) for row in rows])
+        except (png.Error, zlib.error) as e:  # pypng's errors are not ValueErrors
+            raise ValueError(str(e)) from e
+    planes = info["planes"]  # 2 gray+alpha, 3 RGB, 4 RGBA (a tRNS chunk adds alpha)
+    samples = samples.reshape(height, width, planes)
+    arr = samples[..., 0] if planes <= 2 else samples[..., :3]  # alpha dropped
+    return arr / (2 ** info["bitdepth"] - 1)  # 65535 (less with an sBIT chunk)
 
 
 def _load_with_pillow(path: str | os.PathLike) -> tuple[np.ndarray, str]:
