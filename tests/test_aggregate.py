@@ -233,3 +233,13 @@ def test_eager_use_does_not_import_the_compiler_stack():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("with_dist", [True, False])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_shifted_sum_the_export_form_matches_the_direct_loop(with_dist, k):
+    from scaleeq.ops._lean import shifted_sum
+
+    x, kernel, dist = random_inputs(2, 2, 3, 4, 7, k, dtype=torch.float64)
+    dist = dist if with_dist else None
+    torch.testing.assert_close(shifted_sum(x, kernel, dist), aggregate_loop(x, kernel, dist))

@@ -6,7 +6,7 @@
     scaleeq upscale photo.png wide.png --scale 2.5x1.5 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png hd.png --size 1920x1080 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png deep.png --scale 2 --bits 16                   # 16-bit PNG
-    scaleeq export model.onnx [--checkpoint ck.safetensors] [--tile 512]     # ONNX (scale as input)
+    scaleeq export model.onnx [--checkpoint ck.safetensors] [--tile 256]     # ONNX (scale as input)
     scaleeq upscale photo.png out.png --scale 3.3 --onnx model.onnx          # in onnxruntime
     scaleeq eval --checkpoint ck.pt --data benchmarks/ --scales 2,3,4,6,8 [--json out.json]
     scaleeq bench [--device cuda] [--json out.json]
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile",
         type=int,
         default=None,
-        help="side of the output window one run renders, fixed in the file (default 512)",
+        help="side of the output window one run renders, fixed in the file (default 256)",
     )
     ex.add_argument("--quiet", action="store_true")
     ev = sub.add_parser("eval", help="PSNR-Y / SSIM-Y on benchmark folders")

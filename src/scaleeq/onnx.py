@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -47,7 +48,7 @@ from .scale import ScaleLike, _parse_scale
 __all__ = ["DEFAULT_TILE", "OnnxUpscaler", "export_onnx", "upscale"]
 
 #: Default tile (window) size of an exported graph, ``(th, tw)`` HR pixels.
-DEFAULT_TILE = (512, 512)
+DEFAULT_TILE = (256, 256)
 _INSTALL = "pip install 'scaleeq[onnx]' (onnx, onnxscript, onnxruntime)"
 _META = "scaleeq"  # metadata key of the export settings (JSON)
 _FORMAT = 1
@@ -162,23 +163,19 @@ def export_onnx(
     gen = torch.Generator().manual_seed(0)
     args = (
         torch.rand(2, c, eh, ew, generator=gen),
-        torch.tensor([2.5, 3.5], dtype=torch.float64),
+        # an example scale whose output holds the window at (1, 2) (the trace reads no values)
+        torch.tensor([max(2.5, (th + 1) / eh), max(3.5, (tw + 2) / ew)], dtype=torch.float64),
         torch.tensor([1, 2], dtype=torch.int64),
     )
     # DYNAMIC: an error if the trace fixes a size; guards that hold for every size but that
     # sympy cannot prove (Swin window arithmetic) are accepted instead of refused
     dyn = torch.export.Dim.DYNAMIC
     dynamic = {"lr": {0: dyn, 2: dyn, 3: dyn}, "scale": None, "origin": None}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        out = wrapper(*args)
-        try:  # export first: a size the graph would fix instead of keeping dynamic is an error
-            exported = torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
-        except Exception as err:  # torch's errors name the cause; say which model and what
-            raise RuntimeError(
-                f"torch.export could not trace {type(model).__name__} with a dynamic batch and "
-                f"input size and the scale and window as inputs: {err}"
-            ) from err
+    exported = _trace(wrapper, args, dynamic, type(model).__name__)
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry_log.level  # it warns about torchvision's ops, which are not used
+    registry_log.setLevel(logging.ERROR)
+    try:
         program = torch.onnx.export(
             exported,
             dynamo=True,
@@ -188,12 +185,15 @@ def export_onnx(
             optimize=True,
             verbose=False,
         )
+    finally:
+        registry_log.setLevel(level)
+    out_channels = _out_channels(exported)
     proto = program.model_proto
     meta = {
         "format": _FORMAT,
         "tile": [th, tw],
         "in_channels": c,
-        "out_channels": int(out.shape[1]),
+        "out_channels": out_channels,
         "model": type(model).__name__,
         "scaleeq_version": _version(),
         "inputs": "lr (B,C,h,w) float32; scale (2,) float64 (r_h, r_w); origin (2,) int64 (top, left)",
@@ -204,6 +204,25 @@ def export_onnx(
     if check:
         onnx.checker.check_model(proto, full_check=True)
     return atomic_write(path, lambda tmp: onnx.save_model(proto, tmp))
+
+
+def _trace(wrapper: nn.Module, args: tuple, dynamic: dict, name: str) -> Any:
+    """``torch.export`` of the wrapper: a size the trace would fix instead of keeping dynamic is
+    an error here, not a silently specialised graph."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        try:
+            return torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
+        except Exception as err:  # torch's message names the cause; say what was attempted
+            raise RuntimeError(
+                f"torch.export could not trace {name} with a dynamic batch and input size and "
+                f"the scale and window as inputs: {err}"
+            ) from err
+
+
+def _out_channels(exported: Any) -> int:
+    (spec,) = [n for n in exported.graph.nodes if n.op == "output"]
+    return int(spec.args[0][0].meta["val"].shape[1])
 
 
 def _version() -> str:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["lean_backward", "lean_forward"]
+__all__ = ["lean_backward", "lean_forward", "shifted_sum"]
 
 
 def _taps(k: int, h: int, w: int) -> Iterator[tuple[int, slice, slice, slice, slice]]:
@@ -52,6 +52,23 @@ def lean_forward(x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | Non
         if j != centre:
             y5[..., oi, oj].addcmul_(x5[..., si, sj], _tap_weight(kernel, dist, j)[..., oi, oj])
     return y5.view(b, c, h, w)
+
+
+def shifted_sum(x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None) -> torch.Tensor:
+    """The forward as out-of-place ops on a zero-padded input (for tracers and exporters,
+    which cannot record the in-place accumulation): the padded input, the running sum and one
+    tap's product are live at a time, never the ``k*k``-unfolded input."""
+    b, c, h, w = x.shape
+    g, kk = kernel.shape[1], kernel.shape[2]
+    k = round(kk**0.5)
+    p = k // 2
+    xp = torch.nn.functional.pad(x, (p, p, p, p)).view(b, g, c // g, h + 2 * p, w + 2 * p)
+    y = xp[..., p : p + h, p : p + w] * _tap_weight(kernel, dist, kk // 2)
+    for j in range(kk):
+        if j != kk // 2:
+            dy, dx = divmod(j, k)
+            y = y + xp[..., dy : dy + h, dx : dx + w] * _tap_weight(kernel, dist, j)
+    return y.reshape(b, c, h, w)
 
 
 def lean_backward(

@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 
 from .._checks import check_tensor
-from ._lean import lean_backward, lean_forward
+from ._lean import lean_backward, lean_forward, shifted_sum
 from ._reference import aggregate_reference
 from .coords import AxisQueries
 
@@ -189,8 +189,8 @@ def _fused(
 ) -> torch.Tensor:
     # The custom op is what torch.compile sees; eager calls skip its Python dispatch, whose
     # first use imports torch._dynamo and sympy (about 150 MB and a second or two).
-    if _is_exporting():  # torch.export / ONNX: plain ops an exporter can translate
-        return aggregate_reference(x, kernel, dist)
+    if _is_exporting():  # torch.export / ONNX: out-of-place ops an exporter can translate
+        return shifted_sum(x, kernel, dist)
     if _HAS_CUSTOM_OP and torch.compiler.is_compiling():
         return _aggregate_op(x, kernel, dist, backend)
     return _AggregateFunction.apply(x, kernel, dist, backend)
