@@ -8,7 +8,9 @@ Neural Kriging upsampler, weights perturbed away from the identity init) renders
 - ``upscale``: ``scaleeq.upscale(model, lr, scale=4)``, PyTorch's tiled path;
 - ``onnxruntime-256`` / ``onnxruntime-128``: files from ``scaleeq.onnx.export_onnx`` with
   tiles of 256x256 (4 runs) and 128x128 (16 runs) in an ``onnxruntime.InferenceSession``
-  through ``OnnxUpscaler`` (each run computes the backbone features again).
+  through ``OnnxUpscaler`` (each run computes the backbone features again);
+- ``onnxruntime-split256`` / ``onnxruntime-split128``: ``export_onnx(..., split=True)``: the
+  features graph once, then 4 / 16 runs of the render graph.
 
 Each backend runs in its own subprocess (so peak memory is its own), in alternating order over
 ``--rounds`` rounds; a subprocess loads the model, warms up once, then times ``--reps`` calls.
@@ -97,7 +99,7 @@ def main() -> None:
 
     from scaleeq.onnx import export_onnx
 
-    tiles = (256, 128)
+    tiles = ("256", "128", "split256", "split128")
     backends = ["eager", "upscale", *(f"onnxruntime-{t}" for t in tiles)]
     results: dict[str, dict] = {b: {"times": [], "peak_above_load_mib": []} for b in backends}
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +107,8 @@ def main() -> None:
         scope: dict = {}
         exec(SETUP, scope)  # the children's model, weights included
         for t in tiles:
-            export_onnx(scope["model"], str(onnx_path).replace("TILE", str(t)), tile=t)
+            tile, split = int(t.removeprefix("split")), t.startswith("split")
+            export_onnx(scope["model"], str(onnx_path).replace("TILE", t), tile=tile, split=split)
         outs = {}
         for r in range(args.rounds):
             order = backends if r % 2 == 0 else backends[::-1]

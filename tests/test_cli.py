@@ -214,8 +214,9 @@ def test_export_then_upscale_in_onnxruntime_matches_pytorch(files, capsys):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     onnx_path, ck = files / "tiny.onnx", str(files / "tiny.pt")
-    assert main(["export", str(onnx_path), "--checkpoint", ck, "--tile", "16"]) == 0
-    assert "wrote" in capsys.readouterr().out
+    assert main(["export", str(onnx_path), "--checkpoint", ck, "--tile", "16", "--split"]) == 0
+    assert "tiny.features.onnx" in capsys.readouterr().out
+    assert (files / "tiny.features.onnx").is_file()
     args = ["upscale", str(files / "in.png"), "", "--scale", "2.5x1.5", "--bits", "16", "--quiet"]
     args[2] = str(files / "onnx.png")
     assert main([*args, "--onnx", str(onnx_path)]) == 0

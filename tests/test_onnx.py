@@ -22,7 +22,7 @@ pytest.importorskip("onnxscript")
 
 from scaleeq import NeuralKrigingUpsampler, retrofit  # noqa: E402
 from scaleeq.models import EDSR, EQSR, RCAN, SwinIR  # noqa: E402
-from scaleeq.onnx import OnnxUpscaler, export_onnx  # noqa: E402
+from scaleeq.onnx import OnnxUpscaler, export_onnx, features_path  # noqa: E402
 from scaleeq.onnx import upscale as onnx_upscale  # noqa: E402
 
 from ._standins import SwinLike  # noqa: E402
@@ -148,6 +148,8 @@ def test_export_refuses_what_it_cannot_export(tmp_path):
         export_onnx(up, tmp_path / "x.onnx", tile=(0.5, 3))
     with pytest.raises(ValueError, match="tile"):
         export_onnx(up, tmp_path / "x.onnx", tile=0)
+    with pytest.raises(ValueError, match="split=True needs an SR model"):
+        export_onnx(up, tmp_path / "x.onnx", split=True)
     official = EQSR.from_preset("tiny", official=True)
     with pytest.raises(ValueError, match="whole outputs only"):
         export_onnx(official, tmp_path / "x.onnx")
@@ -218,3 +220,19 @@ def test_sr_models_match_eager(name, tmp_path):
         with torch.no_grad():
             full = model(x, scale=6)
         torch.testing.assert_close(runner.upscale(x, scale=6), full, atol=TOL, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["edsr", "eqsr"])
+def test_split_export_matches_eager(name, tmp_path):
+    torch.manual_seed(0)
+    model = _perturbed(SLOW_MODELS[name]())
+    path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE, split=True)
+    assert features_path(path).is_file()
+    runner = OnnxUpscaler(path)
+    assert runner.features_session is not None
+    _check_against_eager(model, runner, 3)
+    feats = onnx.load(str(features_path(path)))
+    assert [i.name for i in feats.graph.input] == ["lr", "scale"]
+    with pytest.raises(ValueError, match="features file"):
+        OnnxUpscaler(features_path(path))

@@ -140,18 +140,19 @@ def _load_onnx(path: str):
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from .onnx import export_onnx
+    from .onnx import export_onnx, features_path
 
     model = _load_model(args.checkpoint, "cpu", args.quiet)
     tile = (args.tile, args.tile) if args.tile is not None else None
     t0 = time.perf_counter()
     try:
-        path = export_onnx(model, args.output, **({"tile": tile} if tile else {}))
+        path = export_onnx(model, args.output, split=args.split, **({"tile": tile} if tile else {}))
     except (ImportError, ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     if not args.quiet:
         size = Path(path).stat().st_size / 2**20
-        print(f"wrote {path} ({size:.1f} MiB) in {time.perf_counter() - t0:.1f}s")
+        also = f" and {features_path(path).name}" if args.split else ""
+        print(f"wrote {path}{also} ({size:.1f} MiB) in {time.perf_counter() - t0:.1f}s")
 
 
 def _save_image(img: torch.Tensor, path: str, bits: int) -> None:
@@ -250,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="side of the output window one run renders, fixed in the file (default 256)",
+    )
+    ex.add_argument(
+        "--split",
+        action="store_true",
+        help="two graphs: features once per image (OUTPUT's .features.onnx), then tiles",
     )
     ex.add_argument("--quiet", action="store_true")
     ev = sub.add_parser("eval", help="PSNR-Y / SSIM-Y on benchmark folders")

@@ -13,6 +13,11 @@ export time):
 - ``origin``: ``(2,)`` int64 ``(top, left)`` of the window in the full output;
 - ``sr``: ``(B, C_out, th, tw)`` float32, the window ``(top, left, th, tw)`` of the output.
 
+With ``split=True`` an SR model is exported as two graphs: ``model.features.onnx``
+(``lr``, ``scale`` -> ``feat``, the backbone's features, computed once per image) and
+``model.onnx`` (``feat``, ``scale``, ``origin`` -> ``sr``), so tiles do not recompute the
+features.
+
 A window may reach past the bottom / right edge of the output (the helpers do this only when
 the output is smaller than a tile): the pixels inside the output are exact, the rest is
 undefined and is cropped. Sizes and windows inside the graph are not checked (a graph has no
@@ -45,7 +50,7 @@ from .infer import MAX_OUTPUT_PIXELS
 from .ops.coords import Window
 from .scale import ScaleLike, _parse_scale
 
-__all__ = ["DEFAULT_TILE", "OnnxUpscaler", "export_onnx", "upscale"]
+__all__ = ["DEFAULT_TILE", "OnnxUpscaler", "export_onnx", "features_path", "upscale"]
 
 #: Default tile (window) size of an exported graph, ``(th, tw)`` HR pixels.
 DEFAULT_TILE = (256, 256)
@@ -74,6 +79,39 @@ class _ExportWrapper(nn.Module):
         return self.model(lr, scale=scale[None], window=(origin[0], origin[1], th, tw))
 
 
+class _FeaturesWrapper(nn.Module):
+    """The features stage of a split export: ``(lr, scale (2,)) -> feat (B, C_f, h, w)``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return self.model.features(lr, scale[None])
+
+
+class _RenderWrapper(nn.Module):
+    """The render stage of a split export: ``(feat, scale, origin) -> window (B, C, th, tw)``."""
+
+    def __init__(self, model: nn.Module, tile: tuple[int, int]) -> None:
+        super().__init__()
+        self.model = model
+        self.tile = tile
+
+    def forward(
+        self, feat: torch.Tensor, scale: torch.Tensor, origin: torch.Tensor
+    ) -> torch.Tensor:
+        th, tw = self.tile
+        return self.model.render(feat, scale=scale[None], window=(origin[0], origin[1], th, tw))
+
+
+def features_path(path: str | os.PathLike) -> Path:
+    """The features file that goes with the render file ``path`` of a split export
+    (``model.onnx`` -> ``model.features.onnx``)."""
+    path = Path(path)
+    return path.with_name(path.stem + ".features" + (path.suffix or ".onnx"))
+
+
 def _in_channels(model: nn.Module) -> int | None:
     if is_upsampler(model) and not is_sr_model(model):
         return int(model.in_channels)
@@ -94,6 +132,7 @@ def export_onnx(
     example_size: tuple[int, int] = (17, 13),
     opset: int | None = None,
     check: bool = True,
+    split: bool = False,
 ) -> Path:
     """Export ``model`` to an ONNX file whose scale, input size and window are graph inputs.
 
@@ -111,6 +150,11 @@ def export_onnx(
             sides of at least 2, for a fast export).
         opset: ONNX opset; default: the exporter's (recorded in the file).
         check: run ``onnx.checker.check_model`` on the result.
+        split: for an SR model, write two graphs instead of one: ``path`` renders a window
+            from the backbone's features (inputs ``feat`` ``(B, C_f, h, w)``, ``scale``,
+            ``origin``) and :func:`features_path` (``model.features.onnx``) computes them
+            (inputs ``lr``, ``scale``; output ``feat``). The features are then computed once per
+            image instead of once per tile, so small tiles (less memory) cost little time.
 
     Returns:
         ``path``.
@@ -151,6 +195,11 @@ def export_onnx(
             f"{type(up).__name__} renders whole outputs only (window_exact is False, e.g. the "
             "official ECA attention), so it cannot be exported as a tile renderer"
         )
+    if split and not is_sr_model(model):
+        raise ValueError(
+            "split=True needs an SR model (features + render); a bare upsampler's "
+            "input already is the feature map"
+        )
     c = _in_channels(model) if in_channels is None else check_int(in_channels, "in_channels")
     if c is None:
         raise ValueError(
@@ -159,19 +208,55 @@ def export_onnx(
     import copy
 
     net = copy.deepcopy(model).float().cpu().eval()
-    wrapper = _ExportWrapper(net, (th, tw)).eval()
     gen = torch.Generator().manual_seed(0)
-    args = (
-        torch.rand(2, c, eh, ew, generator=gen),
-        # an example scale whose output holds the window at (1, 2) (the trace reads no values)
-        torch.tensor([max(2.5, (th + 1) / eh), max(3.5, (tw + 2) / ew)], dtype=torch.float64),
-        torch.tensor([1, 2], dtype=torch.int64),
-    )
+    lr = torch.rand(2, c, eh, ew, generator=gen)
+    # an example scale whose output holds the window at (1, 2) (the trace reads no values)
+    scale = torch.tensor([max(2.5, (th + 1) / eh), max(3.5, (tw + 2) / ew)], dtype=torch.float64)
+    origin = torch.tensor([1, 2], dtype=torch.int64)
     # DYNAMIC: an error if the trace fixes a size; guards that hold for every size but that
     # sympy cannot prove (Swin window arithmetic) are accepted instead of refused
-    dyn = torch.export.Dim.DYNAMIC
-    dynamic = {"lr": {0: dyn, 2: dyn, 3: dyn}, "scale": None, "origin": None}
-    exported = _trace(wrapper, args, dynamic, type(model).__name__)
+    dyn = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    name = type(model).__name__
+    meta = {
+        "format": _FORMAT,
+        "tile": [th, tw],
+        "in_channels": c,
+        "model": name,
+        "scaleeq_version": _version(),
+    }
+    if not split:
+        exported = _trace(
+            _ExportWrapper(net, (th, tw)), (lr, scale, origin),
+            {"lr": dyn, "scale": None, "origin": None}, name,
+        )  # fmt: skip
+        meta.update(out_channels=int(_out_shape(exported)[1]), stages=1)
+        return _write(exported, ["lr", "scale", "origin"], ["sr"], meta, path, opset, check, onnx)
+    feats = _trace(_FeaturesWrapper(net), (lr, scale), {"lr": dyn, "scale": None}, name)
+    feat = torch.rand(2, int(_out_shape(feats)[1]), eh, ew, generator=gen)
+    render = _trace(
+        _RenderWrapper(net, (th, tw)), (feat, scale, origin),
+        {"feat": dyn, "scale": None, "origin": None}, name,
+    )  # fmt: skip
+    second = features_path(path)
+    meta.update(out_channels=int(_out_shape(render)[1]), stages=2, features_file=second.name)
+    meta["feat_channels"] = int(feat.shape[1])
+    _write(
+        feats, ["lr", "scale"], ["feat"], {**meta, "stage": "features"}, second, opset, check, onnx
+    )
+    return _write(render, ["feat", "scale", "origin"], ["sr"], meta, path, opset, check, onnx)
+
+
+def _write(
+    exported: Any,
+    inputs: list[str],
+    outputs: list[str],
+    meta: dict[str, Any],
+    path: str | os.PathLike,
+    opset: int | None,
+    check: bool,
+    onnx: Any,
+) -> Path:
+    """Convert an exported program to ONNX, store ``meta`` in the file, check, write."""
     registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registry_log.level  # it warns about torchvision's ops, which are not used
     registry_log.setLevel(logging.ERROR)
@@ -179,25 +264,15 @@ def export_onnx(
         program = torch.onnx.export(
             exported,
             dynamo=True,
-            input_names=["lr", "scale", "origin"],
-            output_names=["sr"],
+            input_names=inputs,
+            output_names=outputs,
             opset_version=opset,
             optimize=True,
             verbose=False,
         )
     finally:
         registry_log.setLevel(level)
-    out_channels = _out_channels(exported)
     proto = program.model_proto
-    meta = {
-        "format": _FORMAT,
-        "tile": [th, tw],
-        "in_channels": c,
-        "out_channels": out_channels,
-        "model": type(model).__name__,
-        "scaleeq_version": _version(),
-        "inputs": "lr (B,C,h,w) float32; scale (2,) float64 (r_h, r_w); origin (2,) int64 (top, left)",
-    }
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = _META, json.dumps(meta)
@@ -220,9 +295,10 @@ def _trace(wrapper: nn.Module, args: tuple, dynamic: dict, name: str) -> Any:
             ) from err
 
 
-def _out_channels(exported: Any) -> int:
+def _out_shape(exported: Any) -> tuple[int, ...]:
+    """The (symbolic) shape of the program's one output, from the trace's metadata."""
     (spec,) = [n for n in exported.graph.nodes if n.op == "output"]
-    return int(spec.args[0][0].meta["val"].shape[1])
+    return tuple(spec.args[0][0].meta["val"].shape)
 
 
 def _version() -> str:
@@ -235,14 +311,16 @@ class OnnxUpscaler:
     """Run an ONNX file written by :func:`export_onnx` in onnxruntime, tile by tile.
 
     Args:
-        path: the ``.onnx`` file.
+        path: the ``.onnx`` file (of a split export: the render file; its features file is
+            opened from the same folder).
         providers: onnxruntime execution providers (default: the CPU provider).
         session_options: an ``onnxruntime.SessionOptions`` (threads, optimisation level).
 
     Attributes:
         tile: ``(th, tw)``, the window size of one run.
         in_channels / out_channels: channels of ``lr`` and of the output.
-        session: the ``onnxruntime.InferenceSession``.
+        session: the ``onnxruntime.InferenceSession`` (of the render graph).
+        features_session: the features graph's session of a split export, else ``None``.
 
     Example (not run here: needs onnxruntime and a file)::
 
@@ -259,32 +337,49 @@ class OnnxUpscaler:
     ) -> None:
         ort = _require("onnxruntime", "OnnxUpscaler")
         self.path = Path(path)
-        if not self.path.is_file():
+        options = {
+            "sess_options": session_options,
+            "providers": providers or ["CPUExecutionProvider"],
+        }
+        self.session, meta = self._open(ort, self.path, options)
+        try:
+            self.tile: tuple[int, int] = (int(meta["tile"][0]), int(meta["tile"][1]))
+            self.in_channels = int(meta["in_channels"])
+            self.out_channels = int(meta["out_channels"])
+            stages = int(meta.get("stages", 1))
+            if meta.get("stage") == "features":
+                raise ValueError(
+                    "this is the features file of a split export; open the render file"
+                )
+        except (ValueError, KeyError, TypeError, IndexError) as err:
+            raise ValueError(f"{str(path)!r} has damaged scaleeq metadata: {err}") from None
+        self.meta = meta
+        self.features_session = None
+        if stages == 2:  # split export: the features graph sits next to this one
+            self.features_session, _ = self._open(ort, features_path(self.path), options)
+
+    @staticmethod
+    def _open(ort: Any, path: Path, options: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        if not path.is_file():
             raise ValueError(f"path {str(path)!r} is not a file")
-        self.session = ort.InferenceSession(
-            str(self.path),
-            sess_options=session_options,
-            providers=providers or ["CPUExecutionProvider"],
-        )
-        props = self.session.get_modelmeta().custom_metadata_map
+        session = ort.InferenceSession(str(path), **options)
+        props = session.get_modelmeta().custom_metadata_map
         if _META not in props:
             raise ValueError(
                 f"{str(path)!r} was not written by scaleeq.onnx.export_onnx (no {_META!r} metadata)"
             )
         try:
-            meta = json.loads(props[_META])
-            self.tile: tuple[int, int] = (int(meta["tile"][0]), int(meta["tile"][1]))
-            self.in_channels = int(meta["in_channels"])
-            self.out_channels = int(meta["out_channels"])
-        except (ValueError, KeyError, TypeError, IndexError) as err:
+            return session, json.loads(props[_META])
+        except ValueError as err:
             raise ValueError(f"{str(path)!r} has damaged scaleeq metadata: {err}") from None
-        self.meta = meta
 
     # -- one window ---------------------------------------------------------------------------
-    def _run(self, lr: np.ndarray, plan: RenderPlan, top: int, left: int) -> np.ndarray:
-        scale = plan.scale[0].numpy().astype(np.float64)
+    def _run(self, x: np.ndarray, scale: np.ndarray, top: int, left: int) -> np.ndarray:
+        """One run of the render graph: the window at ``(top, left)`` (``x``: the LR image, or
+        the features of a split export)."""
         origin = np.array([top, left], dtype=np.int64)
-        (out,) = self.session.run(["sr"], {"lr": lr, "scale": scale, "origin": origin})
+        name = "lr" if self.features_session is None else "feat"
+        (out,) = self.session.run(["sr"], {name: x, "scale": scale, "origin": origin})
         return out
 
     def _plan(
@@ -363,9 +458,12 @@ class OnnxUpscaler:
             except ImportError:
                 pass
         x = lr.detach().to("cpu", torch.float32).contiguous().numpy()
+        scale_in = plan.scale[0].numpy().astype(np.float64)
+        if self.features_session is not None:  # split export: the features once per image
+            (x,) = self.features_session.run(["feat"], {"lr": x, "scale": scale_in})
         out = np.empty((lr.shape[0], self.out_channels, height, width), dtype=np.float32)
         for y, xx in tiles:
-            tile = self._run(x, plan, y, xx)
+            tile = self._run(x, scale_in, y, xx)
             y0, y1 = max(y, top0), min(y + th, top0 + height, out_h)
             x0, x1 = max(xx, left0), min(xx + tw, left0 + width, out_w)
             out[:, :, y0 - top0 : y1 - top0, x0 - left0 : x1 - left0] = tile[

@@ -41,6 +41,7 @@ __all__ = [
     "check_x_size",
     "crop_padding",
     "drop_path_rates",
+    "merge_heads",
     "overlap_relative_position_index",
     "pad_to_multiple",
     "relative_position_index",
@@ -138,6 +139,20 @@ def _pad_index(n: int, multiple: int) -> torch.Tensor:
     i = torch.arange(multiple * ((n + multiple - 1) // multiple))
     reflected = torch.where(i < n, i, 2 * (n - 1) - i)
     return torch.where(reflected.min() >= 0, reflected, i.clamp(max=n - 1))
+
+
+def merge_heads(out: torch.Tensor) -> torch.Tensor:
+    """Attention output ``(B, nH, N, d)`` -> ``(B, N, nH * d)``.
+
+    While tracing, the transposed output is copied first: an exporter that decomposes
+    ``scaled_dot_product_attention`` gets other strides than the trace saw, and a reshape traced
+    as a view of them fails.
+    """
+    b, nh, n, d = out.shape
+    out = out.transpose(1, 2)
+    if is_compiling():
+        out = out.clone(memory_format=torch.contiguous_format)
+    return out.reshape(b, n, nh * d)
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:
@@ -359,7 +374,7 @@ class WindowAttention(nn.Module):
             nw = mask.shape[0]
             bias = (bias + mask[:, None]).repeat(bw // nw, 1, 1, 1)  # (B * nW, nH, N, N)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
-        return self.proj(out.transpose(1, 2).reshape(bw, n, c))
+        return self.proj(merge_heads(out))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"
@@ -516,7 +531,7 @@ class OverlapCrossAttentionBlock(nn.Module):
         q = q.view(bw, n, nh, d).transpose(1, 2)
         bias = self.relative_position_bias()[None].to(q.dtype)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)
-        out = window_reverse(out.transpose(1, 2).reshape(bw, n, c), ws, h, w)
+        out = window_reverse(merge_heads(out), ws, h, w)
         x = x + self.proj(out.reshape(b, h * w, c))
         return x + self.mlp(self.norm2(x))
 
