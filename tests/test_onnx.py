@@ -236,3 +236,33 @@ def test_split_export_matches_eager(name, tmp_path):
     assert [i.name for i in feats.graph.input] == ["lr", "scale"]
     with pytest.raises(ValueError, match="features file"):
         OnnxUpscaler(features_path(path))
+
+
+def test_without_the_onnx_extra_scaleeq_works_and_export_says_what_to_install():
+    script = textwrap.dedent(
+        """
+        import sys, importlib.abc
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("onnx", "onnxscript", "onnxruntime"):
+                    raise ImportError(f"{name} is hidden in this test")
+
+        sys.meta_path.insert(0, Block())
+        import torch, scaleeq
+        from scaleeq import NeuralKrigingUpsampler
+        up = NeuralKrigingUpsampler(4, hidden=8, blocks=1)
+        assert up(torch.rand(1, 4, 5, 6), scale=2.5).shape == (1, 3, 13, 15)
+        from scaleeq.onnx import OnnxUpscaler, export_onnx
+        for call in (lambda: export_onnx(up, "x.onnx"), lambda: OnnxUpscaler("x.onnx")):
+            try:
+                call()
+            except ImportError as e:
+                assert "pip install 'scaleeq[onnx]'" in str(e), e
+            else:
+                raise SystemExit("no ImportError")
+        print("ok")
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
