@@ -261,15 +261,17 @@ def _write(
     level = registry_log.level  # it warns about torchvision's ops, which are not used
     registry_log.setLevel(logging.ERROR)
     try:
-        program = torch.onnx.export(
-            exported,
-            dynamo=True,
-            input_names=inputs,
-            output_names=outputs,
-            opset_version=opset,
-            optimize=True,
-            verbose=False,
-        )
+        with warnings.catch_warnings():  # torch-internal deprecation noise of its own pytrees
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            program = torch.onnx.export(
+                exported,
+                dynamo=True,
+                input_names=inputs,
+                output_names=outputs,
+                opset_version=opset,
+                optimize=True,
+                verbose=False,
+            )
     finally:
         registry_log.setLevel(level)
     proto = program.model_proto
