@@ -25,7 +25,7 @@ from scaleeq.models import EDSR, EQSR, RCAN, SwinIR  # noqa: E402
 from scaleeq.onnx import OnnxUpscaler, export_onnx, features_path  # noqa: E402
 from scaleeq.onnx import upscale as onnx_upscale  # noqa: E402
 
-from ._standins import SwinLike  # noqa: E402
+from ._standins import BasicSREDSR, EDSRPyTorch, SwinLike  # noqa: E402
 
 TOL = 1e-4
 SCALES = [1.5, 3.7, 8.0, (2.5, 1.5)]
@@ -194,8 +194,28 @@ def test_file_runs_in_plain_onnxruntime_without_scaleeq(nk, tmp_path):
     assert float(res.stdout.strip().splitlines()[-1]) <= TOL
 
 
+class _Custom(torch.nn.Module):  # a user's network: retrofitted by naming its parts
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+        self.head_out = torch.nn.Sequential(
+            torch.nn.Conv2d(8, 12, 3, padding=1), torch.nn.PixelShuffle(2)
+        )
+
+    def forward(self, x):
+        return self.head_out(self.encoder(x))
+
+
 SLOW_MODELS = {
     "edsr": lambda: retrofit(EDSR.from_preset("tiny"), skip="bicubic"),
+    "basicsr-edsr": lambda: retrofit(BasicSREDSR()),
+    "edsr-pytorch": lambda: retrofit(EDSRPyTorch(group=True)),
+    "custom": lambda: retrofit(
+        _Custom(),
+        body="encoder",
+        tail="head_out",
+        upsampler=NeuralKrigingUpsampler(8, hidden=16, blocks=1),
+    ),
     "rcan": lambda: retrofit(RCAN.from_preset("tiny")),
     "swinir": lambda: retrofit(SwinIR.from_preset("tiny", upscale=2)),
     "hat": lambda: retrofit(SwinLike(hat=True)),
@@ -208,7 +228,7 @@ SLOW_MODELS = {
 def test_sr_models_match_eager(name, tmp_path):
     torch.manual_seed(0)
     model = _perturbed(SLOW_MODELS[name]())
-    path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE)
+    path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE, in_channels=3)
     runner = OnnxUpscaler(path)
     _check_against_eager(model, runner, 3)
     x = torch.rand(1, 3, 4, 3, generator=torch.Generator().manual_seed(6))  # smaller than a window
