@@ -1,0 +1,363 @@
+"""Tests written for surviving mutants of the mutation-testing run (docs/testing.md).
+
+Each test states an invariant or compares with an independent reference; none takes its
+expected value from the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import scaleeq.resize as resize_mod
+from scaleeq import as_scale_tensor
+from scaleeq.geometry import render_plan
+from scaleeq.layers.adaptive_conv import AdaptiveConv2d, _auto_impl
+from scaleeq.metrics import psnr_y, rgb_to_y, shave, ssim_y
+from scaleeq.ops._lean import lean_backward, shifted_sum
+from scaleeq.ops.aggregate import _is_exporting, distance_kernel
+from scaleeq.ops.coords import axis_queries, nearest_index
+from scaleeq.resize import imresize
+
+# -- metrics.py ---------------------------------------------------------------------------------
+
+
+def test_metric_errors_name_the_argument_and_its_layout():
+    good, flat = torch.rand(1, 3, 12, 12), torch.rand(3, 12, 12)
+    layout = r"of shape \(B, 3, H, W\)"
+    with pytest.raises(ValueError, match=r"^img must be a 4-D tensor " + layout):
+        rgb_to_y(flat)
+    with pytest.raises(ValueError, match=r"^sr must be a 4-D tensor " + layout):
+        psnr_y(flat, good)
+    with pytest.raises(ValueError, match=r"^hr must be a 4-D tensor " + layout):
+        psnr_y(good, flat)
+
+
+def test_default_crop_is_the_ceiling_of_each_axis_factor_in_float64():
+    hr = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    sr = hr.clone()
+    sr[..., 3, 8] += 0.5  # row 3: inside a 4-pixel border, outside a 2-pixel one
+    assert math.isinf(psnr_y(sr, hr, scale=(4.0, 2.0)).item())
+    assert math.isfinite(psnr_y(sr, hr, scale=(2.0, 4.0)).item())
+    sr = hr.clone()
+    sr[..., 8, 2] += 0.5  # column 2: ceil(2 + 1e-9) = 3 crops it; a float32 scale (2.0) not
+    assert math.isinf(psnr_y(sr, hr, scale=2 + 1e-9).item())
+    assert math.isfinite(psnr_y(sr, hr, scale=2.0).item())
+
+
+def test_ssim_crops_by_scale_or_crop():
+    hr = torch.rand(1, 3, 16, 16, dtype=torch.float64)
+    sr = hr.clone()
+    sr[..., 1, :] = 0.0  # damage inside a 2-pixel border only
+    assert ssim_y(sr, hr).item() < 1.0
+    assert ssim_y(sr, hr, scale=2).item() == 1.0
+    assert ssim_y(sr, hr, crop=2).item() == 1.0
+
+
+@pytest.mark.parametrize("crop", [(1, 2, 3), [1, 2], (1, 2.5), 2.0, True])
+def test_crop_must_be_an_int_or_a_pair_of_ints(crop):
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(TypeError, match="crop must be an int or a pair of ints"):
+        psnr_y(x, x, crop=crop)
+
+
+def test_shave_removes_exactly_the_border():
+    img = torch.arange(5 * 9, dtype=torch.float64).view(5, 9)  # 2-D: (..., H, W) with no batch
+    torch.testing.assert_close(shave(img, (1, 3)), img[1:4, 3:6], rtol=0, atol=0)
+    assert shave(img[None, None], (2, 4)).shape == (1, 1, 1, 1)
+    for crop in [(3, 0), (0, 5), (3, 5)]:  # 2 * crop >= side: nothing left
+        with pytest.raises(ValueError, match="leaves nothing"):
+            shave(img, crop)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        shave(torch.rand(1, 1, 8, 8), (4, 0))
+    with pytest.raises(ValueError, match="leaves nothing"):
+        shave(torch.rand(1, 1, 8, 8), (0, 4))
+
+
+def test_ssim_accepts_exactly_11x11():
+    x = torch.rand(1, 3, 11, 11)
+    assert ssim_y(x, x).item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_constants_against_scikit_image_on_images_of_different_brightness():
+    metrics = pytest.importorskip("skimage.metrics")
+    g = torch.Generator().manual_seed(3)
+    hr = 0.1 * torch.rand(1, 3, 16, 16, generator=g, dtype=torch.float64)  # dark
+    sr = 0.4 + 0.3 * torch.rand(1, 3, 16, 16, generator=g, dtype=torch.float64)  # bright
+    y = lambda t: (16 + 65.481 * t[0, 0] + 128.553 * t[0, 1] + 24.966 * t[0, 2]).numpy()  # noqa: E731
+    ref = metrics.structural_similarity(
+        y(sr), y(hr), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+    )
+    assert ssim_y(sr, hr).item() == pytest.approx(ref, abs=1e-9)
+
+
+# -- scale.py -----------------------------------------------------------------------------------
+
+
+def test_largest_side_is_accepted_and_one_more_doubling_is_not():
+    assert as_scale_tensor(float(2**53)).tolist() == [[2.0**53, 2.0**53]]
+    plan = render_plan((1, 1), 1, scale=float(2**53), max_pixels=2**200)
+    assert plan.out_size == (2**53, 2**53)
+    with pytest.raises(
+        ValueError,
+        match=r"^scale maps input size \(2, 1\) to output size "
+        r"\(18014398509481984, 9007199254740992\), beyond the largest supported side 2\*\*53",
+    ):
+        render_plan((2, 1), 1, scale=float(2**53), max_pixels=2**200)
+
+
+@pytest.mark.parametrize("scale", [(0.4, 0.5), (0.5, 0.04)])
+def test_a_uniform_scale_that_empties_either_side_is_refused(scale):
+    with pytest.raises(ValueError, match=r"^scale maps input size \(1, 10\) to output size"):
+        render_plan((1, 10), 1, scale=scale)
+
+
+def test_as_scale_tensor_names_its_argument_and_honours_device():
+    with pytest.raises(ValueError, match=r"^factor must be finite and > 0"):
+        as_scale_tensor(-1.0, name="factor")
+    with pytest.raises(ValueError, match=r"^factor holds 3 per-sample scales"):
+        as_scale_tensor(torch.ones(3), 2, name="factor")
+    assert as_scale_tensor(2.5, 2, device="meta").device.type == "meta"
+
+
+# -- resize.py ----------------------------------------------------------------------------------
+
+# MATLAB's bicubic (Keys, a = -0.5) halving, worked out by hand: without antialiasing each output
+# sits halfway between two inputs, cubic(0.5) = 0.5625 and cubic(1.5) = -0.0625; with it the
+# kernel is 0.5 * cubic(0.5 d) at d = 0.5, 1.5, 2.5, 3.5.
+HALVE_PLAIN = [-0.0625, 0.5625, 0.5625, -0.0625]
+HALVE_AA = [-0.01171875, -0.03515625, 0.11328125, 0.43359375]
+HALVE_AA = HALVE_AA + HALVE_AA[::-1]
+
+
+def _halve_by_hand(length, taps):
+    """The halving matrix's interior rows: output i takes inputs 2i + 1 - k/2 ... 2i + k/2."""
+    k, rows, keep = len(taps), [], []
+    for i in range(length // 2):
+        first = 2 * i + 1 - k // 2
+        if first >= 0 and first + k <= length:  # all taps inside: no mirroring
+            row = np.zeros(length)
+            row[first : first + k] = taps
+            rows.append(row)
+            keep.append(i)
+    return np.array(rows), keep
+
+
+@pytest.mark.parametrize("antialias", [False, True])
+@pytest.mark.parametrize("by", ["scale", "size"])
+def test_halving_matches_the_hand_worked_matlab_kernel(antialias, by):
+    x = torch.rand(24, 24, dtype=torch.float64)
+    taps = HALVE_AA if antialias else HALVE_PLAIN
+    m, keep = _halve_by_hand(24, taps)
+    kw = {"scale": 0.5} if by == "scale" else {"size": (12, 12)}
+    y = imresize(x, antialias=antialias, **kw).numpy()
+    np.testing.assert_allclose(y[np.ix_(keep, keep)], m @ x.numpy() @ m.T, rtol=0, atol=1e-12)
+
+
+def test_imresize_argument_checks():
+    with pytest.raises(TypeError, match=r"^x must be a tensor of shape"):
+        imresize([[1.0]], scale=2)
+    with pytest.raises(TypeError, match=r"^x must be a tensor of shape"):
+        imresize(torch.rand(4), scale=2)
+    with pytest.raises(TypeError, match=r"^x must be a floating-point tensor"):
+        imresize(torch.ones(4, 4, dtype=torch.int64), scale=2)
+    with pytest.raises(ValueError, match="size must be a pair of ints >= 1"):
+        imresize(torch.rand(4, 4), size=(4, 4, 4))
+    assert imresize(torch.rand(0, 4, 4), scale=2).shape == (0, 8, 8)  # empty batch, fine
+    assert imresize(torch.rand(4, 4), size=(1, 4)).shape == (1, 4)
+    assert imresize(torch.rand(4, 4), size=(4, 1)).shape == (4, 1)
+
+
+def test_imresize_size_guard_boundaries(monkeypatch):
+    monkeypatch.setattr(resize_mod, "MAX_RENDER_PIXELS", 2 * 4 * 5)
+    imresize(torch.rand(2, 4, 4), size=(4, 5))  # exactly at the limit: allowed
+    with pytest.raises(ValueError, match="exceeds the limit"):
+        imresize(torch.rand(2, 4, 4), size=(5, 5))
+    monkeypatch.setattr(resize_mod, "MAX_RENDER_PIXELS", 10**6)
+    # at factor >= 1 each output pixel has 4 + 2 = 6 taps
+    monkeypatch.setattr(resize_mod, "MAX_RESIZE_WEIGHTS", 6 * 5)
+    imresize(torch.rand(4, 4), size=(5, 5))  # both 5 x 6 weight matrices at the limit
+    with pytest.raises(ValueError, match=r"factor 1\.5 along the width\) needs a 6 x 6"):
+        imresize(torch.rand(4, 4), size=(5, 6))
+    with pytest.raises(ValueError, match=r"factor 1\.5 along the height\) needs a 6 x 6"):
+        imresize(torch.rand(4, 4), size=(6, 5))
+
+
+# -- ops/coords.py ------------------------------------------------------------------------------
+
+
+def test_nearest_index_rounds_half_to_even_like_python():
+    # ties (u = k + 1/2) need an even LR length: 8 -> 1 gives u = 3.5, 10 -> 1 gives u = 4.5
+    for lr_len, hr_len in [(7, 7), (7, 14), (7, 3), (7, 35), (4, 1), (8, 1), (10, 1), (12, 3)]:
+        index = torch.arange(-3, hr_len + 3)
+        got = nearest_index(index, lr_len, torch.tensor(hr_len)).tolist()
+        # u = ((2 i + 1) n - N) / (2 N); Python's round() of a Fraction is half-to-even
+        want = [round(Fraction((2 * i + 1) * lr_len - hr_len, 2 * hr_len)) for i in index.tolist()]
+        assert got == want
+
+
+def test_axis_queries_dtype_and_device():
+    q = axis_queries(4, torch.tensor([8]), torch.tensor([0]), 8, dtype=torch.float32)
+    assert q.pos.dtype == q.offset.dtype == torch.float32
+    q = axis_queries(4, torch.tensor([8]), torch.tensor([0]), 8, device="meta")
+    assert {t.device.type for t in (q.index, q.valid, q.nearest, q.pos, q.offset)} == {"meta"}
+
+
+@pytest.mark.parametrize(("lr_len", "hr_len"), [(16, 56), (16, 40), (5, 17), (7, 7), (3, 30)])
+def test_official_rounding_is_grid_sample_nearest_on_float32_make_coord(lr_len, hr_len):
+    # The official (LIIF-style) code: pixel centres -1 + 1/n + (2/n) i in float32, the LR pixel
+    # chosen by grid_sample(mode="nearest", align_corners=False), the relative coordinate
+    # (query - chosen centre) * n. Reproduced here with torch's own grid_sample.
+    def make_coord(n):
+        return (torch.tensor(-1 + 1 / n, dtype=torch.float32)
+                + torch.tensor(2 / n, dtype=torch.float32) * torch.arange(n, dtype=torch.float32))  # fmt: skip
+
+    g = make_coord(hr_len)
+    grid = torch.stack([g, torch.zeros_like(g)], dim=-1)[None, None]  # (1, 1, N, 2): x, y
+    lr_idx = torch.arange(lr_len, dtype=torch.float32).view(1, 1, 1, lr_len)
+    want_nearest = F.grid_sample(lr_idx, grid, mode="nearest", align_corners=False)[0, 0, 0]
+    lr_coord = make_coord(lr_len).view(1, 1, 1, lr_len)
+    q_coord = F.grid_sample(lr_coord, grid, mode="nearest", align_corners=False)[0, 0, 0]
+    want_rel = (g - q_coord) * lr_len
+    q = axis_queries(lr_len, torch.tensor([hr_len]), torch.tensor([0]), hr_len, rounding="official")
+    assert q.index.tolist() == [list(range(hr_len))] and q.valid.all()
+    assert q.nearest[0].tolist() == want_nearest.long().tolist()
+    assert torch.equal(2 * q.offset[0], want_rel)
+    torch.testing.assert_close(q.pos[0], ((g + 1) * lr_len - 1) / 2, rtol=0, atol=0)
+    q64 = axis_queries(lr_len, torch.tensor([hr_len]), torch.tensor([0]), hr_len,
+                       rounding="official", dtype=torch.float64)  # fmt: skip
+    assert q64.pos.dtype == q64.offset.dtype == torch.float64
+    # a halo of 3 queries each side: the chosen LR pixel clamps to the border (int64)
+    halo = axis_queries(lr_len, torch.tensor([hr_len]), torch.tensor([-3]), hr_len + 6,
+                        rounding="official")  # fmt: skip
+    gh = torch.tensor(-1 + 1 / hr_len, dtype=torch.float32) + torch.tensor(
+        2 / hr_len, dtype=torch.float32
+    ) * torch.arange(-3, hr_len + 3, dtype=torch.float32)
+    grid_h = torch.stack([gh, torch.zeros_like(gh)], dim=-1)[None, None]
+    want_h = F.grid_sample(
+        lr_idx, grid_h, mode="nearest", padding_mode="border", align_corners=False
+    )
+    assert halo.nearest.dtype == torch.int64
+    assert halo.nearest[0].tolist() == want_h[0, 0, 0].long().tolist()
+
+
+# -- ops/_lean.py -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "needs", [(True, False, False), (False, True, False), (False, False, True)]
+)
+def test_lean_backward_gives_exactly_the_needed_gradients_in_any_layout(needs):
+    g = torch.Generator().manual_seed(5)
+    b, grp, c, h, w = 2, 2, 4, 5, 6
+    x = torch.rand(b, c, h, w, generator=g, dtype=torch.float64).to(
+        memory_format=torch.channels_last
+    )
+    kernel = torch.rand(b, w, h, grp, 9, generator=g, dtype=torch.float64).permute(0, 3, 4, 2, 1)
+    dist = torch.rand(b, 9, h, w, generator=g, dtype=torch.float64)
+    gy = torch.rand(b, c, h, w, generator=g, dtype=torch.float64)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (x, kernel, dist)]
+    want = torch.autograd.grad(shifted_sum(*leaves), leaves, gy)  # out-of-place autograd path
+    got = lean_backward(gy, x, kernel, dist, needs)
+    for need, gt, wt in zip(needs, got, want, strict=True):
+        if need:
+            torch.testing.assert_close(gt, wt)
+        else:
+            assert gt is None
+
+
+# -- ops/aggregate.py ---------------------------------------------------------------------------
+
+
+def test_distance_kernel_of_a_5x5_window_matches_direct_distances():
+    n, big, k, m = 4, 7, 5, 2  # LR 4x4 -> HR 7x7, a 5x5 neighbourhood
+    q = axis_queries(n, torch.tensor([big]), torch.tensor([-m]), big + 2 * m, dtype=torch.float64)
+    r = distance_kernel(q, q, torch.tensor(0.7, dtype=torch.float64), k)
+    assert r.shape == (1, k * k, big, big)
+
+    def centre(i):  # nearest LR pixel of HR index i (clamped), no ties at these sizes
+        return min(max(round((i + 0.5) * n / big - 0.5), 0), n - 1)
+
+    for i in range(big):
+        for j in range(big):
+            py, px = (i + 0.5) * n / big - 0.5, (j + 0.5) * n / big - 0.5
+            for t in range(k * k):
+                cy, cx = centre(i + t // k - m), centre(j + t % k - m)
+                want = math.exp(-((py - cy) ** 2 + (px - cx) ** 2) / (2 * 0.7**2))
+                assert abs(r[0, t, i, j].item() - want) < 1e-12
+
+
+def test_is_exporting_is_true_only_while_torch_export_traces():
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(_is_exporting())
+            return x + 1
+
+    assert _is_exporting() is False
+    torch.export.export(Probe(), (torch.ones(2),), strict=False)
+    assert seen and all(s is True for s in seen)
+
+
+# -- layers/adaptive_conv.py --------------------------------------------------------------------
+
+
+def test_auto_impl_follows_the_documented_cpu_rule():
+    cpu, other = torch.device("cpu"), torch.device("meta")
+    assert _auto_impl(cpu, 128, 128) == "grouped"  # up to 128 x 128 channels on the CPU
+    assert _auto_impl(cpu, 1, 128 * 128) == "grouped"
+    assert _auto_impl(cpu, 128, 129) == "scale"
+    assert _auto_impl(cpu, 129, 128) == "scale"
+    assert _auto_impl(other, 4, 4) == "scale"  # elsewhere: input scaling
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        torch.nn.Conv2d(3, 5, 3, stride=2, padding=1, bias=True, dtype=torch.float64),
+        torch.nn.Conv2d(3, 5, (3, 1), padding="same", bias=False, dtype=torch.float64),
+    ],
+)
+def test_from_conv_is_the_same_convolution_at_every_scale(conv):
+    layer = AdaptiveConv2d.from_conv(conv)
+    assert layer.weight.dtype == torch.float64 and layer.encoding.num_freqs == 8
+    assert not layer.demodulate
+    x = torch.rand(2, 3, 9, 8, dtype=torch.float64)
+    for scale in (1.5, 3.7):
+        torch.testing.assert_close(layer(x, scale), conv(x), rtol=1e-12, atol=1e-12)
+    assert AdaptiveConv2d.from_conv(conv, demodulate=True).demodulate
+
+
+def test_from_conv_keeps_the_device_and_refuses_what_it_cannot_copy():
+    meta = AdaptiveConv2d.from_conv(torch.nn.Conv2d(2, 2, 3, device="meta"))
+    assert meta.weight.device.type == "meta" and meta.style(2.0).device.type == "meta"
+    for bad in (
+        torch.nn.Conv2d(2, 2, 3, dilation=2),
+        torch.nn.Conv2d(2, 2, 3, groups=2),
+        torch.nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
+    ):
+        with pytest.raises(ValueError, match="groups=1, dilation=1 and padding_mode='zeros'"):
+            AdaptiveConv2d.from_conv(bad)
+
+
+def test_adaptive_conv_errors_name_the_layout_size_and_scale():
+    layer = AdaptiveConv2d(2, 2, 5, padding=0)
+    with pytest.raises(ValueError, match=r"^x must be a 4-D tensor of shape \(B, C_in, H, W\)"):
+        layer(torch.rand(2, 8, 8), 2.0)
+    with pytest.raises(
+        ValueError, match=r"too small for kernel_size \(5, 5\) with padding \(0, 0\)"
+    ):
+        layer(torch.rand(1, 2, 3, 8), 2.0)
+    with pytest.raises(ValueError, match=r"^scale holds 3 per-sample scales"):
+        layer(torch.rand(2, 2, 8, 8), torch.tensor([2.0, 3.0, 4.0]))
+    same = AdaptiveConv2d(2, 2, (2, 2), padding="same")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: an even kernel with "same" may copy the input
+        assert same(torch.rand(1, 2, 1, 1), 2.0).shape == (1, 2, 1, 1)  # any non-empty input
