@@ -361,3 +361,33 @@ def test_adaptive_conv_errors_name_the_layout_size_and_scale():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch: an even kernel with "same" may copy the input
         assert same(torch.rand(1, 2, 1, 1), 2.0).shape == (1, 2, 1, 1)  # any non-empty input
+
+
+def test_initialisation_follows_nn_conv2d_and_the_documented_style_init():
+    """Weights and bias drawn like ``nn.Conv2d`` (uniform within 1 / sqrt(fan_in)), bias on by
+    default, the style MLP at zero (``zero_init``) or N(0, 0.02^2)."""
+    torch.manual_seed(0)
+    layer = AdaptiveConv2d(32, 64, 3)
+    bound = 1 / math.sqrt(32 * 9)  # what nn.Conv2d's kaiming_uniform(a=sqrt(5)) gives
+    ref = torch.nn.Conv2d(32, 64, 3)
+    torch.testing.assert_close(ref.weight.abs().max(), torch.tensor(bound), rtol=0.02, atol=0)
+    for p in (layer.weight, layer.bias):
+        assert p is not None
+        assert float(p.max()) <= bound and float(p.min()) >= -bound
+        assert float(p.max()) > 0.9 * bound and float(p.min()) < -0.9 * bound  # the full range
+    assert float(layer.to_style.weight.abs().max()) == 0.0
+    torch.manual_seed(0)
+    small = AdaptiveConv2d(32, 64, 3, zero_init=False).to_style.weight
+    assert 0.017 < float(small.std()) < 0.023 and float(small.abs().max()) > 0
+
+
+@pytest.mark.parametrize("padding, size", [("valid", (5, 6)), ("same", (7, 8)), (2, (9, 10))])
+def test_padding_modes_give_nn_conv2d_sizes_and_values(padding, size):
+    torch.manual_seed(0)
+    layer = AdaptiveConv2d(3, 4, 3, padding=padding, demodulate=False)
+    ref = torch.nn.Conv2d(3, 4, 3, padding=padding)
+    ref.load_state_dict({"weight": layer.weight, "bias": layer.bias})
+    x = torch.rand(1, 3, 7, 8)
+    out = layer(x, 2.0)  # the style is 1 at initialisation: a plain convolution
+    assert out.shape[-2:] == size
+    torch.testing.assert_close(out, ref(x))
