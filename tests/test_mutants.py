@@ -391,3 +391,24 @@ def test_padding_modes_give_nn_conv2d_sizes_and_values(padding, size):
     out = layer(x, 2.0)  # the style is 1 at initialisation: a plain convolution
     assert out.shape[-2:] == size
     torch.testing.assert_close(out, ref(x))
+
+
+def test_afe_block_documented_defaults_and_structure():
+    """AFEBlock(dim): a 3x3 demodulated AdaptiveConv2d without bias, scale encoding with 8
+    frequencies (2 * (2 * 8 + 1) = 34 features), SE bottleneck int(0.25 * hidden) but at least 1,
+    1x1 projections with bias; se_ratio = 1 is allowed (the range is (0, 1])."""
+    from scaleeq import AFEBlock
+
+    blk = AFEBlock(8)
+    assert blk.conv.kernel_size == (3, 3) and blk.conv.bias is None
+    assert blk.conv.encoding.out_features == 34 and blk.conv.demodulate is True
+    assert blk.se.fc1.out_features == 2 and blk.pw_in.bias is not None
+    assert blk.identity_init is False and AFEBlock(8, identity_init=True).identity_init is True
+    assert AFEBlock(2).se.fc1.out_features == 1  # int(0.5) = 0 -> at least 1
+    assert AFEBlock(8, se_ratio=1.0).se.fc1.out_features == 8
+    for kwargs, name in (({"dim": 0}, "dim"), ({"dim": 4, "hidden": 0}, "hidden"),
+                         ({"dim": 4, "se_ratio": -1.0}, "se_ratio")):  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            AFEBlock(**kwargs)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        blk(torch.rand(8, 5, 5), 2.0)
