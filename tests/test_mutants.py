@@ -408,7 +408,7 @@ def test_afe_block_documented_defaults_and_structure():
     assert AFEBlock(8, se_ratio=1.0).se.fc1.out_features == 8
     for kwargs, name in (({"dim": 0}, "dim"), ({"dim": 4, "hidden": 0}, "hidden"),
                          ({"dim": 4, "se_ratio": -1.0}, "se_ratio")):  # fmt: skip
-        with pytest.raises(ValueError, match=name):
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
             AFEBlock(**kwargs)
-    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+    with pytest.raises(ValueError, match=r"^x must be a 4-D tensor of shape \(B, C, H, W\), got"):
         blk(torch.rand(8, 5, 5), 2.0)
