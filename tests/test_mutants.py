@@ -412,3 +412,25 @@ def test_afe_block_documented_defaults_and_structure():
             AFEBlock(**kwargs)
     with pytest.raises(ValueError, match=r"^x must be a 4-D tensor of shape \(B, C, H, W\), got"):
         blk(torch.rand(8, 5, 5), 2.0)
+
+
+def test_afe_block_passes_its_arguments_down_and_token_block_errors_are_exact():
+    from scaleeq import AFEBlock, AFETokenBlock, ScaleEncoding
+    from scaleeq.layers.afe import LayerNorm2d
+
+    enc = ScaleEncoding(2)
+    blk = AFEBlock(8, hidden=6, num_freqs=4, demodulate=False)
+    assert blk.hidden == 6 and blk.conv.encoding.out_features == 18 and not blk.conv.demodulate
+    assert AFEBlock(8, encoding=enc).conv.encoding is enc
+    with pytest.raises(ValueError, match=r"^se_ratio must be in \(0, 1\]"):
+        AFEBlock(8, se_ratio=1.5)
+    # LayerNorm2d normalises over channels with the eps it was given, not layer_norm's 1e-5
+    ln = LayerNorm2d(2, eps=1e-6)
+    x = torch.tensor([0.0, 2e-3], dtype=torch.float64).view(1, 2, 1, 1)  # variance 1e-6
+    ln = ln.double()
+    torch.testing.assert_close(ln(x).flatten(), torch.tensor([-1.0, 1.0], dtype=torch.float64) / math.sqrt(2.0), rtol=1e-9, atol=1e-9)  # fmt: skip
+    tok = AFETokenBlock(4)
+    with pytest.raises(ValueError, match=r"^x must be a 3-D tensor of shape \(B, L, C\), got"):
+        tok(torch.rand(1, 4, 2, 2), (2, 2), 2.0)
+    with pytest.raises(TypeError, match=r"^x_size must be an int or a pair of ints"):
+        tok(torch.rand(1, 4, 4), (1, 2, 2), 2.0)
