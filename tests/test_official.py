@@ -12,7 +12,16 @@ from scaleeq.models import EQSR, SwinIR, convert_eqsr_state_dict, load_official_
 from scaleeq.models._swin import overlap_relative_position_index, relative_position_index
 from scaleeq.models.eqsr import OfficialCellEncoding
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "eqsr_official_tiny"
+# ../shared beside the checkout; searched upwards so that a copy of tests/ one level deeper
+# (mutmut's mutants/tests) finds it too
+FIXTURE = next(
+    (
+        p / "shared" / "fixtures" / "eqsr_official_tiny"
+        for p in Path(__file__).resolve().parents[1:]
+        if (p / "shared" / "fixtures" / "eqsr_official_tiny").is_dir()
+    ),
+    Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "eqsr_official_tiny",
+)
 ATOL = 1e-4  # the fixture README's recommendation (observed noise ~5e-6)
 
 
