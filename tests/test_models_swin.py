@@ -160,6 +160,21 @@ def test_pad_to_multiple(h, w):
         assert torch.equal(y[..., 3, :w], x[..., 0, :])
 
 
+def test_pad_to_multiple_matches_torch_padding_per_axis():
+    """Against F.pad: reflect on an axis whose pad is shorter than it, replicate otherwise."""
+    import torch.nn.functional as F
+
+    for h in range(1, 10):
+        for w in range(1, 10):
+            x = torch.randn(2, 3, h, w)
+            ref = x
+            for dim, n in ((3, w), (2, h)):
+                pad = (-n) % 4
+                spec = (0, pad, 0, 0) if dim == 3 else (0, 0, 0, pad)
+                ref = F.pad(ref, spec, mode="reflect" if pad < n else "replicate")
+            assert torch.equal(pad_to_multiple(x, 4), ref), (h, w)
+
+
 # ----------------------------------------------------------------------------------------------
 # SwinIR
 

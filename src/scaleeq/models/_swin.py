@@ -103,20 +103,10 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
         ``(B, C, H', W')`` with ``H' = ceil(H / multiple) * multiple`` (same for ``W``).
     """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if is_compiling():  # symbolic sizes (export): the same rule as index arithmetic, no branch
-        return x.index_select(-2, _pad_index(h, multiple)).index_select(-1, _pad_index(w, multiple))
-    if ph == 0 and pw == 0:
-        return x
-    if ph < h and pw < w:
-        return F.pad(x, (0, pw, 0, ph), mode="reflect")
-    if pw < w:
-        x = F.pad(x, (0, pw, 0, 0), mode="reflect")
-        return F.pad(x, (0, 0, 0, ph), mode="replicate")
-    if ph < h:
-        x = F.pad(x, (0, 0, 0, ph), mode="reflect")
-        return F.pad(x, (0, pw, 0, 0), mode="replicate")
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+    if not is_compiling() and h % multiple == 0 and w % multiple == 0:
+        return x  # (symbolic sizes take the gather below: no branch on them)
+    rows, cols = _pad_index(h, multiple, x.device), _pad_index(w, multiple, x.device)
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def crop_padding(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -127,16 +117,17 @@ def crop_padding(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     h, w = size
     if is_compiling():
-        return x.index_select(-2, torch.arange(h)).index_select(-1, torch.arange(w))
+        rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        return x.index_select(-2, rows).index_select(-1, cols)
     return x[:, :, :h, :w]
 
 
-def _pad_index(n: int, multiple: int) -> torch.Tensor:
+def _pad_index(n: int, multiple: int, device: torch.device) -> torch.Tensor:
     """Source index of each position of ``n`` padded up to a multiple: reflect when the pad is
     shorter than ``n``, else replicate the last one (:func:`pad_to_multiple`'s rule, as tensor
-    arithmetic). The padded length is written ``multiple * ceil(n / multiple)`` so that a
-    compiler sees it as a multiple."""
-    i = torch.arange(multiple * ((n + multiple - 1) // multiple))
+    arithmetic, so that symbolic sizes need no branch). The padded length is written
+    ``multiple * ceil(n / multiple)`` so that a compiler sees it as a multiple."""
+    i = torch.arange(multiple * ((n + multiple - 1) // multiple), device=device)
     reflected = torch.where(i < n, i, 2 * (n - 1) - i)
     return torch.where(reflected.min() >= 0, reflected, i.clamp(max=n - 1))
 
