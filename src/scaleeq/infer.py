@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -26,6 +27,15 @@ DEFAULT_MAX_WINDOW_PIXELS = 256 * 256
 #: allocate (2^31 pixels: 24 GiB as float32 RGB). Each tile is also held to
 #: ``scaleeq.geometry.MAX_RENDER_PIXELS``.
 MAX_OUTPUT_PIXELS = 2**31
+
+
+def with_progress(tiles: list, desc: str) -> Iterable:
+    """``tiles`` wrapped in a tqdm progress bar, or unchanged where tqdm is not installed."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return tiles
+    return tqdm(tiles, desc=desc, unit="tile", leave=False)
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -106,12 +116,7 @@ def upscale(
     cols = _split(out_w, math.ceil(out_w / max(1, max_window_pixels // tile_h)))
     tiles = [(top, th, left, tw) for top, th in rows for left, tw in cols]
     if progress:
-        try:
-            from tqdm.auto import tqdm
-
-            tiles = tqdm(tiles, desc="upscale", unit="tile", leave=False)
-        except ImportError:
-            pass
+        tiles = with_progress(tiles, "upscale")
     out: torch.Tensor | None = None
     for top, th, left, tw in tiles:
         tile = render(feat, plan=plan.with_window((top, left, th, tw)))

@@ -46,7 +46,7 @@ from ._checks import check_channels, check_int, check_pair, check_tensor
 from ._io import atomic_write
 from .contracts import _missing_sr_model, _missing_upsampler, is_sr_model, is_upsampler
 from .geometry import MAX_RENDER_PIXELS, RenderPlan, render_plan
-from .infer import MAX_OUTPUT_PIXELS
+from .infer import MAX_OUTPUT_PIXELS, with_progress
 from .ops.coords import Window
 from .scale import ScaleLike, _parse_scale
 
@@ -349,12 +349,13 @@ class OnnxUpscaler:
             self.in_channels = int(meta["in_channels"])
             self.out_channels = int(meta["out_channels"])
             stages = int(meta.get("stages", 1))
-            if meta.get("stage") == "features":
-                raise ValueError(
-                    "this is the features file of a split export; open the render file"
-                )
         except (ValueError, KeyError, TypeError, IndexError) as err:
             raise ValueError(f"{str(path)!r} has damaged scaleeq metadata: {err}") from None
+        if meta.get("stage") == "features":
+            raise ValueError(
+                f"{str(path)!r} is the features file of a split export; open the render file "
+                "(the one without .features)"
+            )
         self.meta = meta
         self.features_session = None
         if stages == 2:  # split export: the features graph sits next to this one
@@ -453,12 +454,7 @@ class OnnxUpscaler:
         cols = _starts(left0, width, tw, out_w)
         tiles = [(y, x) for y in rows for x in cols]
         if progress:
-            try:
-                from tqdm.auto import tqdm
-
-                tiles = tqdm(tiles, desc="upscale (onnx)", unit="tile", leave=False)
-            except ImportError:
-                pass
+            tiles = with_progress(tiles, "upscale (onnx)")
         x = lr.detach().to("cpu", torch.float32).contiguous().numpy()
         scale_in = plan.scale[0].numpy().astype(np.float64)
         if self.features_session is not None:  # split export: the features once per image
