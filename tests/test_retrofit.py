@@ -170,6 +170,42 @@ def test_custom_model_with_named_parts():
     assert "head_out" in dict(model.named_children())
 
 
+class _Raises(nn.Module):
+    def __init__(self, error: Exception):
+        super().__init__()
+        self.error = error
+
+    def forward(self, x):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error, passes_through",
+    [
+        (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
+        (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), True),
+    ],
+)  # fmt: skip
+def test_custom_body_failures_are_named_but_out_of_memory_passes_through(error, passes_through):
+    model = _Custom()
+    model.encoder = _Raises(error)
+    asr = retrofit(
+        model,
+        body="encoder",
+        tail="head_out",
+        upsampler=NeuralKrigingUpsampler(8, hidden=8, blocks=1),
+    )
+    expected = type(error) if passes_through else ValueError
+    with pytest.raises(expected) as info:
+        asr(torch.rand(1, 3, 5, 5), scale=2.0)
+    if passes_through:
+        assert info.value is error  # unchanged: the caller can catch and retry smaller
+    else:
+        assert "the body 'encoder' named in retrofit(body=...)" in str(info.value)
+        assert info.value.__cause__ is error
+
+
 class TestErrors:
     def test_unrecognised_model_lists_attributes_and_how_to_name_parts(self):
         with pytest.raises(ValueError, match=r"\['encoder', 'head_out'\].*body=.*tail="):

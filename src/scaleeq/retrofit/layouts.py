@@ -387,10 +387,17 @@ class CustomLayout(Layout):
             with scale_context(scale):  # the user's own drop-in layers read it
                 return body(lr)
         except RuntimeError as e:  # e.g. a body that does not read images: say which part
+            if _is_out_of_memory(e):  # not the body's fault: let the caller see it as it is
+                raise
             raise ValueError(
                 f"the body {self.body!r} named in retrofit(body=...) failed on lr of shape "
                 f"{tuple(lr.shape)} (it must map the image to features): {e}"
             ) from e
+
+
+def _is_out_of_memory(e: RuntimeError) -> bool:
+    """An allocation failure (CUDA's ``OutOfMemoryError`` or the CPU allocator's message)."""
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "can't allocate memory" in str(e)
 
 
 _LAYOUTS: dict[str, type[Layout]] = {
