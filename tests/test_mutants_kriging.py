@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import scaleeq.geometry as geometry_mod
 import scaleeq.layers.kriging as kriging_mod
 from scaleeq import NeuralKrigingUpsampler
 from scaleeq.geometry import render_plan
@@ -90,10 +91,11 @@ def test_offset_encoding_is_evaluated_in_float64_with_unit_one_by_default():
         dtype=torch.float64,
     )
     torch.testing.assert_close(got, want, rtol=0, atol=1e-9)
-    # unit scales the offset before encoding
-    got2 = OffsetEncoding(3, unit=2.0)(offset, dtype=torch.float64)
+    # unit scales the offset before encoding, also in float64 (0.3 * a float32 offset is not
+    # float32-exact)
+    got2 = OffsetEncoding(12, unit=0.3)(offset, dtype=torch.float64)
     want2 = torch.tensor(
-        [[_encoding_reference(2 * float(v), 3) for v in row] for row in offset.double()],
+        [[_encoding_reference(0.3 * float(v), 12) for v in row] for row in offset.double()],
         dtype=torch.float64,
     )
     torch.testing.assert_close(got2, want2, rtol=0, atol=1e-9)
@@ -112,6 +114,7 @@ def test_offset_encoding_without_frequencies_and_its_argument_check():
 # -- KrigingBlock --------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
 def test_kriging_block_defaults():
     # documented defaults: 8 channels per group, a 3x3 neighbourhood, kernel generator of
     # width dim // 4 (64 at width 256, as the official seblock), FFN x2, "lr" attention
@@ -335,6 +338,21 @@ def test_eca_attention_refuses_windows():
     assert not up.window_exact
     with pytest.raises(ValueError, match="channel_attention='eca'"):
         up(torch.randn(1, 4, 4, 4), scale=2.0, window=(0, 0, 4, 4))
+
+
+@pytest.mark.parametrize("window", [None, (1, 9, 5, 5)])
+def test_traced_geometry_renders_like_eager(monkeypatch, window):
+    # while torch.compile / export trace, lr_box reads the whole LR map instead of the tight
+    # box (geometry.lr_box: "the result is the same"), the halo mask is built unconditionally
+    # and the 1x1 products are batched; the window's halo crosses the right border (14)
+    up = _perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=2), std=0.1)
+    feat = torch.randn(2, 4, 6, 7)
+    with torch.no_grad():
+        eager = up(feat, scale=2.0, window=window)
+        monkeypatch.setattr(geometry_mod, "is_compiling", lambda: True)
+        monkeypatch.setattr(kriging_mod, "is_compiling", lambda: True)
+        traced = up(feat, scale=2.0, window=window)
+    torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-5)
 
 
 def test_scale_mlp_is_a_residual_on_the_rbf_kernel():
