@@ -138,8 +138,12 @@ def test_an_image_exactly_the_patch_size_is_used_whole():
 
 
 def test_lr_is_clamped_to_the_unit_range():
-    # a binary image makes bicubic overshoot; the LR is imresize(crop) clamped to [0, 1]
-    img = (torch.rand(3, 24, 24, generator=torch.Generator().manual_seed(0)) > 0.5).float()
+    # 3-pixel 0/1 blocks make bicubic overshoot (tiny noise keeps windows unique); the LR
+    # is imresize(crop) clamped to [0, 1]
+    g = torch.Generator().manual_seed(0)
+    img = (torch.rand(3, 8, 8, generator=g) > 0.5).float()
+    img = img.repeat_interleave(3, 1).repeat_interleave(3, 2)
+    img = (img + 0.001 * torch.rand(3, 24, 24, generator=g)).clamp(0, 1)
     ds = ArbitraryScalePatches([img], patch=8, scale_range=(2.0, 2.0), augment=False)
     crops = []
     for i in range(4):
