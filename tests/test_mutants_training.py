@@ -433,3 +433,22 @@ def test_rank_one_trains_its_slice_and_stays_quiet(tmp_path, capsys, monkeypatch
     resumed = train(Tiny(), _patches(), steps=1, checkpoint=ck, log=logs.append, batch_size=2)
     assert resumed.start_step == 1 and ck.read_bytes() == before
     assert (logs, res.evaluations, capsys.readouterr().err) == ([], [], "")
+
+
+@pytest.mark.filterwarnings("ignore:.*to a meta parameter.*:UserWarning")  # meta: no data
+def test_resuming_on_another_device_restores_the_cpu_generator(tmp_path):
+    """``map_location=device`` moves the saved RNG state too; ``torch.set_rng_state`` needs it
+    on the CPU (resuming with ``device="cuda"`` failed before the first step). ``meta`` stands
+    in for an accelerator: nothing is left to train, so only the resume runs."""
+    ck = tmp_path / "ck.pt"
+    train(
+        Tiny(), _patches(), steps=1, batch_size=1, checkpoint=ck, progress=False, log=lambda s: None
+    )
+    saved = torch.load(ck, weights_only=False)["rng"]
+    torch.manual_seed(123)  # move the generator away from the saved state
+    result = train(
+        Tiny(), _patches(), steps=1, batch_size=1, checkpoint=ck, progress=False,
+        device="meta", log=lambda s: None,
+    )  # fmt: skip
+    assert result.start_step == 1
+    assert torch.equal(torch.get_rng_state(), saved)

@@ -118,7 +118,7 @@ def train(
     start = 0
     if checkpoint is not None and Path(checkpoint).is_file():
         try:
-            state = torch.load(checkpoint, map_location=device, weights_only=False)
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
             model.load_state_dict(state["model"])
         except Exception as e:  # truncated, foreign or mismatched: say what to do
             raise ValueError(
@@ -128,8 +128,8 @@ def train(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         if ema is not None and state.get("ema") is not None:
-            ema = state["ema"]
-        torch.set_rng_state(state["rng"])
+            ema = {k: v.to(device) for k, v in state["ema"].items()}
+        torch.set_rng_state(state["rng"])  # loaded on the CPU: the generator state stays there
         start = int(state["step"])
         if rank == 0:
             log(f"resumed from {checkpoint} at step {start}")
