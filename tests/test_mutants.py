@@ -7,6 +7,8 @@ expected value from the code under test.
 from __future__ import annotations
 
 import math
+import pickle
+import re
 import warnings
 from fractions import Fraction
 
@@ -20,8 +22,8 @@ from scaleeq import as_scale_tensor
 from scaleeq.geometry import render_plan
 from scaleeq.layers.adaptive_conv import AdaptiveConv2d, _auto_impl
 from scaleeq.metrics import psnr_y, rgb_to_y, shave, ssim_y
-from scaleeq.ops._lean import lean_backward, shifted_sum
-from scaleeq.ops.aggregate import _is_exporting, distance_kernel
+from scaleeq.ops._lean import lean_backward, lean_forward, shifted_sum
+from scaleeq.ops.aggregate import _is_exporting, distance_kernel, kriging_aggregate
 from scaleeq.ops.coords import axis_queries, nearest_index
 from scaleeq.resize import imresize
 
@@ -306,6 +308,167 @@ def test_is_exporting_is_true_only_while_torch_export_traces():
     assert seen and all(s is True for s in seen)
 
 
+def _aggregate_inputs(dist_grad=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64, generator=g).requires_grad_()
+    kernel = torch.randn(2, 2, 9, 5, 6, dtype=torch.float64, generator=g).requires_grad_()
+    dist = torch.rand(2, 9, 5, 6, dtype=torch.float64, generator=g).requires_grad_(dist_grad)
+    return x, kernel, dist
+
+
+def _reference_grads(x, kernel, dist, gy):
+    from scaleeq.ops._reference import aggregate_reference
+
+    leaves = [t.detach().requires_grad_(t.requires_grad) for t in (x, kernel, dist)]
+    aggregate_reference(*leaves).backward(gy)
+    return [t.grad for t in leaves]
+
+
+class _FakeTriton:
+    """Stands in for ``scaleeq.ops._triton`` (interpreting, so CPU tensors are allowed): runs
+    the lean kernels and records what it was handed."""
+
+    def __init__(self):
+        self.calls = []
+
+    def interpreting(self):
+        return True
+
+    def aggregate_triton_forward(self, x, kernel, dist):
+        self.calls.append(("forward", x, kernel, dist))
+        return lean_forward(x, kernel, dist)
+
+    def aggregate_triton_backward(self, gy, x, kernel, dist, needs):
+        self.calls.append(("backward", gy, x, kernel, dist, needs))
+        return lean_backward(gy, x, kernel, dist, needs)
+
+
+@pytest.mark.parametrize("path", ["function", "custom_op"])
+@pytest.mark.parametrize("dist_grad", [True, False])
+def test_triton_backend_hands_the_kernels_exactly_their_inputs(monkeypatch, path, dist_grad):
+    """backend="triton" runs the Triton forward and backward (eager autograd.Function, or the
+    custom op torch.compile sees) with the caller's tensors, a contiguous output gradient and
+    the needed-gradient flags; other backends never touch Triton."""
+    import scaleeq.ops.aggregate as agg
+
+    fake = _FakeTriton()
+    monkeypatch.setattr(agg, "_triton_module", lambda: fake)
+    monkeypatch.setattr(agg, "triton_available", lambda: True)
+    if path == "custom_op":
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    x, kernel, dist = _aggregate_inputs(dist_grad)
+    gy = torch.randn(2, 6, 5, 4, dtype=torch.float64).transpose(1, 3)  # not contiguous
+    y = agg.kriging_aggregate(x, kernel, dist, backend="triton")
+    assert [c[0] for c in fake.calls] == ["forward"]
+    assert all(a is b for a, b in zip(fake.calls[0][1:], (x, kernel, dist), strict=True))
+    y.backward(gy)
+    assert [c[0] for c in fake.calls] == ["forward", "backward"]
+    _, got_gy, *saved, needs = fake.calls[1]
+    assert got_gy.is_contiguous() and torch.equal(got_gy, gy)
+    assert all(torch.equal(a, b) for a, b in zip(saved, (x, kernel, dist), strict=True))
+    assert needs == (True, True, dist_grad)
+    want = _reference_grads(x, kernel, dist, gy)
+    torch.testing.assert_close(x.grad, want[0])
+    torch.testing.assert_close(kernel.grad, want[1])
+    assert (dist.grad is None) if not dist_grad else torch.allclose(dist.grad, want[2])
+    fake.calls.clear()
+    for backend in ("lean", "reference", "auto"):  # CPU tensors: no Triton
+        agg.kriging_aggregate(x, kernel, dist, backend=backend).sum().backward()
+    assert fake.calls == []
+
+
+def test_export_and_compile_paths_agree_with_the_eager_function(monkeypatch):
+    """The shifted-sum form used while exporting and the custom op used under torch.compile give
+    the eager function's values and gradients."""
+    import scaleeq.ops.aggregate as agg
+
+    x, kernel, dist = _aggregate_inputs()
+    gy = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    want_y = agg.kriging_aggregate(x, kernel, dist).detach()  # the default backend, eager
+    want = _reference_grads(x, kernel, dist, gy)
+    for name in ("_is_exporting", "is_compiling"):
+        with monkeypatch.context() as m:
+            m.setattr(agg if name == "_is_exporting" else torch.compiler, name, lambda: True)
+            leaves = [t.detach().requires_grad_() for t in (x, kernel, dist)]
+            y = agg.kriging_aggregate(*leaves, backend="lean")
+            torch.testing.assert_close(y, want_y)
+            y.backward(gy)
+            for got, ref in zip(leaves, want, strict=True):
+                torch.testing.assert_close(got.grad, ref)
+
+
+def test_eager_calls_do_not_dispatch_through_the_custom_op(monkeypatch):
+    import scaleeq.ops.aggregate as agg
+
+    def refuse(*args):
+        raise AssertionError("the custom op was called outside torch.compile")
+
+    monkeypatch.setattr(agg, "_aggregate_op", refuse)
+    x, kernel, dist = _aggregate_inputs()
+    agg.kriging_aggregate(x, kernel, dist, backend="lean").sum().backward()
+
+
+def _saved_bytes(fn) -> int:
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(sizes)
+
+
+def test_lean_saves_only_its_inputs_and_reference_is_plain_autograd():
+    """The documented memory contract of "lean" (saves its inputs for backward, nothing else),
+    and "reference" an independent plain-autograd computation (it saves the unfolded input),
+    so that comparing the two is not comparing lean with itself."""
+    x, kernel, dist = _aggregate_inputs()
+    inputs = sum(t.numel() * t.element_size() for t in (x, kernel, dist))
+    assert _saved_bytes(lambda: kriging_aggregate(x, kernel, dist, backend="lean")) == inputs
+    unfolded = x.numel() * 9 * x.element_size()
+    assert _saved_bytes(lambda: kriging_aggregate(x, kernel, dist, backend="reference")) >= unfolded
+
+
+def test_resolve_backend_rule(monkeypatch):
+    import scaleeq.ops.aggregate as agg
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    fake = _FakeTriton()
+    monkeypatch.setattr(agg, "_triton_module", lambda: fake)
+    for available in (True, False):
+        monkeypatch.setattr(agg, "triton_available", lambda a=available: a)
+        assert agg.resolve_backend("auto", cuda) == ("triton" if available else "lean")
+        assert agg.resolve_backend("auto", cpu) == "lean"
+        assert agg.resolve_backend("lean", cuda) == "lean"
+        assert agg.resolve_backend("reference", cpu) == "reference"
+    with pytest.raises(
+        ValueError, match=r"needs the triton package \(pip install scaleeq\[triton\]\)"
+    ):
+        agg.resolve_backend("triton", cuda)
+    monkeypatch.setattr(agg, "triton_available", lambda: True)
+    assert agg.resolve_backend("triton", cuda) == "triton"
+    assert agg.resolve_backend("triton", cpu) == "triton"  # the fake interprets
+    monkeypatch.setattr(fake, "interpreting", lambda: False)
+    assert agg.resolve_backend("triton", cuda) == "triton"
+    with pytest.raises(ValueError, match="needs CUDA tensors .* got tensors on cpu"):
+        agg.resolve_backend("triton", cpu)
+
+
+def test_kriging_aggregate_errors_name_argument_and_layout():
+    x, kernel, dist = (t.detach() for t in _aggregate_inputs())
+    cases = [
+        ((x[0], kernel, dist), r"^x must be a 4-D tensor of shape \(B, C, H, W\)"),
+        ((x, kernel[0], dist), r"^kernel must be a 5-D tensor of shape \(B, G, k\*k, H, W\)"),
+        ((x, kernel, dist[0]), r"^dist must be a 4-D tensor of shape \(B, k\*k, H, W\)"),
+        ((x, kernel[:, :, :4], dist[:, :4]), "kernel dim 2 must be k\\*k for an odd k, got 4"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            kriging_aggregate(*args)
+
+
 # -- layers/adaptive_conv.py --------------------------------------------------------------------
 
 
@@ -393,6 +556,51 @@ def test_padding_modes_give_nn_conv2d_sizes_and_values(padding, size):
     torch.testing.assert_close(out, ref(x))
 
 
+def test_adaptive_conv_argument_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"^in_channels"):
+        AdaptiveConv2d(0, 2, 3)
+    with pytest.raises(ValueError, match=r"^out_channels"):
+        AdaptiveConv2d(2, 0, 3)
+    for name in ("kernel_size", "stride", "padding"):
+        args = {"kernel_size": 3, name: (1, 2, 3)}
+        with pytest.raises(TypeError, match=rf"^{name} must be an int or a pair of ints"):
+            AdaptiveConv2d(2, 2, **args)
+
+
+def test_adaptive_conv_keeps_its_settings_and_encoding():
+    """The documented eps default (1e-8), the chosen formulation (also in the repr) and a
+    user's encoding module are kept as given."""
+    from scaleeq.scale import ScaleEncoding
+
+    assert AdaptiveConv2d(2, 2, 3).eps == 1e-8
+    layer = AdaptiveConv2d(2, 2, 3, impl="grouped")
+    assert layer.impl == "grouped" and "impl='grouped'" in repr(layer)
+    enc = ScaleEncoding(3)
+    layer = AdaptiveConv2d(2, 5, 3, encoding=enc)
+    assert layer.encoding is enc and layer.to_style.in_features == enc.out_features
+
+
+@pytest.mark.parametrize("kernel", [(3, 2), (2, 3)])
+def test_same_padding_with_one_even_kernel_side_matches_nn_conv2d(kernel):
+    torch.manual_seed(0)
+    layer = AdaptiveConv2d(2, 3, kernel, padding="same", demodulate=False)
+    ref = torch.nn.Conv2d(2, 3, kernel, padding="same")
+    ref.load_state_dict({"weight": layer.weight, "bias": layer.bias})
+    x = torch.rand(1, 2, 6, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: an even kernel with "same" may copy the input
+        torch.testing.assert_close(layer(x, 2.0), ref(x))
+
+
+def test_from_conv_keeps_unpadded_and_asymmetric_padding_and_num_freqs():
+    for padding in (0, (0, 2)):
+        conv = torch.nn.Conv2d(3, 4, 3, padding=padding, dtype=torch.float64)
+        layer = AdaptiveConv2d.from_conv(conv, num_freqs=4)
+        assert layer.encoding.num_freqs == 4
+        x = torch.rand(1, 3, 7, 8, dtype=torch.float64)
+        torch.testing.assert_close(layer(x, 2.5), conv(x), rtol=1e-12, atol=1e-12)
+
+
 def test_afe_block_documented_defaults_and_structure():
     """AFEBlock(dim): a 3x3 demodulated AdaptiveConv2d without bias, scale encoding with 8
     frequencies (2 * (2 * 8 + 1) = 34 features), SE bottleneck int(0.25 * hidden) but at least 1,
@@ -434,3 +642,107 @@ def test_afe_block_passes_its_arguments_down_and_token_block_errors_are_exact():
         tok(torch.rand(1, 4, 2, 2), (2, 2), 2.0)
     with pytest.raises(TypeError, match=r"^x_size must be an int or a pair of ints"):
         tok(torch.rand(1, 4, 4), (1, 2, 2), 2.0)
+
+
+# -- models/official.py -------------------------------------------------------------------------
+
+# the official names of the backbone entries are scaleeq's own (docstring of
+# convert_eqsr_state_dict), so an official-format backbone for any configuration is the state
+# dict of an official-mode EQSR built with it (plus the derived index buffer the official model
+# stores); the expected configuration is the one the test chose, not one the code computed
+OTHER_CONFIGS = [
+    dict(in_chans=1, embed_dim=12, depths=(2, 3), num_heads=(3, 2), window_size=4,
+         overlap_ratio=0.25, mlp_ratio=3.0, qkv_bias=False, patch_norm=False),
+    # first group of depth 1 has no window attention: the window is read off the SA buffer
+    dict(in_chans=3, embed_dim=8, depths=(1, 2, 2), num_heads=(2, 4, 1), window_size=6,
+         overlap_ratio=0.5, mlp_ratio=1.5, qkv_bias=True, patch_norm=True),
+]  # fmt: skip
+
+
+def _official_backbone(cfg: dict) -> dict[str, torch.Tensor]:
+    from scaleeq.models import EQSR
+
+    sd = EQSR(official=True, **cfg).state_dict()
+    sd = {k: v for k, v in sd.items() if ".afe." not in k and not k.startswith("upsampler.")}
+    w = cfg["window_size"]
+    sd["relative_position_index_SA"] = torch.zeros(w * w, w * w, dtype=torch.long)
+    return sd
+
+
+@pytest.mark.parametrize("cfg", OTHER_CONFIGS)
+def test_official_configuration_is_read_off_the_shapes_of_other_models(cfg):
+    from scaleeq.models.official import _infer_official_config
+
+    got = _infer_official_config(_official_backbone(cfg))
+    assert got == {**cfg, "depths": cfg["depths"], "num_heads": cfg["num_heads"]}
+    assert isinstance(got["window_size"], int) and isinstance(got["in_chans"], int)
+
+
+def test_official_window_needs_an_attention_table_or_the_sa_buffer():
+    from scaleeq.models.official import _infer_official_config
+
+    sd = _official_backbone(OTHER_CONFIGS[1])  # depth-1 first group: only the buffer is left
+    del sd["relative_position_index_SA"]
+    with pytest.raises(ValueError, match="cannot infer the window size"):
+        _infer_official_config(sd)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "layers.0.residual_group.blocks.0.attn.relative_position_bias_table",
+        "layers.0.residual_group.overlap_attn.relative_position_bias_table",
+    ],
+)
+def test_a_non_square_position_table_is_named(key):
+    from scaleeq.models.official import _infer_official_config
+
+    sd = _official_backbone(OTHER_CONFIGS[0])
+    sd[key] = torch.zeros(sd[key].shape[0] + 1, sd[key].shape[1])
+    with pytest.raises(ValueError, match=rf"^{re.escape(key)} has \d+ rows, not a square number"):
+        _infer_official_config(sd)
+
+
+def test_a_foreign_state_dict_error_lists_its_first_five_keys():
+    from scaleeq.models import load_official_eqsr
+
+    foreign = {f"k{i}": torch.zeros(1) for i in (6, 2, 4, 0, 5, 1, 3)}
+    with pytest.raises(ValueError, match=re.escape("starts with ['k0', 'k1', 'k2', 'k3', 'k4']")):
+        load_official_eqsr(foreign)
+
+
+class _NotATensor:  # a pickled object that weights_only loading must refuse
+    pass
+
+
+def test_load_official_eqsr_loads_files_with_weights_only(tmp_path):
+    from scaleeq.models import load_official_eqsr
+
+    path = tmp_path / "ckpt.pth"
+    torch.save({"conv_first.weight": torch.zeros(1), "payload": _NotATensor()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_official_eqsr(path)
+
+
+def _official_upsampler_with_head(width: int) -> dict[str, torch.Tensor]:
+    from tests.test_official import FIXTURE
+
+    if not FIXTURE.exists():
+        pytest.skip("shared/fixtures/eqsr_official_tiny not beside the checkout")
+    sd = {
+        k: v for k, v in torch.load(FIXTURE / "state_dict.pt").items() if k.startswith("upsample.")
+    }
+    sd["upsample.head.0.weight"] = torch.randn(sd["upsample.head.0.bias"].shape[0], width, 1, 1)
+    return sd
+
+
+def test_dsf_conversion_default_prefix_dtype_and_the_smallest_head():
+    from scaleeq.models.official import convert_dsf_state_dict
+
+    # one feature channel + 2 offsets + 4 * 2 encodings: the smallest head that still has a feature
+    out = convert_dsf_state_dict(_official_upsampler_with_head(1 + 2 + 8), num_freqs=2)
+    assert out["head_feat.weight"].shape[1] == 1
+    assert out["head_x.weight"].shape[1] == 1 + 2 * 2
+    assert all(v.dtype == torch.float32 for v in out.values())  # float32 in, float32 out
+    with pytest.raises(ValueError, match="too few for num_freqs=2"):
+        convert_dsf_state_dict(_official_upsampler_with_head(2 + 8), num_freqs=2)
