@@ -77,10 +77,12 @@ def _liif_reference(up: LIIFUpsampler, feat: torch.Tensor, out_size: tuple[int, 
 
 @pytest.mark.parametrize("scale", [(2.5, 1.75), (3.0, 3.0)])
 def test_liif_matches_a_plain_torch_liif_query_away_from_the_border(scale):
-    # interior queries (both LR neighbours inside the map) equal LIIF's query_rgb: the nearest
-    # corner features, relative coordinates, cell and opposite-area weights (float64, tight);
-    # at x3 some queries sit on LR centres, where the 1e-9 in the areas is all that separates
-    # the weights of the zero-area corners
+    # interior queries (0 <= LR position < n - 1 on both axes: all 4 neighbours inside the map)
+    # equal LIIF's query_rgb: the nearest corner features, relative coordinates, cell and
+    # opposite-area weights (float64, tight); some queries sit on an LR centre along an axis,
+    # where the 1e-9 in the areas is all that separates the zero-area corners' weights.
+    # (Border queries are left out: there the module clamps the neighbour's index but keeps
+    # the unclamped relative coordinate, while LIIF measures from the clamped pixel.)
     up = _perturbed(LIIFUpsampler(2, hidden=8, layers=2)).double()
     feat = torch.randn(2, 2, 4, 5, dtype=torch.float64)
     big_h, big_w = int(4 * scale[0] + 0.5), int(5 * scale[1] + 0.5)
