@@ -77,6 +77,13 @@ class LIIFUpsampler(nn.Module):
     before the gather (exact; ``h*w`` instead of ``4*H*W`` products). Queries are processed in
     chunks of at most ``chunk`` HR pixels, so memory stays bounded for large outputs.
 
+    Border rows and columns: a neighbour outside the map is clamped to the edge pixel, but the
+    query's relative coordinate is measured from the unclamped neighbour, so a query on an LR
+    pixel centre takes that pixel's prediction everywhere (at x1 the output is the per-pixel
+    prediction). Published LIIF measures from the clamped pixel; its outermost HR rows and
+    columns therefore differ from this module's, interior queries agree (tested against a
+    re-implementation of LIIF's ``query_rgb``).
+
     Args:
         in_channels: feature channels ``C`` (the MLP sees ``9 C`` after unfolding).
         out_channels: output channels.
