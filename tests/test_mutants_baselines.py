@@ -271,3 +271,12 @@ def test_bicubic_defaults_and_config():
     assert {k: v.shape for k, v in again.state_dict().items()} == {
         k: v.shape for k, v in small.state_dict().items()
     }
+
+
+@pytest.mark.parametrize("cls", [LIIFUpsampler, BicubicFeatureUpsampler])
+def test_baselines_render_on_the_features_device(cls):
+    # the query positions and the gather indices follow the features' device: on `meta` (a
+    # stand-in for an accelerator) a render mixing in CPU tensors fails
+    up = cls(4, hidden=8).to("meta")
+    out = up(torch.empty(2, 4, 5, 6, device="meta"), scale=2.5)
+    assert out.device.type == "meta" and out.shape == (2, 3, 13, 15)
