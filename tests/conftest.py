@@ -28,6 +28,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+# No tqdm monitor thread: test runners that fork per test run (mutmut) deadlock in the child
+# when the parent's monitor thread holds tqdm's lock at the fork; the tests do not need it.
+try:
+    import tqdm
+
+    tqdm.tqdm.monitor_interval = 0
+except ImportError:  # tqdm is optional
+    pass
+
 # (rtol, atol) per dtype for comparisons between exact-in-math formulations.
 TOL = {torch.float64: (1e-10, 1e-12), torch.float32: (1e-5, 1e-5)}
 
