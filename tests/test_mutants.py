@@ -526,6 +526,7 @@ def test_adaptive_conv_errors_name_the_layout_size_and_scale():
         assert same(torch.rand(1, 2, 1, 1), 2.0).shape == (1, 2, 1, 1)  # any non-empty input
 
 
+@torch.no_grad()  # reads parameter values only
 def test_initialisation_follows_nn_conv2d_and_the_documented_style_init():
     """Weights and bias drawn like ``nn.Conv2d`` (uniform within 1 / sqrt(fan_in)), bias on by
     default, the style MLP at zero (``zero_init``) or N(0, 0.02^2)."""
