@@ -19,17 +19,11 @@ from scaleeq.models._swin import (
     window_reverse,
 )
 
+from ._helpers import perturbed
+
 
 def round_half_up(v: float) -> int:
     return math.floor(v + 0.5)
-
-
-def perturbed(model: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
-    """Move every parameter off its init (zero-initialised scale mappings included)."""
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(std * torch.randn_like(p))
-    return model.eval()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -77,7 +71,7 @@ def naive_window_attention(block: SwinBlock, x: torch.Tensor, h: int, w: int) ->
 
 @pytest.mark.parametrize("shift", [0, 2])
 def test_swin_block_matches_loop_reference(shift):
-    block = perturbed(SwinBlock(8, 2, 4, shift_size=shift), 0.2)
+    block = perturbed(SwinBlock(8, 2, 4, shift_size=shift), 0.2).eval()
     x = torch.randn(1, 8 * 12, 8)
     with torch.no_grad():
         torch.testing.assert_close(
@@ -123,7 +117,7 @@ def naive_ocab(block: OverlapCrossAttentionBlock, x: torch.Tensor, h: int, w: in
 
 
 def test_ocab_matches_loop_reference():
-    block = perturbed(OverlapCrossAttentionBlock(8, 2, 4, overlap_ratio=0.5), 0.2)
+    block = perturbed(OverlapCrossAttentionBlock(8, 2, 4, overlap_ratio=0.5), 0.2).eval()
     x = torch.randn(1, 8 * 4, 8)
     with torch.no_grad():
         torch.testing.assert_close(
@@ -225,7 +219,7 @@ def test_swinir_normalisation_is_undone(upsampler):
 
 
 def test_swinir_config_rebuilds_and_loads_original_buffers():
-    net = perturbed(SwinIR.from_preset("tiny", upscale=2))
+    net = perturbed(SwinIR.from_preset("tiny", upscale=2)).eval()
     again = SwinIR(**net.config).eval()
     sd = dict(net.state_dict())
     # checkpoints of the original code also hold derived buffers: accepted and ignored
@@ -284,7 +278,7 @@ class TestSwinIRErrors:
 # ----------------------------------------------------------------------------------------------
 # EQSR
 
-EQ = perturbed(EQSR.from_preset("tiny"))
+EQ = perturbed(EQSR.from_preset("tiny")).eval()
 LR = torch.rand(2, 3, 7, 9)
 
 
@@ -385,7 +379,7 @@ def test_eqsr_layout_config_and_presets():
 
 
 def test_eqsr_official_mode_conditions_on_the_cell_height():
-    net = perturbed(EQSR.from_preset("tiny", official=True))
+    net = perturbed(EQSR.from_preset("tiny", official=True)).eval()
     assert net.layers[0].residual_group.afe.conv.to_style.in_features == 81
     with torch.no_grad():
         f = net.features(LR, (2.0, 2.0))

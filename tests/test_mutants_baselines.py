@@ -16,13 +16,7 @@ import torch.nn.functional as F
 import scaleeq.layers.baselines as baselines_mod
 from scaleeq.layers.baselines import BicubicFeatureUpsampler, LIIFUpsampler, _lr_span
 
-
-def _perturbed(up: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for p in up.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return up.eval()
+from ._helpers import perturbed
 
 
 def _make_coord(n: int) -> torch.Tensor:
@@ -83,7 +77,7 @@ def test_liif_matches_a_plain_torch_liif_query_away_from_the_border(scale):
     # where the 1e-9 in the areas is all that separates the zero-area corners' weights.
     # (Border queries are left out: there the module clamps the neighbour's index but keeps
     # the unclamped relative coordinate, while LIIF measures from the clamped pixel.)
-    up = _perturbed(LIIFUpsampler(2, hidden=8, layers=2)).double()
+    up = perturbed(LIIFUpsampler(2, hidden=8, layers=2), 0.3).eval().double()
     feat = torch.randn(2, 2, 4, 5, dtype=torch.float64)
     big_h, big_w = int(4 * scale[0] + 0.5), int(5 * scale[1] + 0.5)
     with torch.no_grad():
@@ -103,7 +97,7 @@ def test_liif_matches_a_plain_torch_liif_query_away_from_the_border(scale):
 def test_liif_border_queries_read_only_their_own_neighbourhood():
     # a query above the first LR centre reads LR row 0 (both of its row neighbours clamp to it)
     # through a 3x3 unfolding: rows >= 2 of the map cannot change it; likewise for columns
-    up = _perturbed(LIIFUpsampler(2, hidden=8, layers=2))
+    up = perturbed(LIIFUpsampler(2, hidden=8, layers=2), 0.3).eval()
     feat = torch.randn(1, 2, 6, 6)
     other = feat.clone()
     other[:, :, 2:, :] = torch.randn(1, 2, 4, 6)
@@ -117,7 +111,7 @@ def test_liif_border_queries_read_only_their_own_neighbourhood():
 def test_liif_renders_at_most_chunk_pixels_at_a_time(monkeypatch):
     # the documented chunking: with chunk=10 and 7-pixel rows, one row per step (7 <= 10
     # pixels, two rows would be 14), and the result equals an unchunked render
-    up = _perturbed(LIIFUpsampler(2, hidden=8, layers=2, chunk=10))
+    up = perturbed(LIIFUpsampler(2, hidden=8, layers=2, chunk=10), 0.3).eval()
     feat = torch.randn(1, 2, 3, 3)
     with torch.no_grad():
         whole = LIIFUpsampler(**{**up.config, "chunk": 10**6})
@@ -245,7 +239,7 @@ def _bicubic_reference(up: BicubicFeatureUpsampler, feat, size):
 def test_bicubic_features_match_torch_bicubic_then_1x1_layers(layers):
     # layers hidden 1x1 convolutions (width 8) with GELU, then the output 1x1 convolution;
     # layers=0: the output convolution alone
-    up = _perturbed(BicubicFeatureUpsampler(3, 2, hidden=8, layers=layers)).double()
+    up = perturbed(BicubicFeatureUpsampler(3, 2, hidden=8, layers=layers), 0.3).eval().double()
     n_conv = sum(isinstance(m, torch.nn.Conv2d) for m in up.modules())
     dims = [3] + [8] * layers + [2]
     assert sum(p.numel() for p in up.parameters()) == sum(

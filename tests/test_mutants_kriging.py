@@ -23,15 +23,7 @@ from scaleeq.layers import KrigingBlock, OffsetEncoding
 from scaleeq.layers.kriging import _linear_to_nchw
 from scaleeq.ops.aggregate import distance_kernel
 
-
-def _perturbed(module: nn.Module, std: float = 0.3, seed: int = 0) -> nn.Module:
-    """Move every parameter off its init, so every part of the net matters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(std * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return module.eval()
-
+from ._helpers import perturbed
 
 # -- _linear_to_nchw: the eager per-sample form and the batched (compile / export) form ---------
 
@@ -162,7 +154,7 @@ def test_block_honours_its_layernorm_eps(grad):
     # the fused channels-last block must read eps from its LayerNorm modules (a large eps
     # makes the difference to the functional default 1e-5 visible)
     torch.manual_seed(1)
-    blk = _perturbed(KrigingBlock(8, group_channels=4, channel_attention="none"))
+    blk = perturbed(KrigingBlock(8, group_channels=4, channel_attention="none"), 0.3).eval()
     blk.norm1.eps, blk.norm2.eps = 0.7, 0.4
     z = 0.5 * torch.randn(2, 8, 5, 6)
     dist = torch.rand(2, 9, 5, 6)
@@ -279,7 +271,7 @@ def test_render_without_blocks_equals_a_hand_written_head_and_tail(activation):
     # -1/3, 0, 1/3 are not float32-exact, so the geometry must follow the feature dtype).
     # activation=None: the default, GELU
     kw = {} if activation is None else {"activation": activation}
-    up = _perturbed(NeuralKrigingUpsampler(3, 2, hidden=8, blocks=0, **kw).double())
+    up = perturbed(NeuralKrigingUpsampler(3, 2, hidden=8, blocks=0, **kw).double(), 0.3).eval()
     act = _gelu if activation is None else (lambda t: t.clamp(min=0))
     feat = torch.randn(1, 3, 2, 3, dtype=torch.float64)
     with torch.no_grad():
@@ -312,9 +304,9 @@ def test_render_without_blocks_equals_a_hand_written_head_and_tail(activation):
 def test_gradients_flow_through_block_act_and_match_the_no_grad_render():
     # block_act=True / ReLU (the official activations): the render must stay differentiable
     # (ReLU's backward reads its output, which no in-place add may overwrite)
-    up = _perturbed(
-        NeuralKrigingUpsampler(4, hidden=8, blocks=1, block_act=True, activation="relu")
-    )
+    up = perturbed(
+        NeuralKrigingUpsampler(4, hidden=8, blocks=1, block_act=True, activation="relu"), 0.3
+    ).eval()
     feat = torch.randn(1, 4, 3, 4, requires_grad=True)
     out = up(feat, scale=2.0)
     out.square().sum().backward()
@@ -324,7 +316,7 @@ def test_gradients_flow_through_block_act_and_match_the_no_grad_render():
 
 
 def test_kernel_size_5_window_equals_the_crop_of_the_full_render():
-    up = _perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=1, kernel_size=5), std=0.1)
+    up = perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=1, kernel_size=5), 0.1).eval()
     feat = torch.randn(1, 4, 5, 5)
     with torch.no_grad():
         full = up(feat, scale=2.5)
@@ -345,7 +337,7 @@ def test_traced_geometry_renders_like_eager(monkeypatch, window):
     # while torch.compile / export trace, lr_box reads the whole LR map instead of the tight
     # box (geometry.lr_box: "the result is the same"), the halo mask is built unconditionally
     # and the 1x1 products are batched; the window's halo crosses the right border (14)
-    up = _perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=2), std=0.1)
+    up = perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=2), 0.1).eval()
     feat = torch.randn(2, 4, 6, 7)
     with torch.no_grad():
         eager = up(feat, scale=2.0, window=window)
@@ -357,7 +349,7 @@ def test_traced_geometry_renders_like_eager(monkeypatch, window):
 
 def test_scale_mlp_is_a_residual_on_the_rbf_kernel():
     # dist = R + MLP(R): R from ops.distance_kernel, the MLP (1x1, GELU, 1x1) written out
-    up = _perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=1, scale_mlp=True))
+    up = perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=1, scale_mlp=True), 0.3).eval()
     qy, qx = render_plan((3, 4), 1, scale=2.5).queries(1, dtype=torch.float32)
     r = distance_kernel(qy, qx, up.lengthscale.detach(), 3)
     w1, b1 = up.scale_mlp[0].weight.flatten(1), up.scale_mlp[0].bias

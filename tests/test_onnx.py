@@ -25,20 +25,13 @@ from scaleeq.models import EDSR, EQSR, RCAN, SwinIR  # noqa: E402
 from scaleeq.onnx import OnnxUpscaler, export_onnx, features_path  # noqa: E402
 from scaleeq.onnx import upscale as onnx_upscale  # noqa: E402
 
+from ._helpers import perturbed  # noqa: E402
 from ._standins import BasicSREDSR, EDSRPyTorch, SwinLike  # noqa: E402
 
 TOL = 1e-4
 SCALES = [1.5, 3.7, 8.0, (2.5, 1.5)]
 SIZES = [(9, 7), (6, 11)]  # odd and non-square; the export traces (17, 13)
 TILE = (24, 20)
-
-
-def _perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # away from the identity init, so scale-aware layers matter
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen))
-    return model.eval()
 
 
 def _check_against_eager(model, runner: OnnxUpscaler, channels: int, batch: int = 1) -> None:
@@ -56,7 +49,7 @@ def _check_against_eager(model, runner: OnnxUpscaler, channels: int, batch: int 
 @pytest.fixture(scope="module")
 def nk(tmp_path_factory):
     torch.manual_seed(0)
-    up = _perturbed(NeuralKrigingUpsampler(6, hidden=8, blocks=1))
+    up = perturbed(NeuralKrigingUpsampler(6, hidden=8, blocks=1)).eval()
     path = export_onnx(up, tmp_path_factory.mktemp("onnx") / "nk.onnx", tile=TILE)
     return up, path, OnnxUpscaler(path)
 
@@ -227,7 +220,7 @@ SLOW_MODELS = {
 @pytest.mark.parametrize("name", list(SLOW_MODELS))
 def test_sr_models_match_eager(name, tmp_path):
     torch.manual_seed(0)
-    model = _perturbed(SLOW_MODELS[name]())
+    model = perturbed(SLOW_MODELS[name]()).eval()
     path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE, in_channels=3)
     runner = OnnxUpscaler(path)
     _check_against_eager(model, runner, 3)
@@ -246,7 +239,7 @@ def test_sr_models_match_eager(name, tmp_path):
 @pytest.mark.parametrize("name", ["edsr", "eqsr"])
 def test_split_export_matches_eager(name, tmp_path):
     torch.manual_seed(0)
-    model = _perturbed(SLOW_MODELS[name]())
+    model = perturbed(SLOW_MODELS[name]()).eval()
     path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE, split=True)
     assert features_path(path).is_file()
     runner = OnnxUpscaler(path)

@@ -13,16 +13,8 @@ from scaleeq import AFEBlock, AFETokenBlock, retrofit
 from scaleeq.geometry import RenderPlan, render_plan
 from scaleeq.models import EDSR, EQSR, RCAN, SwinIR
 
+from ._helpers import perturbed
 from ._standins import BasicSREDSR, EDSRPyTorch, SwinLike, basicsr_rcan
-
-
-def _perturbed(model: nn.Module, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # away from the identity init, so the AFE blocks matter
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen))
-    return model
-
 
 MODELS = {
     "edsr": lambda: retrofit(EDSR.from_preset("tiny")),
@@ -69,7 +61,7 @@ class TestPlan:
 
     def test_plan_passed_directly(self):
         torch.manual_seed(0)
-        asr = _perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic")).eval()
+        asr = perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic")).eval()
         lr = torch.rand(2, 3, 9, 7)
         plan = render_plan((9, 7), 2, scale=2.6, window=(2, 3, 8, 6))
         with torch.no_grad():
@@ -129,7 +121,7 @@ def test_every_afe_layer_sees_the_requested_scale(factory):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_activation_checkpointing_gives_the_same_loss_and_gradients(name, reentrant):
     torch.manual_seed(0)
-    model = _perturbed(MODELS[name]()).train()
+    model = perturbed(MODELS[name]()).train()
     lr = torch.rand(2, 3, 8, 8)
     scale = torch.tensor([2.0, 3.3], dtype=torch.float64)
     window = (torch.tensor([0, 5]), torch.tensor([3, 1]), 8, 8)
@@ -155,7 +147,7 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(name, reentr
 def test_user_checkpointing_of_afe_blocks_with_the_scale_as_argument():
     """What a user writes around a single block: checkpoint(afe, x, scale)."""
     torch.manual_seed(0)
-    blk = _perturbed(AFEBlock(8))
+    blk = perturbed(AFEBlock(8))
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
     scale = torch.tensor([2.0, 3.5])
 
@@ -173,7 +165,7 @@ def test_user_checkpointing_of_afe_blocks_with_the_scale_as_argument():
 
 
 def test_scale_context_under_checkpointing_fails_with_a_clear_error():
-    blk = _perturbed(AFEBlock(8))
+    blk = perturbed(AFEBlock(8))
     x = torch.randn(1, 8, 6, 6, requires_grad=True)
     with scaleeq.scale_context(2.0):
         y = checkpoint(blk, x, use_reentrant=False)
@@ -232,7 +224,7 @@ def test_compiled_training_call_equals_eager_and_compiles_once():
     """fullgraph + dynamic, forward and backward, five per-sample scale draws, one compile."""
     torch.manual_seed(0)
     up = scaleeq.NeuralKrigingUpsampler(16, hidden=16, blocks=1)  # small: compile time
-    model = _perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic", upsampler=up))
+    model = perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic", upsampler=up))
     counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
     compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=True)
     lr = torch.rand(2, 3, 10, 12)
@@ -258,8 +250,8 @@ def test_compiled_inference_at_five_output_sizes_stays_compiled():
     more; the scale itself never causes a recompile."""
     torch.manual_seed(0)
     for model in (
-        _perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic")).eval(),
-        _perturbed(EQSR.from_preset("tiny")).eval(),
+        perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic")).eval(),
+        perturbed(EQSR.from_preset("tiny")).eval(),
     ):
         counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
         compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=True)
@@ -284,7 +276,7 @@ def test_inductor_matches_eager(call):
     the aot_eager tests cover ``dynamic=True``.)"""
     torch.manual_seed(0)
     up = scaleeq.NeuralKrigingUpsampler(16, hidden=16, blocks=1)
-    model = _perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic", upsampler=up))
+    model = perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic", upsampler=up))
     compiled = torch.compile(model, fullgraph=True)
     lr = torch.rand(2, 3, 10, 12, requires_grad=True)
     out, ref = compiled(lr, **CALLS[call]), model(lr, **CALLS[call])
