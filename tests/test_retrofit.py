@@ -334,4 +334,4 @@ def test_bicubic_skip_starts_as_bicubic_and_keeps_windows_exact(tmp_path):
     with torch.no_grad():
         assert torch.equal(scaleeq.load(tmp_path / "skip.pt").eval()(lr, scale=2.6), full)
     with pytest.raises(ValueError, match="skip must be"):
-        retrofit(model, skip="nearest")
+        retrofit(model, skip="lanczos")

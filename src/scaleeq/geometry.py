@@ -45,7 +45,15 @@ from .scale import (
     output_sizes,
 )
 
-__all__ = ["MAX_RENDER_PIXELS", "RenderPlan", "render_plan", "resolve_plan", "sample_bicubic"]
+__all__ = [
+    "MAX_RENDER_PIXELS",
+    "SAMPLE_MODES",
+    "RenderPlan",
+    "render_plan",
+    "resolve_plan",
+    "sample_bicubic",
+    "sample_image",
+]
 
 #: The size guard: the most HR pixels (``batch * height * width``) one call may render at
 #: once. Whole renders above it raise a ``ValueError`` before anything is allocated; render
@@ -84,6 +92,10 @@ class RenderPlan:
         top, left: ``(B,)`` int64: the window's position in each sample's output.
         height, width: the window size, shared by the batch.
         whole: the window is the whole output of every sample.
+        stride: ``(s_h, s_w)``: the input is a feature map at this stride over the image of
+            size ``image_size`` (``(1, 1)``: the input is on the image's pixel grid). Made by
+            :meth:`at_stride`; sizes and scales stay those of the image.
+        image_size: ``(h, w)`` of the image the output grid follows (``lr_size`` at stride 1).
     """
 
     lr_size: tuple[int, int]
@@ -96,6 +108,8 @@ class RenderPlan:
     height: int
     width: int
     whole: bool
+    stride: tuple[int, int] = (1, 1)
+    image_size: tuple[int, int] | None = None
 
     @property
     def window(self) -> tuple[torch.Tensor, torch.Tensor, int, int]:
@@ -112,6 +126,22 @@ class RenderPlan:
         whole = _is_whole(window, top, left, height, width, self.sizes, self.out_size)
         return replace(self, top=top, left=left, height=height, width=width, whole=whole)
 
+    def at_stride(self, stride: tuple[int, int]) -> RenderPlan:
+        """The same render read from a feature map at ``stride`` ``(s_h, s_w)`` over this
+        plan's input (a pixel-unshuffle front end): the map has ``ceil(h / s)`` rows and
+        ``ceil(w / s)`` columns, the output sizes, window and scales are unchanged, and
+        :meth:`queries` returns positions in feature pixels (see
+        :func:`~scaleeq.ops.coords.axis_queries`). Stride ``(1, 1)`` returns the plan itself.
+        """
+        if tuple(stride) == (1, 1):
+            return self
+        if self.stride != (1, 1):
+            raise ValueError(f"this plan already reads features at stride {self.stride}")
+        h, w = self.lr_size
+        sh, sw = (int(v) for v in stride)
+        feat = (-(-h // sh), -(-w // sw))
+        return replace(self, lr_size=feat, stride=(sh, sw), image_size=(h, w))
+
     def queries(
         self, margin: int = 0, *, dtype: torch.dtype = torch.float32, rounding: str = "exact"
     ) -> tuple[AxisQueries, AxisQueries]:
@@ -121,14 +151,15 @@ class RenderPlan:
             ``(rows, cols)``: :class:`~scaleeq.ops.coords.AxisQueries` of shapes
             ``(B, height + 2 margin)`` and ``(B, width + 2 margin)`` (CPU).
         """
-        h, w = self.lr_size
+        h, w = self.lr_size if self.image_size is None else self.image_size
+        sh, sw = self.stride
         qy = axis_queries(
             h, self.sizes[:, 0], self.top - margin, self.height + 2 * margin,
-            dtype=dtype, rounding=rounding,
+            dtype=dtype, rounding=rounding, stride=sh,
         )  # fmt: skip
         qx = axis_queries(
             w, self.sizes[:, 1], self.left - margin, self.width + 2 * margin,
-            dtype=dtype, rounding=rounding,
+            dtype=dtype, rounding=rounding, stride=sw,
         )  # fmt: skip
         return qy, qx
 
@@ -300,13 +331,43 @@ def sample_bicubic(img: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
     Returns:
         ``(B, C, height, width)``.
     """
+    return sample_image(img, plan, "bicubic")
+
+
+#: The interpolations :func:`sample_image` offers (a skip connection's kinds).
+SAMPLE_MODES = ("nearest", "bilinear", "bicubic")
+
+
+def sample_image(img: torch.Tensor, plan: RenderPlan, mode: str) -> torch.Tensor:
+    """``img`` interpolated at the plan's HR queries (its window): ``"nearest"`` (each query's
+    nearest pixel, the rule of :mod:`scaleeq.ops.coords`), ``"bilinear"`` or ``"bicubic"``
+    (PyTorch's, ``a = -0.75``; borders clamped). The skip connections of retrofitted models
+    (an architecture's own global residual, carried to any scale) use it.
+
+    Args:
+        img: ``(B, C, h, w)`` with ``(h, w) == plan.lr_size`` (a stride-1 plan).
+        plan: the render plan.
+        mode: one of :data:`SAMPLE_MODES`.
+
+    Returns:
+        ``(B, C, height, width)``.
+    """
+    if mode not in SAMPLE_MODES:
+        raise ValueError(f"mode must be one of {SAMPLE_MODES}, got {mode!r}")
     plan.check_input(img, "img")
     lh, lw = plan.lr_size
     qy, qx = plan.queries(dtype=torch.float64)
+    if mode == "nearest":
+        rows = qy.nearest.to(img.device)  # (B, height)
+        cols = qx.nearest.to(img.device)  # (B, width)
+        b, c = img.shape[:2]
+        idx = (rows[:, :, None] * lw + cols[:, None, :]).reshape(b, 1, -1)
+        out = img.reshape(b, c, lh * lw).gather(2, idx.expand(b, c, -1))
+        return out.reshape(b, c, rows.shape[1], cols.shape[1])
     gy = ((qy.pos + 0.5) / lh * 2 - 1).to(device=img.device, dtype=img.dtype)  # normalised
     gx = ((qx.pos + 0.5) / lw * 2 - 1).to(device=img.device, dtype=img.dtype)
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    return F.grid_sample(img, grid, mode="bicubic", padding_mode="border", align_corners=False)
+    return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
 def lr_box(

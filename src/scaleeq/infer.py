@@ -58,7 +58,8 @@ def upscale(
     """Upscale ``lr`` to the full output, rendering at most ``max_window_pixels`` HR pixels at once.
 
     ``model`` is an SR model (:class:`scaleeq.contracts.SRModel`: ``features`` + ``render`` +
-    ``upsampler``, e.g. :class:`~scaleeq.ArbitraryScaleSR`, :class:`~scaleeq.models.EQSR`),
+    ``upsampler``, e.g. :class:`~scaleeq.ArbitraryScaleSR`, :class:`~scaleeq.models.EQSR`; also
+    a spandrel descriptor of a scaleeq file, see :mod:`scaleeq.spandrel`),
     or a bare upsampler (:class:`scaleeq.contracts.Upsampler`), whose ``lr`` is then its LR
     feature map. One :class:`~scaleeq.geometry.RenderPlan` is made for the call; each tile
     renders a window of it. Runs without gradients. An upsampler whose ``window_exact`` is
@@ -84,6 +85,10 @@ def upscale(
         TypeError: ``model`` exposes neither contract, or bad argument types.
         ValueError: bad sizes or scales, or ``max_window_pixels < 1``.
     """
+    if type(model).__module__.startswith(("spandrel", "scaleeq.spandrel")):
+        from .spandrel import unwrap  # a spandrel descriptor of a scaleeq file
+
+        model = unwrap(model)
     check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
     if max_window_pixels is not None:
         check_int(max_window_pixels, "max_window_pixels")

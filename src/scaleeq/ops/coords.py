@@ -80,11 +80,18 @@ def axis_queries(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
     rounding: str = "exact",
+    stride: int = 1,
 ) -> AxisQueries:
     """Geometry of ``count`` consecutive HR queries from ``start`` along one axis.
 
+    With ``stride`` ``s > 1`` the queries read a feature map at stride ``s`` of an image of
+    length ``n`` (a pixel-unshuffle front end: feature pixel ``k`` covers image pixels
+    ``[k s, (k + 1) s)``, its centre at image position ``(k + 1/2) s - 1/2``). Positions are
+    then in feature-pixel units, ``u_i = (i + 1/2) n / (s N) - 1/2``, and the nearest pixel is
+    clamped into the ``ceil(n / s)`` feature pixels. The output grid still follows the image.
+
     Args:
-        lr_len: LR length ``n`` (shared by the batch).
+        lr_len: LR length ``n`` (shared by the batch): the image's, also with a ``stride``.
         hr_len: ``(B,)`` int64 full HR length ``N_b`` per sample.
         start: ``(B,)`` int64 first HR index per sample (may be negative: a halo).
         count: number of queries ``n_q``.
@@ -94,7 +101,8 @@ def axis_queries(
             ``"official"``: the official code's float32 evaluation (normalised coordinates
             ``-1 + 1/N + (2/N) i`` in float32, ``u`` and the offset from float32 ops), which
             differs from the exact choice at float32 near-ties; used to reproduce official
-            checkpoints bit for bit.
+            checkpoints bit for bit. Only with ``stride=1``.
+        stride: the feature map's stride over the image (see above).
 
     Returns:
         :class:`AxisQueries` with tensors of shape ``(B, n_q)``.
@@ -105,10 +113,14 @@ def axis_queries(
     n = hr_len[:, None]
     valid = (index >= 0) & (index < n)
     if rounding == "official":
+        if stride != 1:
+            raise ValueError("rounding='official' reads features at stride 1 only")
         return _official_axis(lr_len, n, index, valid, dtype)
     if rounding != "exact":
         raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
-    nearest = nearest_index(index, lr_len, n).clamp(0, lr_len - 1)
+    n = n * stride  # u = ((2i + 1) lr_len - s N) / (2 s N): the image's grid in feature units
+    feat_len = -(-lr_len // stride)
+    nearest = nearest_index(index, lr_len, n).clamp(0, feat_len - 1)
     fdt = float_dtype_for(hr_len.device)
     pos = ((2 * index + 1) * lr_len - n).to(fdt) / (2 * n).to(fdt)
     offset = pos - nearest.to(fdt)

@@ -9,10 +9,15 @@ from torch import nn
 
 from .._checks import check_int, check_positive_float
 from ..contracts import check_upsampler
-from ..layers.afe import AFEBlock
+from ..geometry import SAMPLE_MODES
+from ..layers.afe import AFEBlock, AFETokenBlock
 from ..layers.kriging import NeuralKrigingUpsampler
-from .layouts import detect_layout, layout_for
+from .adapters import adapter_class, detect
+from .adapters.base import check_cut
 from .model import ArbitraryScaleSR
+
+#: The ``skip`` options of :func:`retrofit`.
+SKIPS = ("auto", "none", *SAMPLE_MODES)
 
 __all__ = ["retrofit"]
 
@@ -27,6 +32,23 @@ def _shallow_clone(model: nn.Module) -> nn.Module:
     return clone
 
 
+def _unwrap(model: Any) -> nn.Module:
+    """``model`` itself, or the network inside a spandrel model descriptor."""
+    if isinstance(model, nn.Module):
+        return model
+    try:
+        import spandrel
+    except ImportError:
+        spandrel = None
+    if spandrel is not None and isinstance(model, spandrel.ImageModelDescriptor):
+        if not isinstance(model.model, nn.Module):
+            raise TypeError(f"the descriptor's model is not an nn.Module: {type(model.model)}")
+        return model.model
+    raise TypeError(
+        f"model must be an nn.Module or a spandrel model descriptor, got {type(model).__name__}"
+    )
+
+
 def retrofit(
     model: nn.Module,
     *,
@@ -36,7 +58,8 @@ def retrofit(
     body: str | None = None,
     tail: str | None = None,
     pixel_range: float | None = None,
-    skip: str = "none",
+    skip: str = "auto",
+    layout: str | None = None,
 ) -> ArbitraryScaleSR:
     """Turn a fixed-scale SR network into an arbitrary-scale one, keeping its weights.
 
@@ -47,7 +70,9 @@ def retrofit(
     body's features. Recognised layouts: :mod:`scaleeq.retrofit.layouts`.
 
     Args:
-        model: the network (recognised layouts in the module docstring). Not modified.
+        model: the network, or a spandrel ``ModelDescriptor`` (its ``.model``); every
+            super-resolution architecture spandrel loads is recognised by structure
+            (:mod:`scaleeq.retrofit.adapters`). Not modified.
         afe: ``"per_group"`` (an AFE block at the start of each residual group, or every
             ``afe_every`` blocks for EDSR-style bodies) or ``"none"``.
         afe_every: blocks per AFE block for bodies of plain residual blocks (default: a quarter
@@ -57,10 +82,16 @@ def retrofit(
         body, tail: for unrecognised models, the submodule mapping the image to features and
             the fixed-scale tail to drop.
         pixel_range: input range of EDSR-PyTorch models (default: inferred from ``sub_mean``).
-        skip: ``"none"`` (the upsampler renders the image, as the original tail did) or
-            ``"bicubic"``: it renders a residual over the bicubic upsampling of the input (its
-            last layer starts at zero, so the model starts as bicubic). Trains much faster from
-            scratch; the features then carry the input as 3 extra channels.
+        skip: ``"auto"`` (the default): the architecture's own global residual after its
+            tail (e.g. Compact's nearest upsampling of the input), carried to every scale, or
+            ``"none"`` where it has none. ``"none"``: the upsampler renders the image, as the
+            original tail did. ``"bicubic"`` / ``"bilinear"`` / ``"nearest"``: it renders a
+            residual over that interpolation of the input (its last layer starts at zero, so
+            the model starts as that interpolation; bicubic trains much faster from scratch).
+            The features then carry the input as extra channels. Saved files store the
+            resolved choice.
+        layout: use this adapter (by its stored name) instead of detecting one (``load``
+            passes the file's layout).
 
     Returns:
         :class:`ArbitraryScaleSR`; at initialisation its features equal the model's pre-tail
@@ -71,8 +102,10 @@ def retrofit(
             upsampler that does not satisfy the contract, or bad options; messages name the
             argument and what was found.
     """
-    if skip not in ("none", "bicubic"):
-        raise ValueError(f"skip must be 'none' or 'bicubic', got {skip!r}")
+    if skip not in SKIPS:
+        raise ValueError(f"skip must be one of {SKIPS}, got {skip!r}")
+    source = _spandrel_source(model)
+    model = _unwrap(model)
     if afe not in ("per_group", "none"):
         raise ValueError(f"afe must be 'per_group' or 'none', got {afe!r}")
     if afe_every is not None:
@@ -88,8 +121,13 @@ def retrofit(
                 raise ValueError(
                     f"{name}={value!r} must name a submodule of the model; it has {[n for n, _ in model.named_children()]}"
                 )
-    else:
-        layout = detect_layout(model)
+    elif layout is None:
+        layout = detect(model).name
+    adapter = adapter_class(layout)(body=body)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if skip == "auto":
+        skip = adapter.residual or "none"
     settings: dict[str, Any] = {
         "skip": skip,
         "afe": afe,
@@ -98,15 +136,15 @@ def retrofit(
         "tail": tail,
         "pixel_range": pixel_range,
     }
-    adapter = layout_for(layout, body=body)
     backbone = _shallow_clone(model)
     feat_channels = adapter.build(model, backbone, settings)
+    check_cut(adapter, model, backbone)
     if upsampler is None:
         if feat_channels is None:
             raise ValueError("cannot infer the feature channels of the body; pass upsampler=...")
         upsampler = NeuralKrigingUpsampler(feat_channels)
     check_upsampler(upsampler)
-    if skip == "bicubic":
+    if skip != "none":
         tail_layer = getattr(upsampler, "tail", None)
         if isinstance(tail_layer, (nn.Conv2d, nn.Linear)):  # start as bicubic
             nn.init.zeros_(tail_layer.weight)
@@ -116,13 +154,27 @@ def retrofit(
     if param is not None:  # new parts follow the model's device and dtype; shared parts stay put
         upsampler = upsampler.to(device=param.device, dtype=param.dtype)
         for module in backbone.modules():
-            if isinstance(module, (AFEBlock, NeuralKrigingUpsampler)):
+            if isinstance(module, AFEBlock | AFETokenBlock | NeuralKrigingUpsampler):
                 module.to(device=param.device, dtype=param.dtype)
+    config = getattr(model, "config", None)
     base = {
         "class": type(model).__name__,
         "module": type(model).__module__,
-        "config": getattr(model, "config", None),
+        "config": config if isinstance(config, dict) else None,
     }
     return ArbitraryScaleSR(
-        backbone, upsampler, adapter=adapter, settings=settings, base=base, skip=skip
+        backbone,
+        upsampler,
+        adapter=adapter,
+        settings=settings,
+        base=base,
+        skip=skip,
+        source=model if source else None,
     )
+
+
+def _spandrel_source(model: Any) -> bool:
+    """Whether the network comes from spandrel (then ``save`` stores what ``load`` needs to
+    rebuild it through spandrel's own loader)."""
+    net = model.model if not isinstance(model, nn.Module) and hasattr(model, "model") else model
+    return type(net).__module__.startswith("spandrel.")

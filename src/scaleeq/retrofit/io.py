@@ -7,6 +7,12 @@ key ``"scaleeq"`` holds JSON, or a ``torch.save`` zip of ``{"scaleeq": meta, "st
 "upsampler": {"class", "config"}, "sha256"}``. State-dict keys are ``backbone.*`` and
 ``upsampler.*``. ``sha256`` (added later; files without it still load) is the content hash of
 the tensors (:func:`content_hash`), checked on load: a damaged file is refused.
+
+Networks loaded with spandrel (added later, optional): ``meta["source"] = {"loader":
+"spandrel", "version", "keys"}`` maps each key of the original network's state dict to the
+file's key holding that tensor; the tensors the retrofit dropped (the fixed-scale tail) are
+stored as ``source.<key>``. :func:`load` reassembles the original state dict and rebuilds the
+network with ``spandrel.ModelLoader``, so no user code is needed.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from ..contracts import Savable
 if TYPE_CHECKING:
     from .model import ArbitraryScaleSR
 
-__all__ = ["content_hash", "load", "save"]
+__all__ = ["META_KEY", "content_hash", "from_parts", "load", "meta_from_tensor", "save"]
 
 _FORMAT = "scaleeq.ArbitraryScaleSR"
 _FORMAT_VERSION = 1
@@ -49,7 +55,8 @@ _META_KEYS = {
     "base": dict,
     "upsampler": dict,
 }
-_OPTIONAL_META_KEYS = {"sha256": str}
+_OPTIONAL_META_KEYS = {"sha256": str, "source": dict}
+_SOURCE_PREFIX = "source."
 
 
 def _where(path: Path, key: str) -> str:
@@ -160,6 +167,22 @@ def _check_meta(path: Path, meta: dict) -> None:
                 )
 
 
+#: The state-dict key that carries the metadata again, as UTF-8 JSON bytes, for loaders that
+#: see only tensors (spandrel's ``ModelLoader``; :mod:`scaleeq.spandrel`). Not hashed; dropped
+#: on load.
+META_KEY = "scaleeq_meta"
+
+
+def meta_tensor(meta: dict) -> torch.Tensor:
+    """``meta`` as a uint8 tensor of its JSON text."""
+    return torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8).clone()
+
+
+def meta_from_tensor(t: torch.Tensor) -> dict:
+    """The metadata stored by :func:`meta_tensor`."""
+    return json.loads(bytes(t.detach().cpu().to(torch.uint8).numpy().tobytes()).decode())
+
+
 def content_hash(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over the tensors in key order: each key, dtype, shape and raw bytes."""
     h = hashlib.sha256()
@@ -188,11 +211,14 @@ def save(
         "upsampler": {"class": type(model.upsampler).__name__, "config": model.upsampler.config},
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if model.source is not None:
+        meta["source"] = _source_record(model, tensors)
     if dtype is not None:
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
         tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     meta["sha256"] = content_hash(tensors)
+    tensors[META_KEY] = meta_tensor(meta)  # for loaders that read state dicts only (spandrel)
     path = Path(path)
     if path.suffix == ".safetensors":
         try:
@@ -207,6 +233,47 @@ def save(
         )
     else:
         atomic_write(path, lambda tmp: torch.save({"scaleeq": meta, "state_dict": tensors}, tmp))
+
+
+def _source_record(model: ArbitraryScaleSR, tensors: dict[str, torch.Tensor]) -> dict:
+    """The ``source`` record of a spandrel network (see the module docstring); adds the
+    dropped tail's tensors to ``tensors``."""
+    import spandrel
+
+    by_id = {id(t): k for k, t in model.state_dict(keep_vars=True).items()}
+    keys: dict[str, str] = {}
+    for key, t in model.source.state_dict(keep_vars=True).items():
+        if id(t) in by_id:
+            keys[key] = by_id[id(t)]
+        else:
+            keys[key] = _SOURCE_PREFIX + key
+            tensors[keys[key]] = t.detach().cpu().contiguous()
+    return {"loader": "spandrel", "version": spandrel.__version__, "keys": keys}
+
+
+def _rebuild_source(path: Path, source: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """The original network, rebuilt by spandrel from the stored state dict."""
+    keys = source.get("keys")
+    if source.get("loader") != "spandrel" or not isinstance(keys, dict):
+        raise ValueError(f"{_where(path, 'source')} must be a spandrel record with 'keys'")
+    missing = sorted(v for v in keys.values() if not isinstance(v, str) or v not in tensors)
+    if missing:
+        raise ValueError(
+            f"{_where(path, 'source.keys')} names tensors the file lacks: {missing[:4]}"
+        )
+    try:
+        import spandrel
+    except ImportError as e:
+        raise ValueError(
+            f"{path} holds a retrofitted spandrel network: loading it needs spandrel "
+            "(pip install spandrel), or pass model=<a new instance of that architecture>"
+        ) from e
+    state = {k: tensors[v] for k, v in keys.items()}
+    try:
+        desc = spandrel.ModelLoader().load_from_state_dict(state)
+    except Exception as e:  # spandrel's own errors: unsupported or changed architecture
+        raise ValueError(f"{path}: spandrel cannot rebuild the original network: {e}") from e
+    return desc.model
 
 
 def load(
@@ -232,12 +299,33 @@ def load(
             not a scaleeq checkpoint, holds non-finite weights, or its weights do not fit the
             rebuilt model; the message says which.
     """
-    from .build import retrofit
-
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     meta, tensors = _read_checkpoint(path, map_location)
+    return from_parts(
+        meta, tensors, where=path, model=model, map_location=map_location,
+        allow_nonfinite=allow_nonfinite,
+    )  # fmt: skip
+
+
+def from_parts(
+    meta: dict,
+    tensors: dict[str, torch.Tensor],
+    *,
+    where: str | os.PathLike,
+    model: nn.Module | None = None,
+    map_location: str | torch.device = "cpu",
+    allow_nonfinite: bool = False,
+) -> ArbitraryScaleSR:
+    """Rebuild a model from a checkpoint's metadata and tensors (what :func:`load` reads from
+    a file; ``where`` names the source in messages). :mod:`scaleeq.spandrel` uses it for
+    state dicts that spandrel read, whose metadata travels as :func:`meta_tensor`."""
+    from .build import retrofit
+
+    path = Path(where)
+    tensors = dict(tensors)
+    tensors.pop(META_KEY, None)
     _check_meta(path, meta)
     expected = meta.get("sha256")
     if expected is not None and content_hash(tensors) != expected:
@@ -256,6 +344,9 @@ def load(
             )
     base = meta["base"]
     defaulted: list[str] = []  # stored keys that were missing and took their defaults
+    if model is None and "source" in meta:
+        model = _rebuild_source(path, meta["source"], tensors)
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(_SOURCE_PREFIX)}
     if model is None:
         from .. import models as _models
 
@@ -283,14 +374,18 @@ def load(
         )
     up_config = _check_arguments(path, "upsampler.config", up_meta["config"], up_cls, defaulted)
     settings = _check_arguments(
-        path, "settings", meta["settings"], retrofit, defaulted, given=("model", "upsampler")
-    )
+        path, "settings", meta["settings"], retrofit, defaulted,
+        given=("model", "upsampler", "layout"),
+    )  # fmt: skip
     try:
         upsampler = up_cls(**up_config)
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{_where(path, 'upsampler.config')} is invalid: {e}") from e
     try:
-        asr = retrofit(model, upsampler=upsampler, **settings)
+        # the stored layout's adapter where it fits the network (files written before a more
+        # specific adapter existed keep theirs), else detection, checked below
+        layout = meta["layout"] if _fits(meta["layout"], model) else None
+        asr = retrofit(model, upsampler=upsampler, layout=layout, **settings)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
         raise ValueError(f"{_where(path, 'settings')} cannot rebuild the model: {e}") from e
     if asr.layout != meta["layout"]:
@@ -310,6 +405,16 @@ def load(
             f"{path}: the stored weights do not fit the rebuilt model{hint}: {e}"
         ) from e
     return asr.to(map_location)
+
+
+def _fits(layout: str, model: nn.Module) -> bool:
+    from .adapters import adapter_class
+
+    try:
+        cls = adapter_class(layout)
+    except ValueError:
+        return False
+    return cls.name != "custom" and cls.matches(model)
 
 
 def _read_checkpoint(

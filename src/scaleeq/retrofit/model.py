@@ -6,13 +6,14 @@ import os
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_channels, check_matching, check_tensor
-from ..geometry import RenderPlan, resolve_plan, sample_bicubic
+from ..geometry import RenderPlan, render_plan, resolve_plan, sample_image
 from ..ops.coords import Window
 from ..scale import ScaleLike, _check_batch, _parse_scale
-from .layouts import Layout
+from .adapters.base import Adapter
 
 __all__ = ["ArbitraryScaleSR"]
 
@@ -41,13 +42,17 @@ class ArbitraryScaleSR(nn.Module):
         backbone: nn.Module,
         upsampler: nn.Module,
         *,
-        adapter: Layout,
+        adapter: Adapter,
         settings: dict[str, Any],
         base: dict[str, Any],
         skip: str = "none",
+        source: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.skip = skip
+        # the original network when it came from spandrel: save() stores its tail's weights so
+        # that load() can rebuild it with spandrel's loader (not a submodule: no state-dict keys)
+        self.__dict__["source"] = source
         self.backbone = backbone
         self.upsampler = upsampler
         self.adapter = adapter
@@ -58,6 +63,13 @@ class ArbitraryScaleSR(nn.Module):
     def layout(self) -> str:
         """The recognised layout: ``"basicsr"``, ``"edsr_pytorch"``, ``"swin"`` or ``"custom"``."""
         return self.adapter.name
+
+    @property
+    def stride(self) -> int:
+        """The feature map's stride over the input (2 or 4 behind a pixel-unshuffle front end,
+        else 1): :meth:`features` returns ``ceil(h / stride)`` rows, and the render reads them
+        at that stride so the output still follows the input image."""
+        return self.adapter.stride(self.backbone)
 
     @property
     def pixel_range(self) -> float:
@@ -74,18 +86,24 @@ class ArbitraryScaleSR(nn.Module):
                 samples (``forward`` passes its plan's ``scale``).
 
         Equal to the original model's pre-tail features while the AFE blocks are at their
-        identity initialisation. With ``skip="bicubic"`` the input is appended as 3 channels.
+        identity initialisation; ``(B, C, ceil(h / s), ceil(w / s))`` at :attr:`stride` ``s``.
+        With a skip the input is appended as ``3 s^2`` channels (pixel-unshuffled at stride
+        ``s``, after reflect padding to a multiple of ``s``).
         """
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
         first = self.adapter.input_conv(self.backbone)
         if first is not None:
             check_channels(lr, "lr", first.in_channels)
             check_matching(lr, "lr", first.weight)
+        else:
+            param = next(self.upsampler.parameters(), None)
+            if param is not None:
+                check_matching(lr, "lr", param)
         r = _parse_scale(scale, device="cpu", dtype=torch.float64)
         _check_batch(r, lr.shape[0], "scale")
         feat = self.adapter.features(self.backbone, lr, r)
-        if self.skip == "bicubic":  # carry the image along for the skip (see render)
-            feat = torch.cat([feat, lr], dim=1)
+        if self.skip != "none":  # carry the image along for the skip (see render)
+            feat = torch.cat([feat, _fold(lr, self.stride)], dim=1)
         return feat
 
     # -- rendering ----------------------------------------------------------------------------
@@ -101,17 +119,37 @@ class ArbitraryScaleSR(nn.Module):
         """Upsampler output for ``feat`` with the original model's output transform applied
         (``/ img_range + mean`` for BasicSR and Swin layouts, ``add_mean`` for EDSR-PyTorch).
 
-        With ``skip="bicubic"`` the last 3 channels of ``feat`` are the input image: the
-        upsampler's output (scaled back to [0, 1] units, no mean) is added to the bicubic
-        interpolation of the image at the same HR queries.
+        With a skip (``"bicubic"``, ``"bilinear"``, ``"nearest"``) the last channels of ``feat``
+        are the input image: the upsampler's output (scaled back to [0, 1] units, no mean) is
+        added to that interpolation of the image at the same HR queries.
+
+        At :attr:`stride` ``s > 1``, ``plan`` is the plan of the *input image* (as ``forward``
+        and :func:`~scaleeq.upscale` make it); given ``scale`` / ``size`` instead, the image is
+        taken to be ``s`` times the feature map.
         """
         check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
-        plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
-        if self.skip == "bicubic":
-            feat, img = feat[:, :-3], feat[:, -3:]
-            out = self.upsampler(feat, plan=plan)
-            return out / self.adapter.output_range(self.backbone) + sample_bicubic(img, plan)
-        return self.adapter.output(self.backbone, self.upsampler(feat, plan=plan))
+        s = self.stride
+        if s == 1:
+            plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
+        elif plan is None:
+            image = (feat.shape[-2] * s, feat.shape[-1] * s)
+            plan = render_plan(image, feat.shape[0], scale=scale, size=size, window=window)
+        elif not isinstance(plan, RenderPlan):
+            raise TypeError(
+                f"plan must be a scaleeq.geometry.RenderPlan, got {type(plan).__name__}"
+            )
+        elif scale is not None or size is not None or window is not None:
+            raise TypeError("give either plan= or scale= / size= / window=, not both")
+        fplan = plan.at_stride((s, s))  # the plan itself at stride 1
+        if s > 1:
+            fplan.check_input(feat, "feat")
+        if self.skip != "none":
+            k = 3 * s * s
+            feat, img = feat[:, :-k], _unfold(feat[:, -k:], s, plan.lr_size)
+            out = self.upsampler(feat, plan=fplan)
+            skip = sample_image(img, plan, self.skip)
+            return out / self.adapter.output_range(self.backbone) + skip
+        return self.adapter.output(self.backbone, self.upsampler(feat, plan=fplan))
 
     def forward(
         self,
@@ -157,3 +195,22 @@ class ArbitraryScaleSR(nn.Module):
         from .io import save
 
         save(self, path, dtype=dtype)
+
+
+def _fold(img: torch.Tensor, s: int) -> torch.Tensor:
+    """``img`` on a stride-``s`` grid: reflect-padded to a multiple of ``s`` and
+    pixel-unshuffled (``(B, 3 s^2, ceil(h / s), ceil(w / s))``; ``img`` itself at ``s = 1``)."""
+    if s == 1:
+        return img
+    h, w = img.shape[-2:]
+    if h % s or w % s:
+        mode = "reflect" if min(h, w) > s else "replicate"
+        img = F.pad(img, (0, -w % s, 0, -h % s), mode=mode)
+    return F.pixel_unshuffle(img, s)
+
+
+def _unfold(folded: torch.Tensor, s: int, size: tuple[int, int]) -> torch.Tensor:
+    """The image of size ``size`` back from :func:`_fold`."""
+    if s == 1:
+        return folded
+    return F.pixel_shuffle(folded, s)[:, :, : size[0], : size[1]]

@@ -1,0 +1,61 @@
+"""EDSR and RCAN in BasicSR's layout (and :mod:`scaleeq.models`).
+
+``mean``, ``img_range``, ``conv_first``, ``body`` (an ``nn.Sequential`` of blocks or residual
+groups), ``conv_after_body``, ``upsample``, ``conv_last``; features
+``conv_after_body(body(x)) + x`` with ``x = conv_first((lr - mean) * img_range)``. (BasicSR
+itself does not install beside current torchvision: its 1.4.2 release imports
+``torchvision.transforms.functional_tensor``, removed in torchvision 0.17; tests use stand-ins
+checked against its key names and forward.)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Adapter, interleave, out_channels, run_body
+
+__all__ = ["BasicSRAdapter"]
+
+_REQUIRED = ("conv_first", "body", "conv_after_body", "upsample", "conv_last", "mean", "img_range")
+
+
+class MeanRangeAdapter(Adapter):
+    """Networks that map ``(lr - mean) * img_range`` through ``conv_first`` and undo it on the
+    output (BasicSR EDSR/RCAN, SwinIR / HAT and their relatives)."""
+
+    def input_conv(self, bb):
+        return bb.conv_first
+
+    def output_range(self, bb):
+        return float(bb.img_range)
+
+    def output(self, bb, out):
+        return out / bb.img_range + torch.as_tensor(bb.mean).to(out)
+
+
+class BasicSRAdapter(MeanRangeAdapter):
+    name = "basicsr"
+    family = "EDSR / RCAN (BasicSR layout)"
+
+    @classmethod
+    def matches(cls, model):
+        return all(hasattr(model, a) for a in _REQUIRED) and isinstance(model.body, nn.Sequential)
+
+    def build(self, model, backbone, settings):
+        channels = out_channels(model.conv_after_body)
+        if settings["afe"] == "per_group":
+            backbone.body = interleave(model.body, channels, settings["afe_every"], len(model.body))
+        for name in ("upsample", "conv_last"):
+            del backbone._modules[name]
+        return channels
+
+    def tail_module(self, model):
+        return model.upsample
+
+    def features(self, bb, lr, scale):
+        x = bb.conv_first((lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range)
+        return bb.conv_after_body(run_body(bb.body, x, scale)) + x
+
+
+ADAPTERS = (BasicSRAdapter,)

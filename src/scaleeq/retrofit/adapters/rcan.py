@@ -1,0 +1,74 @@
+"""RCAN as spandrel ships it (``spandrel.architectures.RCAN``).
+
+EDSR-PyTorch's module names (``sub_mean``, ``head``, ``body``, ``tail``, ``add_mean``) with an
+input in [0, 1] scaled by ``rgb_range`` inside the network, and for x1 / x2 models a
+pixel-unshuffle front end (``head[0]``, factor ``downscale_factor``) after reflect padding to a
+multiple of it: the features then lie at stride 2 or 4 over the input. spandrel's forward
+scales its input *in place*; the adapter computes a new tensor instead, so the caller's input
+is never modified.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Adapter, interleave, run_body
+
+__all__ = ["SpandrelRCANAdapter"]
+
+_REQUIRED = ("sub_mean", "head", "body", "tail", "add_mean", "rgb_range", "downscale_factor")
+
+
+class SpandrelRCANAdapter(Adapter):
+    name = "rcan"
+    family = "RCAN (spandrel)"
+    architectures = ("RCAN",)
+
+    @classmethod
+    def matches(cls, model):
+        return (
+            all(hasattr(model, a) for a in _REQUIRED)
+            and isinstance(model.body, nn.Sequential)
+            and isinstance(model.head, nn.Sequential)
+            and isinstance(model.body[-1], nn.Conv2d)
+        )
+
+    def _head_conv(self, bb: nn.Module) -> nn.Conv2d:
+        return next(m for m in bb.head if isinstance(m, nn.Conv2d))
+
+    def input_conv(self, bb):
+        return None if int(bb.downscale_factor) > 1 else self._head_conv(bb)
+
+    def build(self, model, backbone, settings):
+        channels = self._head_conv(model).out_channels
+        if settings["afe"] == "per_group":
+            backbone.body = interleave(
+                model.body, channels, settings["afe_every"], len(model.body) - 1
+            )
+        del backbone._modules["tail"]
+        return channels
+
+    def tail_module(self, model):
+        return model.tail
+
+    def stride(self, bb):
+        return int(bb.downscale_factor)
+
+    def features(self, bb, lr, scale):
+        s = int(bb.downscale_factor)
+        h, w = lr.shape[-2:]
+        x = lr
+        if s > 1 and (h % s or w % s):
+            x = F.pad(x, (0, -w % s, 0, -h % s), mode="reflect")
+        x = bb.head(bb.sub_mean(x * bb.rgb_range))  # a new tensor: lr is left as it was
+        return run_body(bb.body, x, scale) + x
+
+    def output_range(self, bb):
+        return float(bb.rgb_range)
+
+    def output(self, bb, out):
+        return bb.add_mean(out) / bb.rgb_range
+
+
+ADAPTERS = (SpandrelRCANAdapter,)

@@ -1,0 +1,141 @@
+"""SwinIR, Swin2SR, HAT and DRCT: token-based residual groups over a conv head.
+
+As in their official code, BasicSR and spandrel: ``conv_first``, ``patch_embed``, ``layers``,
+``norm``, ``patch_unembed``, ``conv_after_body``, ``forward_features``, ``mean``,
+``img_range``, ``window_size``; tails ``pixelshuffle``, ``pixelshuffledirect`` and
+``nearest+conv``; spandrel's SwinIR may put a pixel-unshuffle front end before ``conv_first``
+(``start_unshuffle``: features at that stride over the input). Each entry of ``layers`` is wrapped to run an AFE token block first. The
+adapter runs the body loop of ``forward_features`` itself (patch embedding, ``ape``,
+``pos_drop``, the layers with HAT's ``params``, norm, unembedding) so that it can hand the
+scale to each layer; :func:`~scaleeq.retrofit.adapters.base.check_cut` verifies at retrofit
+time that the loop reproduces the model's own features.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..._checks import is_compiling
+from ...models._swin import crop_padding, pad_to_multiple
+from .base import afe_layers, out_channels, run_layers
+from .basicsr import MeanRangeAdapter
+
+__all__ = ["SwinAdapter"]
+
+_REQUIRED = (
+    "conv_first",
+    "patch_embed",
+    "layers",
+    "patch_unembed",
+    "conv_after_body",
+    "forward_features",
+    "mean",
+    "img_range",
+)
+_TAILS = (
+    "conv_before_upsample",
+    "upsample",
+    "conv_last",
+    "conv_up1",
+    "conv_up2",
+    "conv_up3",
+    "conv_hr",
+    "lrelu",
+)
+
+
+def _takes(fn: object, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+class SwinAdapter(MeanRangeAdapter):
+    name = "swin"
+    family = "SwinIR / Swin2SR / HAT / DRCT"
+    architectures = ("SwinIR", "Swin2SR", "HAT", "DRCT")
+
+    @classmethod
+    def matches(cls, model):
+        return all(hasattr(model, a) for a in _REQUIRED) and isinstance(model.layers, nn.ModuleList)
+
+    def build(self, model, backbone, settings):
+        channels = out_channels(model.conv_after_body)
+        self._mask_dtype = _takes(getattr(model, "calculate_mask", None), "dtype")
+        if settings["afe"] == "per_group":
+            pe = model.patch_embed
+            dim = int(pe.embed_dim) if hasattr(pe, "embed_dim") else channels
+            backbone.layers = afe_layers(model.layers, dim)
+        for name in _TAILS:
+            backbone._modules.pop(name, None)
+        return channels
+
+    def tail_module(self, model):
+        for name in ("conv_before_upsample", "upsample"):
+            if isinstance(getattr(model, name, None), nn.Module):
+                return getattr(model, name)
+        return None
+
+    def probe_size(self, model):
+        ws = int(getattr(model, "window_size", 8)) * self.stride(model)
+        return (2 * ws, 2 * ws)
+
+    def stride(self, bb):
+        return int(getattr(bb, "start_unshuffle", 1))
+
+    def input_conv(self, bb):
+        return bb.conv_first if self.stride(bb) == 1 else None
+
+    def _layer_args(self, bb: nn.Module, x: torch.Tensor) -> tuple:
+        """HAT's layers take ``params`` (attention mask and relative position indices);
+        SwinIR's take none. HAT-style models have ``calculate_mask`` on the model itself
+        (spandrel's takes the dtype too)."""
+        if not hasattr(bb, "calculate_mask"):
+            return ()
+        x_size = (x.shape[2], x.shape[3])
+        if getattr(self, "_mask_dtype", False):
+            mask = bb.calculate_mask(x_size, dtype=x.dtype)
+        else:
+            mask = bb.calculate_mask(x_size)
+        params = {"attn_mask": mask.to(x.device)}
+        for key, attr in (
+            ("rpi_sa", "relative_position_index_SA"),
+            ("rpi_oca", "relative_position_index_OCA"),
+        ):
+            if hasattr(bb, attr):
+                params[key] = getattr(bb, attr)
+        return (params,)
+
+    def _body(self, bb: nn.Module, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+        """``forward_features`` with the scale handed to each AFE-wrapped layer."""
+        x_size = (x.shape[2], x.shape[3])
+        extra = self._layer_args(bb, x)
+        t = bb.patch_embed(x)
+        if getattr(bb, "ape", False):
+            t = t + bb.absolute_pos_embed
+        if hasattr(bb, "pos_drop"):
+            t = bb.pos_drop(t)
+        t = run_layers(bb.layers, t, x_size, scale, *extra)
+        return bb.patch_unembed(bb.norm(t), x_size)
+
+    def features(self, bb, lr, scale):
+        h, w = lr.shape[-2:]
+        x = (lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range
+        if hasattr(bb, "check_image_size") and not is_compiling():  # (the same padding)
+            x = bb.check_image_size(x)
+        else:
+            x = pad_to_multiple(x, int(getattr(bb, "window_size", 1)))
+        s = self.stride(bb)
+        if s > 1:
+            x = F.pixel_unshuffle(x, s)
+        x = bb.conv_first(x)
+        x = bb.conv_after_body(self._body(bb, x, scale)) + x
+        return crop_padding(x, (-(-h // s), -(-w // s)))
+
+
+ADAPTERS = (SwinAdapter,)
