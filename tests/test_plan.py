@@ -195,7 +195,7 @@ def test_swin_layout_refuses_a_forward_features_it_cannot_reproduce():
         def forward_features(self, x):
             return super().forward_features(x) * 2  # more than the standard loop
 
-    with pytest.raises(ValueError, match="cannot reproduce Different.forward_features"):
+    with pytest.raises(ValueError, match="cannot reproduce the features of Different at its cut point"):
         retrofit(Different())
 
 

@@ -49,3 +49,47 @@ def test_a_saved_file_loads_in_spandrel_and_renders_any_scale(tmp_path, registry
 def test_register_refuses_a_bad_scale(registry):
     with pytest.raises(ValueError, match="scale must be an int"):
         sqs.register(registry, scale=2.5)
+
+
+def test_a_spandrel_rcan_file_of_the_edsr_pytorch_layout_keeps_loading(tmp_path):
+    """Before spandrel's RCAN had its own adapter, retrofit took it as EDSR-PyTorch; such
+    files store ``layout="edsr_pytorch"`` and must load with the same outputs."""
+    from spandrel.architectures.RCAN import RCAN
+
+    torch.manual_seed(0)
+    net = perturbed(RCAN(scale=2, n_resgroups=2, n_resblocks=1, n_feats=16, reduction=4), 0.02)
+    old = perturbed(scaleeq.retrofit(net, layout="edsr_pytorch"), std=0.01).eval()
+    assert old.layout == "edsr_pytorch" and scaleeq.retrofit(net).layout == "rcan"
+    old.source = None  # an old file: no spandrel record
+    old.save(tmp_path / "old.pt")
+    fresh = RCAN(scale=2, n_resgroups=2, n_resblocks=1, n_feats=16, reduction=4)
+    back = scaleeq.load(tmp_path / "old.pt", model=fresh).eval()
+    assert back.layout == "edsr_pytorch"
+    x = torch.rand(1, 3, 7, 6)
+    with torch.no_grad():
+        assert torch.equal(back(x, scale=2.6), old(x, scale=2.6))
+        # the same features as the new adapter gives
+        new = scaleeq.retrofit(net, afe="none")
+        torch.testing.assert_close(
+            scaleeq.retrofit(net, layout="edsr_pytorch", afe="none").features(x, 2.6),
+            new.features(x, 2.6),
+        )
+
+
+def test_an_edited_header_that_passes_every_check_is_still_refused(tmp_path):
+    """The metadata tensor (for state-dict loaders) and the file's header must agree."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    asr = _model()
+    path = tmp_path / "m.safetensors"
+    asr.save(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["scaleeq"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta["upsampler"]["config"]["backend"] = "reference"  # a valid value, another model
+    save_file(tensors, str(path), metadata={"scaleeq": json.dumps(meta)})
+    with pytest.raises(ValueError, match="is damaged: its metadata tensor"):
+        scaleeq.load(path)

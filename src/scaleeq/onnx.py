@@ -195,6 +195,12 @@ def export_onnx(
             f"{type(up).__name__} renders whole outputs only (window_exact is False, e.g. the "
             "official ECA attention), so it cannot be exported as a tile renderer"
         )
+    if int(getattr(model, "stride", 1)) != 1:
+        raise ValueError(
+            f"{type(model).__name__} reads its features at stride {model.stride} (a "
+            "pixel-unshuffle front end); exporting such models is not supported yet (the traced "
+            "graph does not reproduce eager outputs): run them in PyTorch"
+        )
     if split and not is_sr_model(model):
         raise ValueError(
             "split=True needs an SR model (features + render); a bare upsampler's "

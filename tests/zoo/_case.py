@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 
@@ -29,6 +30,10 @@ class ZooCase:
         residual: the architecture's own global skip after its tail that ``skip="auto"`` carries
             (``"nearest"`` / ``"bilinear"`` / ``"bicubic"``), or ``None``.
         atol: tolerance of the cut-point feature comparison.
+        cut_map: how the LR feature map sits inside the hooked input of ``cut``, as
+            ``cut_map(ref, (h, w))``; default: its top-left ``ceil(h / stride)`` x
+            ``ceil(w / stride)`` (networks that pad to a multiple crop after the tail). Written
+            from the architecture's code, independently of the adapter.
     """
 
     id: str
@@ -42,3 +47,4 @@ class ZooCase:
     compile: bool | str = True
     residual: str | None = None
     atol: float = 1e-5
+    cut_map: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] | None = None

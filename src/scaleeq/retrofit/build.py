@@ -84,7 +84,8 @@ def retrofit(
         pixel_range: input range of EDSR-PyTorch models (default: inferred from ``sub_mean``).
         skip: ``"auto"`` (the default): the architecture's own global residual after its
             tail (e.g. Compact's nearest upsampling of the input), carried to every scale, or
-            ``"none"`` where it has none. ``"none"``: the upsampler renders the image, as the
+            ``"none"`` where it has none (the upsampler's last layer keeps its initialisation,
+            as the original tail's did). ``"none"``: the upsampler renders the image, as the
             original tail did. ``"bicubic"`` / ``"bilinear"`` / ``"nearest"``: it renders a
             residual over that interpolation of the input (its last layer starts at zero, so
             the model starts as that interpolation; bicubic trains much faster from scratch).
@@ -126,6 +127,7 @@ def retrofit(
     adapter = adapter_class(layout)(body=body)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    chosen = skip != "auto"  # an interpolation skip the caller asked for starts the model there
     if skip == "auto":
         skip = adapter.residual or "none"
     settings: dict[str, Any] = {
@@ -144,7 +146,7 @@ def retrofit(
             raise ValueError("cannot infer the feature channels of the body; pass upsampler=...")
         upsampler = NeuralKrigingUpsampler(feat_channels)
     check_upsampler(upsampler)
-    if skip != "none":
+    if skip != "none" and chosen:
         tail_layer = getattr(upsampler, "tail", None)
         if isinstance(tail_layer, (nn.Conv2d, nn.Linear)):  # start as bicubic
             nn.init.zeros_(tail_layer.weight)

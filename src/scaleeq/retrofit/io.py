@@ -303,10 +303,21 @@ def load(
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
     meta, tensors = _read_checkpoint(path, map_location)
-    return from_parts(
+    asr = from_parts(
         meta, tensors, where=path, model=model, map_location=map_location,
         allow_nonfinite=allow_nonfinite,
     )  # fmt: skip
+    if META_KEY in tensors:  # the copy for state-dict loaders must say the same as the header
+        try:
+            same = meta_from_tensor(tensors[META_KEY]) == json.loads(json.dumps(meta))
+        except (UnicodeDecodeError, ValueError):
+            same = False
+        if not same:
+            raise ValueError(
+                f"{path} is damaged: its metadata tensor {META_KEY!r} does not match the "
+                "metadata stored with the file"
+            )
+    return asr
 
 
 def from_parts(
@@ -414,7 +425,7 @@ def _fits(layout: str, model: nn.Module) -> bool:
         cls = adapter_class(layout)
     except ValueError:
         return False
-    return cls.name != "custom" and cls.matches(model)
+    return cls.name != "custom" and cls.fits(model)
 
 
 def _read_checkpoint(

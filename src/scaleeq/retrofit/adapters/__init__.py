@@ -19,13 +19,13 @@ __all__ = ["FAMILIES", "Adapter", "adapter_class", "all_adapters", "detect"]
 
 #: Adapter modules in matching order.
 FAMILIES: tuple[str, ...] = (
-    "swin",  # SwinIR, Swin2SR, HAT, DRCT
     "atd",
     "dat",
     "rgt",
     "craft",
     "grl",
     "ipt",
+    "swin",  # SwinIR, Swin2SR, HAT, DRCT (after the token families it would also match)
     "esrgan",
     "compact",
     "span",

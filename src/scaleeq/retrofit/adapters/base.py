@@ -172,6 +172,13 @@ class Adapter:
         """Whether ``model`` has this family's structure (attributes and module kinds)."""
         raise NotImplementedError
 
+    @classmethod
+    def fits(cls, model: nn.Module) -> bool:
+        """Whether the adapter can run on ``model`` when a saved file names it (by default
+        :meth:`matches`; an adapter that a more specific one has since replaced for some
+        networks still fits them)."""
+        return cls.matches(model)
+
     # -- building -----------------------------------------------------------------------------
     def build(self, model: nn.Module, backbone: nn.Module, settings: dict[str, Any]) -> int | None:
         """Insert AFE blocks and drop the tail on ``backbone`` (a shallow clone of ``model``);
@@ -183,11 +190,22 @@ class Adapter:
         (``None``: the adapter cannot name one, and :func:`check_cut` is skipped)."""
         return None
 
+    def cut_reference(
+        self, model: nn.Module, ref: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """The LR features inside ``ref``, the input of :meth:`tail_module` when the network
+        runs on an image of ``size``: by default its top-left ``ceil(h / s)`` x ``ceil(w / s)``
+        (networks that pad to a multiple crop after the tail). Architectures whose tail input
+        is not the map itself (a border all round, a functional nearest upsampling before the
+        first tail module) say how to read it."""
+        s = self.stride(model)
+        return ref[:, :, : -(-size[0] // s), : -(-size[1] // s)]
+
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         """An input size the architecture accepts, for :func:`check_cut`."""
         return (16, 16)
 
-    def model_input(self, x: torch.Tensor) -> torch.Tensor:
+    def model_input(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """What the original network's ``forward`` takes for the [0, 1] image ``x`` (EDSR-
         PyTorch models take ``[0, pixel_range]``)."""
         return x
@@ -271,7 +289,8 @@ def check_cut(adapter: Adapter, model: nn.Module, backbone: nn.Module) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            expected = reference_features(tail, model, adapter.model_input(x.clone()))
+            ref = reference_features(tail, model, adapter.model_input(model, x.clone()))
+            expected = adapter.cut_reference(model, ref, (h, w))
             ours = adapter.features(backbone, x, torch.ones(1, 2, dtype=torch.float64))
     finally:
         model.train(training)

@@ -23,6 +23,14 @@ class EDSRPyTorchAdapter(Adapter):
 
     @classmethod
     def matches(cls, model):
+        # spandrel's RCAN has these names too but takes [0, 1] input (adapters/rcan.py)
+        return cls.fits(model) and not hasattr(model, "downscale_factor")
+
+    @classmethod
+    def fits(cls, model):
+        """The structure this adapter runs on. Files written before spandrel's RCAN had its
+        own adapter stored this layout for it (the same features and output: its
+        ``pixel_range`` is read from ``sub_mean``) and keep loading with it."""
         return all(hasattr(model, a) for a in _REQUIRED) and isinstance(model.body, nn.Sequential)
 
     def input_conv(self, bb):
@@ -41,7 +49,9 @@ class EDSRPyTorchAdapter(Adapter):
     def tail_module(self, model):
         return model.tail
 
-    def model_input(self, x):
+    def model_input(self, model, x):
+        if hasattr(model, "downscale_factor"):  # spandrel's RCAN scales [0, 1] itself
+            return x
         return x * self.pixel_range
 
     def features(self, bb, lr, scale):

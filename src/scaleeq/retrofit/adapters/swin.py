@@ -62,7 +62,13 @@ class SwinAdapter(MeanRangeAdapter):
 
     @classmethod
     def matches(cls, model):
-        return all(hasattr(model, a) for a in _REQUIRED) and isinstance(model.layers, nn.ModuleList)
+        if not all(hasattr(model, a) for a in _REQUIRED):
+            return False
+        try:  # forward_features(x) only: ATD's also takes its params (adapters/atd.py)
+            n = len(inspect.signature(model.forward_features).parameters)
+        except (TypeError, ValueError):
+            return False
+        return isinstance(model.layers, nn.ModuleList) and n == 1
 
     def build(self, model, backbone, settings):
         channels = out_channels(model.conv_after_body)

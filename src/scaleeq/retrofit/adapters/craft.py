@@ -1,0 +1,209 @@
+"""CRAFT (Cross-Refinement Adaptive Fusion Transformer), as spandrel ships it
+(``spandrel.architectures.CRAFT``).
+
+Layout: ``conv_first``, ``layers`` (RCRFG groups called on NCHW maps as
+``group(x, x_size, params)``), ``norm`` (a channel LayerNorm on NCHW maps),
+``conv_after_body`` (a conv or ``nn.Identity``), the position buffers
+``relative_position_index_h`` / ``_v`` and ``biases_h`` / ``_v``, and one tail, ``upsample``
+(conv + pixel shuffle). CRAFT always pads its input at the bottom / right, by appending the
+flipped image, to the next multiple of ``window_size`` *strictly above* its size (a size that
+is already a multiple still gets a full window), normalises ``(x - mean) * img_range`` and
+crops its output after the tail.
+
+**Cut point:** ``conv_after_body(forward_features(x)) + x``, the input of ``upsample``, cropped
+back to the input size. Because CRAFT pads every input, the cut features of its own forward are
+never at the input size, so :func:`~scaleeq.retrofit.adapters.base.check_cut` (which compares
+shapes as they are) cannot be used: :meth:`CRAFTAdapter.tail_module` returns ``None`` and
+:meth:`CRAFTAdapter.build` runs the same check itself with the reference cropped
+(:func:`check_cropped_cut`).
+
+**AFE blocks:** one identity-at-init :class:`~scaleeq.AFEBlock` (NCHW) before each RCRFG group
+(:class:`AFEThenMapGroup`). No global residual after the tail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..._checkpoint import maybe_checkpoint
+from ...layers.afe import AFEBlock
+from ...models._swin import crop_padding
+from .atd import flip_pad
+from .base import Adapter, AFEThenLayer, Interleaved, reference_features
+from .basicsr import MeanRangeAdapter
+
+__all__ = ["AFEThenMapGroup", "CRAFTAdapter", "check_cropped_cut", "run_map_groups"]
+
+_REQUIRED = (
+    "conv_first",
+    "layers",
+    "norm",
+    "conv_after_body",
+    "upsample",
+    "relative_position_index_h",
+    "relative_position_index_v",
+    "biases_h",
+    "biases_v",
+    "window_size",
+    "mean",
+    "img_range",
+)
+
+
+class AFEThenMapGroup(nn.Module):
+    """A residual group over NCHW maps preceded by an AFE block (the NCHW counterpart of
+    :class:`~scaleeq.retrofit.adapters.base.AFEThenLayer`).
+
+    ``forward(x, x_size, scale, *args)``: ``x`` ``(B, C, H, W)``; ``args`` are the group's own
+    extra arguments, passed on unchanged. With ``checkpointing`` set, the AFE block and the
+    group run under activation checkpointing while gradients are enabled.
+    """
+
+    def __init__(self, afe: AFEBlock, layer: nn.Module) -> None:
+        super().__init__()
+        self.afe = afe
+        self.layer = layer
+        self.checkpointing: str | None = None
+
+    def _run(
+        self, x: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args: Any
+    ) -> torch.Tensor:
+        return self.layer(self.afe(x, scale), x_size, *args)
+
+    def forward(
+        self, x: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args: Any
+    ) -> torch.Tensor:
+        return maybe_checkpoint(self._run, x, x_size, scale, *args, mode=self.checkpointing)
+
+
+def afe_map_groups(layers: nn.ModuleList, dim: int) -> nn.ModuleList:
+    """Each NCHW group of ``layers`` wrapped to run an identity-at-init AFE block first."""
+    return nn.ModuleList(AFEThenMapGroup(AFEBlock(dim, identity_init=True), g) for g in layers)
+
+
+def run_map_groups(
+    layers: nn.ModuleList, x: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args: Any
+) -> torch.Tensor:
+    """Run NCHW groups in order, handing the scale to the AFE-wrapped ones."""
+    for layer in layers:
+        x = layer(x, x_size, scale, *args) if isinstance(layer, AFEThenMapGroup) else layer(x, x_size, *args)
+    return x
+
+
+def set_wrapper_checkpointing(bb: nn.Module, mode: str | None) -> int:
+    """:meth:`Adapter.set_checkpointing` that also finds :class:`AFEThenMapGroup` wrappers."""
+    count = 0
+    for m in bb.modules():
+        if isinstance(m, Interleaved | AFEThenLayer | AFEThenMapGroup):
+            m.checkpointing = mode
+            count += 1
+    return count
+
+
+def check_cropped_cut(
+    adapter: Adapter,
+    model: nn.Module,
+    backbone: nn.Module,
+    tail: nn.Module,
+    size: tuple[int, int],
+    runner: nn.Module | None = None,
+) -> None:
+    """:func:`~scaleeq.retrofit.adapters.base.check_cut` for adapters that cannot name their
+    tail to it: the input of ``tail`` in the network's own forward (``runner``, default
+    ``model``: a shallow clone of it that selects another path) on a random ``size`` probe,
+    cropped to the size of ``adapter.features`` (architectures that pad every input), must
+    equal those features with the AFE blocks at identity.
+
+    Raises:
+        ValueError: they differ.
+    """
+    param = next(model.parameters(), None)
+    if param is None or param.device.type == "meta":
+        return
+    conv = adapter.input_conv(model)
+    c = int(conv.in_channels) if conv is not None else 3
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, c, *size, generator=gen).to(param)
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            expected = reference_features(tail, runner or model, adapter.model_input(model, x.clone()))
+            ours = adapter.features(backbone, x, torch.ones(1, 2, dtype=torch.float64))
+    finally:
+        model.train(training)
+    if expected.shape[:2] == ours.shape[:2] and all(
+        e >= o for e, o in zip(expected.shape[2:], ours.shape[2:], strict=True)
+    ):
+        expected = expected[:, :, : ours.shape[2], : ours.shape[3]]
+    if expected.shape != ours.shape or not torch.allclose(expected, ours, atol=1e-5, rtol=1e-4):
+        diff = (
+            f"max difference {(expected - ours).abs().max().item():.3g}"
+            if expected.shape == ours.shape
+            else f"shapes {tuple(expected.shape)} and {tuple(ours.shape)}"
+        )
+        raise ValueError(
+            f"retrofit cannot reproduce the features of {type(model).__name__} at its cut point "
+            f"(the input of its tail) with the {adapter.family} adapter ({diff}); retrofit it "
+            "with explicit parts: retrofit(model, body=..., tail=...)"
+        )
+
+
+class CRAFTAdapter(MeanRangeAdapter):
+    name = "craft"
+    family = "CRAFT"
+    architectures = ("CRAFT",)
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        if not all(hasattr(model, a) for a in _REQUIRED):
+            return False
+        layers = model.layers
+        if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+            return False
+        group = getattr(layers[0], "residual_group", None)
+        return all(
+            isinstance(getattr(group, n, None), nn.ModuleList)
+            for n in ("srwa_blocks", "hfer_blocks", "hf_blocks")
+        )
+
+    def build(self, model: nn.Module, backbone: nn.Module, settings: dict) -> int | None:
+        channels = int(model.conv_first.out_channels)
+        if settings["afe"] == "per_group":
+            backbone.layers = afe_map_groups(model.layers, channels)
+        del backbone._modules["upsample"]
+        check_cropped_cut(self, model, backbone, model.upsample, self.probe_size(model))
+        return channels
+
+    def tail_module(self, model: nn.Module) -> nn.Module | None:
+        return None  # checked in build: CRAFT's own cut features are always padded
+
+    def probe_size(self, model: nn.Module) -> tuple[int, int]:
+        ws = int(model.window_size)
+        return (ws + 3, ws + 1)  # padded to 2 windows; crop checked
+
+    def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
+        return set_wrapper_checkpointing(bb, mode)
+
+    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        h0, w0 = lr.shape[-2:]
+        ws = int(bb.window_size)
+        h, w = (h0 // ws + 1) * ws, (w0 // ws + 1) * ws
+        x = flip_pad(lr, h, w)
+        x = (x - torch.as_tensor(bb.mean).to(x)) * bb.img_range
+        x = bb.conv_first(x)
+        params = {
+            "attn_mask": (None, None),
+            "rpi_sa_h": bb.relative_position_index_h,
+            "rpi_sa_v": bb.relative_position_index_v,
+            "biases_v": bb.biases_v,
+            "biases_h": bb.biases_h,
+        }
+        body = bb.norm(run_map_groups(bb.layers, x, (h, w), scale, params))
+        return crop_padding(bb.conv_after_body(body) + x, (h0, w0))
+
+
+ADAPTERS = (CRAFTAdapter,)

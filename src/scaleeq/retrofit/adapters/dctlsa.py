@@ -1,0 +1,113 @@
+"""DCTLSA (``spandrel.architectures.DCTLSA``): six densely connected LSAB groups.
+
+Layout: ``fea_conv`` (3x3 conv), ``B1`` ... ``B6`` (LSAB groups of Swin layers, each padding
+its input to its window internally and cropping back), the 1x1 fusions ``c1`` ... ``c5`` over
+the concatenated outputs so far and ``c`` over all six group outputs, ``LR_conv``,
+``upsampler`` (conv + pixel shuffle, the tail).
+
+**Cut point**: the input of ``upsampler``, ``LR_conv(c(cat(B1..B6))) + fea_conv(x)``, at the
+input's resolution (the groups crop their own padding).
+
+**AFE blocks**: one before each group ``B<i>`` (every ``afe_every``-th with that setting),
+applied to the group's input only: the dense concatenations keep the un-modulated tensors, as
+the network's own wiring does. :class:`AFEThen` runs them with the scale.
+
+Nothing follows the tail: no global residual, no clamp.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..._checkpoint import maybe_checkpoint
+from ...layers.afe import AFEBlock
+from .base import Adapter
+
+__all__ = ["AFEThen", "DCTLSAAdapter"]
+
+_GROUPS = tuple(f"B{i}" for i in range(1, 7))
+_FUSIONS = ("c1", "c2", "c3", "c4", "c5")
+
+
+class AFEThen(nn.Module):
+    """An NCHW block (shared, unchanged) preceded by an identity-at-init AFE block;
+    ``forward(x, scale)``.
+
+    With ``checkpointing`` set (``"reentrant"`` / ``"non_reentrant"``), the AFE block and the
+    block each run under activation checkpointing while gradients are enabled.
+    """
+
+    def __init__(self, afe: AFEBlock, block: nn.Module) -> None:
+        super().__init__()
+        self.afe = afe
+        self.block = block
+        self.checkpointing: str | None = None
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        x = maybe_checkpoint(self.afe, x, scale, mode=self.checkpointing)
+        return maybe_checkpoint(self.block, x, mode=self.checkpointing)
+
+
+def _run(block: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return block(x, scale) if isinstance(block, AFEThen) else block(x)
+
+
+class DCTLSAAdapter(Adapter):
+    name = "dctlsa"
+    family = "DCTLSA"
+    architectures = ("DCTLSA",)
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        names = ("fea_conv", "LR_conv", "upsampler", "c", *_GROUPS, *_FUSIONS)
+        return (
+            all(isinstance(getattr(model, n, None), nn.Module) for n in names)
+            and isinstance(model.fea_conv, nn.Conv2d)
+            and isinstance(model.LR_conv, nn.Conv2d)
+            and all(
+                isinstance(getattr(getattr(model, g), "body", None), nn.Sequential) for g in _GROUPS
+            )
+        )
+
+    def build(self, model: nn.Module, backbone: nn.Module, settings: dict) -> int:
+        channels = int(model.fea_conv.out_channels)
+        if settings["afe"] == "per_group":
+            every = settings["afe_every"] or 1
+            for i, g in enumerate(_GROUPS):
+                if i % every == 0:
+                    backbone._modules[g] = AFEThen(
+                        AFEBlock(channels, identity_init=True), getattr(model, g)
+                    )
+        del backbone._modules["upsampler"]
+        return channels
+
+    def tail_module(self, model: nn.Module) -> nn.Module:
+        return model.upsampler
+
+    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
+        return bb.fea_conv
+
+    def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
+        count = super().set_checkpointing(bb, mode)
+        for m in bb.modules():
+            if isinstance(m, AFEThen):
+                m.checkpointing = mode
+                count += 1
+        return count
+
+    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        head = bb.fea_conv(lr)
+        dense = head  # the concatenation of the head and the group outputs so far
+        x = head
+        outs: list[torch.Tensor] = []
+        for i, g in enumerate(_GROUPS):
+            out = _run(getattr(bb, g), x, scale)
+            outs.append(out)
+            if i < len(_FUSIONS):
+                dense = torch.cat([dense, out], dim=1)
+                x = getattr(bb, _FUSIONS[i])(dense)
+        return bb.LR_conv(bb.c(torch.cat(outs, dim=1))) + head
+
+
+ADAPTERS = (DCTLSAAdapter,)
