@@ -213,6 +213,43 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
 
+def _cmd_serve(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    if any(importlib.util.find_spec(m) is None for m in ("starlette", "uvicorn", "PIL")):
+        raise CLIError("scaleeq serve needs its extra: pip install 'scaleeq[serve]'")
+    import uvicorn
+
+    from .serve import Limits, ServiceConfig, create_app
+
+    if not Path(args.path).exists():
+        raise CLIError(f"path {args.path!r} does not exist")
+    feature_scale: float | str = args.feature_scale
+    if feature_scale != "level":
+        try:
+            feature_scale = float(feature_scale)
+        except ValueError:
+            raise CLIError(
+                f"--feature-scale must be a number or 'level', got {args.feature_scale!r}"
+            ) from None
+    try:
+        config = ServiceConfig(
+            tile=args.tile if args.tile is not None else 512,
+            limits=Limits(args.max_width, args.max_height, args.max_area),
+            feature_scale=feature_scale,
+            response_cache_bytes=args.response_cache_mb * 2**20,
+            feature_cache_bytes=args.feature_cache_mb * 2**20,
+            block_cache_bytes=args.block_cache_mb * 2**20,
+        )
+        model = _load_model(args.checkpoint, args.device, args.quiet)
+        app = create_app(args.path, model, config=config, workers=args.workers, queue=args.queue)
+    except (ValueError, ImportError) as e:
+        raise CLIError(str(e)) from None
+    if not args.quiet:
+        print(f"serving {args.path} at http://{args.host}:{args.port}/ (IIIF Image API 3.0)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="scaleeq", description="Arbitrary-scale super-resolution (EQSR operators)."
@@ -268,6 +305,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", default=None)
     ev.add_argument("--markdown", action="store_true")
     ev.add_argument("--quiet", action="store_true")
+    se = sub.add_parser("serve", help="IIIF Image API 3.0 server that super-resolves on zoom")
+    se.add_argument("path", help="an image, or a folder of images")
+    se.add_argument("--checkpoint", help="default: the built-in model (scaleeq.pretrained)")
+    se.add_argument("--host", default="127.0.0.1")
+    se.add_argument("--port", type=int, default=8000)
+    se.add_argument("--workers", type=int, default=1, help="threads doing model work")
+    se.add_argument("--queue", type=int, default=8, help="requests that may wait (more: 503)")
+    se.add_argument("--tile", type=int, default=None, help="tile size in info.json (512)")
+    se.add_argument("--max-width", type=int, default=4096)
+    se.add_argument("--max-height", type=int, default=4096)
+    se.add_argument("--max-area", type=int, default=4096 * 4096)
+    se.add_argument(
+        "--feature-scale", default="2", help="scale the LR features are conditioned on, or 'level'"
+    )
+    se.add_argument("--response-cache-mb", type=int, default=256)
+    se.add_argument("--feature-cache-mb", type=int, default=1024)
+    se.add_argument("--block-cache-mb", type=int, default=256)
+    se.add_argument("--precision", choices=("fp32",), default="fp32", help="only fp32 for now")
+    se.add_argument("--device", default="cpu")
+    se.add_argument("--quiet", action="store_true")
     be = sub.add_parser("bench", help="time the upsampler and the aggregation backends")
     be.add_argument("--device", default="cpu")
     be.add_argument("--quick", action="store_true", help="small sizes (seconds)")
@@ -287,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             "export": _cmd_export,
             "eval": _cmd_eval,
             "bench": _cmd_bench,
+            "serve": _cmd_serve,
         }
         commands[args.command](args)
     except CLIError as e:

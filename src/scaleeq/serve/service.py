@@ -1,0 +1,551 @@
+"""The IIIF image service behind ``scaleeq serve``: images, the region/size mapping, caches, renders.
+
+Nothing here needs the web stack (only torch, numpy and Pillow); :mod:`scaleeq.serve.app`
+wraps :class:`ImageService` in an ASGI application.
+
+**How a request maps to the model's render.** A request asks for the region ``(x, y, w, h)``
+of an image of ``W x H`` pixels at the size ``(w', h')``. Per axis, the request's *zoom level*
+is the whole-image size at its factor: ``W_full = round(W * w' / w)`` and
+``H_full = round(H * h' / h)`` (halves up, in exact integer arithmetic). The response is the
+window ``(top, left, h', w')`` of the render of the whole image at ``(H_full, W_full)``, with
+``left = round(x * W_full / W)`` and ``top = round(y * H_full / H)`` (moved back inside the
+render if an inconsistently sized edge tile would overrun it). Tiles whose regions tile the image
+and whose sizes follow one factor therefore get abutting windows of one render: no seams.
+
+Where a level is larger than the image on both axes, the model renders it: the render is cut
+into fixed ``block x block`` blocks (aligned to the render's origin), each rendered once through
+the upsampler's exact windowed path and kept as 8-bit pixels in the block cache, so a pixel's
+value never depends on which request asked for it (tiles are bit-identical crops of the one
+render). Levels at or below native size on both axes are resampled from the source with
+Pillow's antialiased Lanczos filter. A level that upscales one axis and shrinks the other is
+rendered at native size on the shrunk axis, then resampled along it.
+
+**Virtual upscaled images.** ``name@4x`` (factors in ``virtual_factors``) is the image
+super-resolved x4, as a IIIF image of ``4 W x 4 H`` pixels: stock viewers (OpenSeadragon,
+Mirador) that never ask for ``^`` sizes then zoom beyond the source's native resolution with
+ordinary tiles. Its coordinates are divided by 4 before the mapping above.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import IMAGE_SUFFIXES
+from .cache import ByteLRU
+from .grammar import (
+    FORMATS,
+    IIIFError,
+    ImageRequest,
+    Limits,
+    canonical_path,
+    resolve_region,
+    resolve_size,
+)
+
+__all__ = ["AxisMap", "ImageService", "ServiceConfig", "map_axis"]
+
+_VIRTUAL = re.compile(r"^(.+)@([1-9][0-9]*)x$")
+_MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+_PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
+
+
+def _div_round(a: int, b: int) -> int:
+    """``round(a / b)`` with halves up, for integers ``a >= 0``, ``b > 0``."""
+    return (2 * a + b) // (2 * b)
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """One axis of a request mapped onto a render.
+
+    ``full`` is the zoom level's whole-image length on this axis. If ``model`` is True, the
+    response's pixels are ``[start, start + length)`` of a model render of length ``full``;
+    otherwise ``(lo, hi)`` is the region in source pixels (floats) to resample to ``length``.
+    """
+
+    full: int
+    model: bool
+    start: int
+    length: int
+    lo: float
+    hi: float
+
+
+def map_axis(src: int, virtual: int, x: int, w: int, out: int) -> AxisMap:
+    """Map region ``[x, x + w)`` of an axis of ``virtual`` pixels (``src`` pixels in the source;
+    ``virtual = k * src`` for a ``@kx`` image) returned at ``out`` pixels.
+
+    >>> map_axis(64, 64, 20, 20, 50)        # x2.5: pixels 50..99 of a 160-pixel render
+    AxisMap(full=160, model=True, start=50, length=50, lo=20.0, hi=40.0)
+    >>> map_axis(64, 64, 0, 64, 32).model   # downscaled: resampled, not rendered
+    False
+    """
+    full = _div_round(virtual * out, w)
+    lo, hi = x * src / virtual, (x + w) * src / virtual
+    if full > src:
+        start = min(_div_round(x * full, virtual), full - out)
+        return AxisMap(full, True, max(0, start), out, lo, hi)
+    return AxisMap(full, False, 0, out, lo, hi)
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of an :class:`ImageService` (see ``scaleeq serve --help`` and docs/serve.md).
+
+    Attributes:
+        tile: the tile size advertised in ``info.json``.
+        limits: ``maxWidth`` / ``maxHeight`` / ``maxArea`` of any response.
+        max_factor: the largest upscaling factor per axis relative to the source (400 above).
+        feature_scale: the scale the model's LR features are conditioned on: a number (one
+            feature map per image, reused by every zoom level; default 2.0, see docs/serve.md
+            for why) or ``"level"`` (each zoom level conditions on its own factor: one feature
+            map per image and level, exactly the model's own output at that factor).
+        block: side of the render blocks (pixels of the zoom level's render).
+        response_cache_bytes, feature_cache_bytes, block_cache_bytes, source_cache_bytes: caps.
+        virtual_factors: the ``@kx`` virtual images offered (empty: none).
+        jpeg_quality, webp_quality: encoder settings.
+    """
+
+    tile: int = 512
+    limits: Limits = field(default_factory=lambda: Limits(4096, 4096, 4096 * 4096))
+    max_factor: float = 16.0
+    feature_scale: float | str = 2.0
+    block: int = 128
+    response_cache_bytes: int = 256 * 2**20
+    feature_cache_bytes: int = 1024 * 2**20
+    block_cache_bytes: int = 256 * 2**20
+    source_cache_bytes: int = 256 * 2**20
+    virtual_factors: tuple[int, ...] = (2, 4, 8)
+    jpeg_quality: int = 90
+    webp_quality: int = 90
+
+    def __post_init__(self) -> None:
+        for name in ("tile", "block"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 16:
+                raise ValueError(f"{name} must be an int >= 16, got {v!r}")
+        if not (isinstance(self.max_factor, int | float) and self.max_factor >= 1):
+            raise ValueError(f"max_factor must be a number >= 1, got {self.max_factor!r}")
+        fs = self.feature_scale
+        if fs != "level" and not (
+            isinstance(fs, int | float) and not isinstance(fs, bool) and 0 < fs < 1e3
+        ):
+            raise ValueError(f"feature_scale must be a positive number or 'level', got {fs!r}")
+        if any(not isinstance(k, int) or k < 2 for k in self.virtual_factors):
+            raise ValueError(f"virtual_factors must be ints >= 2, got {self.virtual_factors!r}")
+
+
+@dataclass
+class _Image:
+    """A served file: its path, its identity (to invalidate caches) and its size."""
+
+    name: str
+    path: Path
+    stamp: tuple[int, int]
+    width: int
+    height: int
+
+
+class ImageService:
+    """Answers IIIF requests for the images in ``root`` (a folder, or one image file).
+
+    Thread-safe: requests may run concurrently from a worker pool; the LR features of an
+    image are computed once however many requests wait for them (a per-key lock).
+
+    Attributes:
+        feature_computations: total number of ``model.features`` calls.
+        feature_counts: those calls per ``(identifier, conditioning scale)``.
+        responses, features, blocks, sources: the byte-capped LRU caches.
+    """
+
+    def __init__(
+        self, root: str | os.PathLike, model: torch.nn.Module, config: ServiceConfig | None = None
+    ) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.exists():
+            raise ValueError(f"path {str(root)!r} does not exist")
+        if self.root.is_file() and self.root.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"path {str(root)!r} is not an image ({', '.join(IMAGE_SUFFIXES)})")
+        self.model = model.eval()
+        self.config = config or ServiceConfig()
+        c = self.config
+        self.responses = ByteLRU(c.response_cache_bytes, "response cache")
+        self.features = ByteLRU(c.feature_cache_bytes, "feature cache")
+        self.blocks = ByteLRU(c.block_cache_bytes, "block cache")
+        self.sources = ByteLRU(c.source_cache_bytes, "source cache")
+        self.feature_computations = 0
+        self.feature_counts: Counter[tuple[str, str]] = Counter()
+        self.renders = 0
+        self._stripes = [threading.RLock() for _ in range(64)]  # per-key locks, bounded
+        self._count_lock = threading.Lock()
+        self._listing: dict[str, Path] = {}
+        self._listed_at = -math.inf
+        self._meta: dict[Path, _Image] = {}
+        self.model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+
+    # ---- identifiers -------------------------------------------------------------------------
+
+    def _scan(self) -> dict[str, Path]:
+        """Identifier -> file, from the folder's listing (never from joining a client's text)."""
+        files = [self.root] if self.root.is_file() else sorted(
+            p for p in self.root.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )  # fmt: skip
+        names: dict[str, Path] = {}
+        for p in files:
+            real = p.resolve()
+            if not real.is_file():
+                continue
+            if self.root.is_dir() and not real.is_relative_to(self.root):
+                continue  # a symlink leading out of the served folder
+            names.setdefault(p.name, real)
+            names.setdefault(p.stem, real)
+        return names
+
+    def identifiers(self) -> list[str]:
+        """The identifiers served (file names without their extension)."""
+        return sorted({p.stem for p in self._lookup_table(force=True).values()})
+
+    def _lookup_table(self, force: bool = False) -> dict[str, Path]:
+        now = time.monotonic()
+        if force or now - self._listed_at > 1.0:
+            self._listing, self._listed_at = self._scan(), now
+        return self._listing
+
+    def image(self, identifier: str) -> tuple[_Image, int]:
+        """``(image, k)`` for an identifier (``k`` > 1 for a ``@kx`` virtual image).
+
+        Raises:
+            IIIFError: 404 for an unknown identifier.
+        """
+        name, k = identifier, 1
+        m = _VIRTUAL.match(identifier)
+        if m and int(m[2]) in self.config.virtual_factors and identifier not in self._listing:
+            name, k = m[1], int(m[2])
+        path = self._lookup_table().get(name)
+        if path is None:  # a file added since the last listing
+            path = self._lookup_table(force=True).get(name)
+        if path is None:
+            raise IIIFError(404, f"no image with identifier {identifier!r}")
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            meta = self._meta.get(path)
+            if meta is None or meta.stamp != stamp:
+                from PIL import Image
+
+                with Image.open(path) as im:
+                    width, height = im.size
+                meta = _Image(path.stem, path, stamp, width, height)
+                self._meta[path] = meta
+        except (OSError, ValueError, SyntaxError) as e:
+            raise IIIFError(500, f"cannot read image {identifier!r}: {e}") from None
+        return meta, k
+
+    # ---- info.json ---------------------------------------------------------------------------
+
+    def info(self, identifier: str, base_url: str) -> dict[str, Any]:
+        """The ``info.json`` document (level 2) of ``identifier``, served under ``base_url``."""
+        img, k = self.image(identifier)
+        c = self.config
+        width, height = img.width * k, img.height * k
+        factors = [1]
+        while max(math.ceil(width / factors[-1]), math.ceil(height / factors[-1])) > c.tile:
+            factors.append(factors[-1] * 2)
+        doc: dict[str, Any] = {
+            "@context": "http://iiif.io/api/image/3/context.json",
+            "id": f"{base_url.rstrip('/')}/{identifier}",
+            "type": "ImageService3",
+            "protocol": "http://iiif.io/api/image",
+            "profile": "level2",
+            "width": width,
+            "height": height,
+        }
+        lim = c.limits
+        limits = {
+            "maxWidth": lim.max_width,
+            "maxHeight": lim.max_height,
+            "maxArea": lim.max_area,
+        }
+        doc.update({key: v for key, v in limits.items() if v is not None})
+        doc["tiles"] = [{"width": c.tile, "height": c.tile, "scaleFactors": factors}]
+        doc["preferredFormats"] = ["jpg", "webp"]
+        doc["extraFormats"] = ["webp"]
+        doc["extraFeatures"] = [
+            "baseUriRedirect",
+            "canonicalLinkHeader",
+            "cors",
+            "jsonldMediaType",
+            "mirroring",
+            "profileLinkHeader",
+            "regionByPct",
+            "regionByPx",
+            "regionSquare",
+            "rotationBy90s",
+            "sizeByConfinedWh",
+            "sizeByH",
+            "sizeByPct",
+            "sizeByW",
+            "sizeByWh",
+            "sizeUpscaling",
+        ]
+        return doc
+
+    # ---- requests ----------------------------------------------------------------------------
+
+    def resolve(
+        self, identifier: str, req: ImageRequest
+    ) -> tuple[_Image, int, tuple[int, int, int, int], tuple[int, int], str]:
+        """Check a request against its image and the limits (cheap; no pixels are read).
+
+        Returns:
+            ``(image, k, region, size, canonical path)``.
+
+        Raises:
+            IIIFError: 404 unknown identifier; 400 region, size, limits or ``max_factor``.
+        """
+        img, k = self.image(identifier)
+        vw, vh = img.width * k, img.height * k
+        region = resolve_region(req.region, vw, vh)
+        size = resolve_size(req.size, region[2], region[3], self.config.limits)
+        for axis, out, reg, src, virt in (
+            ("width", size[0], region[2], img.width, vw),
+            ("height", size[1], region[3], img.height, vh),
+        ):
+            factor = out * virt / (reg * src)
+            if factor > self.config.max_factor:
+                raise IIIFError(
+                    400,
+                    f"size {size[0]} x {size[1]} of region {region[2]} x {region[3]} upscales the "
+                    f"{axis} x{factor:.3g} relative to the source, above the server's max_factor "
+                    f"of {self.config.max_factor:g}",
+                )
+        canon = canonical_path(identifier, region, size, (vw, vh), req, self.config.limits)
+        return img, k, region, size, canon
+
+    def cached_response(self, canonical: str) -> tuple[bytes, str] | None:
+        """``(body, media type)`` of a cached response, or ``None``."""
+        return self.responses.get(canonical)
+
+    def respond(self, identifier: str, req: ImageRequest) -> tuple[bytes, str, str]:
+        """Render and encode a request: ``(body, media type, canonical path)`` (blocking)."""
+        img, k, region, size, canon = self.resolve(identifier, req)
+        hit = self.responses.get(canon)
+        if hit is not None:
+            return hit[0], hit[1], canon
+        pixels = self.pixels(img, k, region, size)
+        body = self._encode(pixels, req)
+        media = _MEDIA_TYPES[req.format]
+        self.responses.put(canon, (body, media), len(body) + len(canon))
+        return body, media, canon
+
+    def pixels(
+        self, img: _Image, k: int, region: tuple[int, int, int, int], size: tuple[int, int]
+    ) -> np.ndarray:
+        """The response's pixels before rotation and quality: ``(h', w', 3)`` uint8."""
+        x, y, w, h = region
+        ax = map_axis(img.width, img.width * k, x, w, size[0])
+        ay = map_axis(img.height, img.height * k, y, h, size[1])
+        if not (ax.model or ay.model):
+            return self._resample(self._source(img)[1], (ax.lo, ay.lo, ax.hi, ay.hi), size)
+        # model axes: the window of the level's render; other axes: native size, resampled
+        rows = (
+            (ay.start, ay.length)
+            if ay.model
+            else (math.floor(ay.lo), math.ceil(ay.hi) - math.floor(ay.lo))
+        )
+        cols = (
+            (ax.start, ax.length)
+            if ax.model
+            else (math.floor(ax.lo), math.ceil(ax.hi) - math.floor(ax.lo))
+        )
+        full = (ay.full if ay.model else img.height, ax.full if ax.model else img.width)
+        out = self.render_window(img, full, (rows[0], cols[0], rows[1], cols[1]))
+        if ax.model and ay.model:
+            return out
+        from PIL import Image
+
+        box = (
+            0.0 if ax.model else ax.lo - cols[0],
+            0.0 if ay.model else ay.lo - rows[0],
+            float(cols[1]) if ax.model else ax.hi - cols[0],
+            float(rows[1]) if ay.model else ay.hi - rows[0],
+        )
+        return self._resample(Image.fromarray(out), box, size)
+
+    @staticmethod
+    def _resample(
+        src: Any, box: tuple[float, float, float, float], size: tuple[int, int]
+    ) -> np.ndarray:
+        """Pillow's antialiased Lanczos resampling of ``box`` of ``src`` to ``size``."""
+        from PIL import Image
+
+        if all(float(b).is_integer() for b in box) and (box[2] - box[0], box[3] - box[1]) == size:
+            return np.asarray(src.crop(tuple(int(b) for b in box)))
+        return np.asarray(src.resize(size, Image.Resampling.LANCZOS, box=box))
+
+    # ---- pixels: sources, features, render blocks ----------------------------------------------
+
+    def _lock(self, key: Any) -> threading.RLock:
+        """The lock of ``key``'s stripe: work on one key runs once, however many wait for it."""
+        return self._stripes[hash(key) % len(self._stripes)]
+
+    def _source(self, img: _Image) -> tuple[torch.Tensor, Any]:
+        """``(lr (1, 3, H, W) float32, the same as an 8-bit Pillow RGB image)``, cached."""
+        key = (img.path, img.stamp)
+        hit = self.sources.get(key)
+        if hit is not None:
+            return hit
+        with self._lock(("source", key)):
+            hit = self.sources.get(key)
+            if hit is not None:
+                return hit
+            from PIL import Image
+
+            from ..data import load_image
+
+            try:
+                lr = load_image(img.path)[None]
+            except ValueError as e:
+                raise IIIFError(500, str(e)) from None
+            arr = (lr[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            value = (lr, Image.fromarray(np.ascontiguousarray(arr)))
+            self.sources.put(key, value, lr.numel() * 5)
+            return value
+
+    def _feature_key(self, full: tuple[int, int], img: _Image) -> tuple[float, float]:
+        fs = self.config.feature_scale
+        if fs == "level":
+            return full[0] / img.height, full[1] / img.width
+        return float(fs), float(fs)
+
+    def feature_map(self, img: _Image, scale: tuple[float, float]) -> torch.Tensor:
+        """The model's LR features of ``img`` conditioned on ``scale``, computed once (cached)."""
+        key = (img.path, img.stamp, scale)
+        hit = self.features.get(key)
+        if hit is not None:
+            return hit
+        with self._lock(("features", key)):
+            hit = self.features.get(key)
+            if hit is not None:
+                return hit
+            lr = self._source(img)[0]
+            param = next(self.model.parameters())
+            with torch.inference_mode():
+                feat = self.model.features(
+                    lr.to(device=param.device, dtype=param.dtype),
+                    torch.tensor([list(scale)], dtype=torch.float64),
+                )
+            with self._count_lock:
+                self.feature_computations += 1
+                self.feature_counts[(img.name, f"{scale[0]:g}x{scale[1]:g}")] += 1
+            self.features.put(key, feat, feat.numel() * feat.element_size())
+            return feat
+
+    def render_window(
+        self, img: _Image, full: tuple[int, int], window: tuple[int, int, int, int]
+    ) -> np.ndarray:
+        """``window = (top, left, height, width)`` of the model's render of ``img`` at size
+        ``full = (H_full, W_full)``, as ``(height, width, 3)`` uint8, assembled from blocks."""
+        from ..geometry import render_plan
+
+        top, left, height, width = window
+        b = self.config.block
+        fkey = self._feature_key(full, img)
+        plan = None
+        out = np.empty((height, width, 3), np.uint8)
+        for by in range(top // b, (top + height - 1) // b + 1):
+            for bx in range(left // b, (left + width - 1) // b + 1):
+                key = (img.path, img.stamp, fkey, full, by, bx)
+                block = self.blocks.get(key)
+                if block is None:
+                    if plan is None:
+                        feat = self.feature_map(img, fkey)
+                        plan = render_plan((img.height, img.width), 1, size=full)
+                    block = self._render_block(key, feat, plan, by, bx)
+                y0, x0 = max(top, by * b), max(left, bx * b)
+                y1 = min(top + height, by * b + block.shape[0])
+                x1 = min(left + width, bx * b + block.shape[1])
+                out[y0 - top : y1 - top, x0 - left : x1 - left] = block[
+                    y0 - by * b : y1 - by * b, x0 - bx * b : x1 - bx * b
+                ]
+        return out
+
+    def _render_block(
+        self, key: Any, feat: torch.Tensor, plan: Any, by: int, bx: int
+    ) -> np.ndarray:
+        """Render block ``(by, bx)`` of ``plan``'s output (once: other requests wait for it)."""
+        with self._lock(key):
+            block = self.blocks.get(key)
+            if block is not None:
+                return block
+            b = self.config.block
+            full = plan.out_size
+            bh, bw = min(b, full[0] - by * b), min(b, full[1] - bx * b)
+            with torch.inference_mode():
+                t = self.model.render(feat, plan=plan.with_window((by * b, bx * b, bh, bw)))
+            with self._count_lock:
+                self.renders += 1
+            q = (t[0].float().clamp(0, 1) * 255).round().to(torch.uint8)
+            block = np.ascontiguousarray(q.permute(1, 2, 0).cpu().numpy())
+            self.blocks.put(key, block, block.nbytes)
+            return block
+
+    # ---- encoding ----------------------------------------------------------------------------
+
+    def _encode(self, pixels: np.ndarray, req: ImageRequest) -> bytes:
+        """Mirror, rotate (clockwise), apply the quality and encode in the request's format."""
+        from PIL import Image, ImageOps
+
+        im = Image.fromarray(pixels)
+        if req.mirror:
+            im = ImageOps.mirror(im)
+        if req.rotation:
+            im = im.transpose(
+                {
+                    90: Image.Transpose.ROTATE_270,
+                    180: Image.Transpose.ROTATE_180,
+                    270: Image.Transpose.ROTATE_90,
+                }[req.rotation]
+            )
+        if req.quality == "gray":
+            im = im.convert("L")
+        elif req.quality == "bitonal":
+            im = im.convert("L").point(lambda v: 255 if v >= 128 else 0)
+            if req.format != "jpg":
+                im = im.convert("1")
+        buf = io.BytesIO()
+        fmt = _PIL_FORMATS[req.format]
+        if req.format == "jpg":
+            im.save(buf, fmt, quality=self.config.jpeg_quality)
+        elif req.format == "webp":
+            im.save(buf, fmt, quality=self.config.webp_quality)
+        else:
+            im.save(buf, fmt, compress_level=1)
+        return buf.getvalue()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and cache sizes (served at ``/_scaleeq/stats``)."""
+        return {
+            "feature_computations": self.feature_computations,
+            "feature_counts": {f"{n}@{s}": v for (n, s), v in sorted(self.feature_counts.items())},
+            "block_renders": self.renders,
+            "model_bytes": self.model_bytes,
+            "caches": {
+                c.name.split()[0]: c.stats()
+                for c in (self.responses, self.features, self.blocks, self.sources)
+            },
+            "formats": list(FORMATS),
+        }
