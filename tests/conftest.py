@@ -14,9 +14,9 @@ if not torch.cuda.is_available():
 import pytest
 from hypothesis import HealthCheck, settings
 
-from . import _torchvision_fix
+from scaleeq import _torchvision
 
-_torchvision_fix.apply()  # spandrel imports torchvision (see the module's docstring)
+_torchvision.apply()  # spandrel imports torchvision (see the module's docstring)
 
 # "ci" (default): bounded and derandomised, so a run is reproducible and fits the time budget.
 # "dev": more examples, random seeds.  Select with HYPOTHESIS_PROFILE=dev.

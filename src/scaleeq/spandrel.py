@@ -62,13 +62,9 @@ class FixedScale(nn.Module):
 
 
 def _spandrel() -> Any:
-    try:
-        import spandrel
-    except ImportError as e:
-        raise ImportError(
-            "scaleeq.spandrel needs the spandrel package: pip install 'scaleeq[spandrel]'"
-        ) from e
-    return spandrel
+    from ._torchvision import import_spandrel
+
+    return import_spandrel("scaleeq.spandrel")
 
 
 def _make_arch(spandrel: Any, scale: int) -> Any:

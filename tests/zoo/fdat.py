@@ -56,5 +56,7 @@ CASES = [
         cut="upsampler",
         layout="fdat",
         stride=2,
+        onnx="scaleeq's export_onnx refuses stride-2 features (pixel-unshuffle front end), as "
+        "for RCAN-x2-unshuffle: not the architecture's code",
     ),
 ]

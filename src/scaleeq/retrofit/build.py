@@ -36,8 +36,10 @@ def _unwrap(model: Any) -> nn.Module:
     """``model`` itself, or the network inside a spandrel model descriptor."""
     if isinstance(model, nn.Module):
         return model
+    from .._torchvision import import_spandrel
+
     try:
-        import spandrel
+        spandrel = import_spandrel("a model descriptor")
     except ImportError:
         spandrel = None
     if spandrel is not None and isinstance(model, spandrel.ImageModelDescriptor):

@@ -238,7 +238,9 @@ def save(
 def _source_record(model: ArbitraryScaleSR, tensors: dict[str, torch.Tensor]) -> dict:
     """The ``source`` record of a spandrel network (see the module docstring); adds the
     dropped tail's tensors to ``tensors``."""
-    import spandrel
+    from .._torchvision import import_spandrel
+
+    spandrel = import_spandrel("saving a retrofitted spandrel network")
 
     by_id = {id(t): k for k, t in model.state_dict(keep_vars=True).items()}
     keys: dict[str, str] = {}
@@ -261,12 +263,13 @@ def _rebuild_source(path: Path, source: dict, tensors: dict[str, torch.Tensor]) 
         raise ValueError(
             f"{_where(path, 'source.keys')} names tensors the file lacks: {missing[:4]}"
         )
+    from .._torchvision import import_spandrel
+
     try:
-        import spandrel
+        spandrel = import_spandrel(f"loading {path} (a retrofitted spandrel network)")
     except ImportError as e:
         raise ValueError(
-            f"{path} holds a retrofitted spandrel network: loading it needs spandrel "
-            "(pip install spandrel), or pass model=<a new instance of that architecture>"
+            f"{e}, or pass model=<a new instance of that architecture>"
         ) from e
     state = {k: tensors[v] for k, v in keys.items()}
     try:

@@ -201,6 +201,11 @@ class Adapter:
         s = self.stride(model)
         return ref[:, :, : -(-size[0] // s), : -(-size[1] // s)]
 
+    def reference_model(self, model: nn.Module) -> nn.Module:
+        """The network whose own forward :func:`check_cut` runs for the reference (``model``;
+        a multi-task network returns a shallow clone set to its super-resolution path)."""
+        return model
+
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         """An input size the architecture accepts, for :func:`check_cut`."""
         return (16, 16)
@@ -289,7 +294,8 @@ def check_cut(adapter: Adapter, model: nn.Module, backbone: nn.Module) -> None:
     model.eval()
     try:
         with torch.no_grad():
-            ref = reference_features(tail, model, adapter.model_input(model, x.clone()))
+            runner = adapter.reference_model(model)
+            ref = reference_features(tail, runner, adapter.model_input(model, x.clone()))
             expected = adapter.cut_reference(model, ref, (h, w))
             ours = adapter.features(backbone, x, torch.ones(1, 2, dtype=torch.float64))
     finally:

@@ -12,10 +12,8 @@ crops its output after the tail.
 
 **Cut point:** ``conv_after_body(forward_features(x)) + x``, the input of ``upsample``, cropped
 back to the input size. Because CRAFT pads every input, the cut features of its own forward are
-never at the input size, so :func:`~scaleeq.retrofit.adapters.base.check_cut` (which compares
-shapes as they are) cannot be used: :meth:`CRAFTAdapter.tail_module` returns ``None`` and
-:meth:`CRAFTAdapter.build` runs the same check itself with the reference cropped
-(:func:`check_cropped_cut`).
+never at the input size: :func:`~scaleeq.retrofit.adapters.base.check_cut` compares the
+top-left crop (:meth:`~scaleeq.retrofit.adapters.base.Adapter.cut_reference`).
 
 **AFE blocks:** one identity-at-init :class:`~scaleeq.AFEBlock` (NCHW) before each RCRFG group
 (:class:`AFEThenMapGroup`). No global residual after the tail.
@@ -32,10 +30,10 @@ from ..._checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...models._swin import crop_padding
 from .atd import flip_pad
-from .base import Adapter, AFEThenLayer, Interleaved, reference_features
+from .base import AFEThenLayer, Interleaved
 from .basicsr import MeanRangeAdapter
 
-__all__ = ["AFEThenMapGroup", "CRAFTAdapter", "check_cropped_cut", "run_map_groups"]
+__all__ = ["AFEThenMapGroup", "CRAFTAdapter", "run_map_groups"]
 
 _REQUIRED = (
     "conv_first",
@@ -103,55 +101,6 @@ def set_wrapper_checkpointing(bb: nn.Module, mode: str | None) -> int:
     return count
 
 
-def check_cropped_cut(
-    adapter: Adapter,
-    model: nn.Module,
-    backbone: nn.Module,
-    tail: nn.Module,
-    size: tuple[int, int],
-    runner: nn.Module | None = None,
-) -> None:
-    """:func:`~scaleeq.retrofit.adapters.base.check_cut` for adapters that cannot name their
-    tail to it: the input of ``tail`` in the network's own forward (``runner``, default
-    ``model``: a shallow clone of it that selects another path) on a random ``size`` probe,
-    cropped to the size of ``adapter.features`` (architectures that pad every input), must
-    equal those features with the AFE blocks at identity.
-
-    Raises:
-        ValueError: they differ.
-    """
-    param = next(model.parameters(), None)
-    if param is None or param.device.type == "meta":
-        return
-    conv = adapter.input_conv(model)
-    c = int(conv.in_channels) if conv is not None else 3
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(1, c, *size, generator=gen).to(param)
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            expected = reference_features(tail, runner or model, adapter.model_input(model, x.clone()))
-            ours = adapter.features(backbone, x, torch.ones(1, 2, dtype=torch.float64))
-    finally:
-        model.train(training)
-    if expected.shape[:2] == ours.shape[:2] and all(
-        e >= o for e, o in zip(expected.shape[2:], ours.shape[2:], strict=True)
-    ):
-        expected = expected[:, :, : ours.shape[2], : ours.shape[3]]
-    if expected.shape != ours.shape or not torch.allclose(expected, ours, atol=1e-5, rtol=1e-4):
-        diff = (
-            f"max difference {(expected - ours).abs().max().item():.3g}"
-            if expected.shape == ours.shape
-            else f"shapes {tuple(expected.shape)} and {tuple(ours.shape)}"
-        )
-        raise ValueError(
-            f"retrofit cannot reproduce the features of {type(model).__name__} at its cut point "
-            f"(the input of its tail) with the {adapter.family} adapter ({diff}); retrofit it "
-            "with explicit parts: retrofit(model, body=..., tail=...)"
-        )
-
-
 class CRAFTAdapter(MeanRangeAdapter):
     name = "craft"
     family = "CRAFT"
@@ -175,11 +124,10 @@ class CRAFTAdapter(MeanRangeAdapter):
         if settings["afe"] == "per_group":
             backbone.layers = afe_map_groups(model.layers, channels)
         del backbone._modules["upsample"]
-        check_cropped_cut(self, model, backbone, model.upsample, self.probe_size(model))
         return channels
 
     def tail_module(self, model: nn.Module) -> nn.Module | None:
-        return None  # checked in build: CRAFT's own cut features are always padded
+        return model.upsample  # its input is always padded: check_cut reads the top-left crop
 
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         ws = int(model.window_size)

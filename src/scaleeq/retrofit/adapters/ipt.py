@@ -45,7 +45,7 @@ from torch import nn
 from ..._checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from .base import Adapter
-from .craft import check_cropped_cut, set_wrapper_checkpointing
+from .craft import set_wrapper_checkpointing
 
 __all__ = ["IPTAdapter", "IPTBody"]
 
@@ -149,20 +149,19 @@ class IPTAdapter(Adapter):
         backbone.head = head
         backbone.body = IPTBody(model.body, afe)
         del backbone._modules["tail"]
-        if int(model.scale_idx) != self.index:
-            # the model's forward runs another task: check the cut on a clone that runs ours
-            runner = copy.copy(model)
-            runner.scale_idx = self.index
-            check_cropped_cut(
-                self, model, backbone, model.tail[self.index], self.probe_size(model), runner
-            )
         return channels
 
     def tail_module(self, model: nn.Module) -> nn.Module | None:
+        return model.tail[sr_index(model)]
+
+    def reference_model(self, model: nn.Module) -> nn.Module:
+        """The model's forward runs the task ``scale_idx`` selects: a shallow clone runs ours."""
         index = sr_index(model)
-        # the model's own forward reaches this tail only when it runs the SR path (else build
-        # checks the cut itself)
-        return model.tail[index] if int(model.scale_idx) == index else None
+        if int(model.scale_idx) == index:
+            return model
+        runner = copy.copy(model)
+        runner.scale_idx = index
+        return runner
 
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         p = int(model.patch_size)

@@ -1,4 +1,4 @@
-"""Let spandrel import beside the CPU build of torch that this project's machines use.
+"""Let spandrel import beside a CPU build of torch and the registry's CUDA-built torchvision.
 
 spandrel imports torchvision (for two restoration architectures, LaMa and RestoreFormer, that
 no test here uses). The torchvision wheel on the package registry is built against CUDA torch:
@@ -7,10 +7,13 @@ in ``torchvision/_meta_registrations.py``, whose ``register_fake("torchvision::n
 ``qnms``) then fails with ``RuntimeError: operator torchvision::nms does not exist`` and aborts
 ``import torchvision``. Where (and only where) that happens, the two operator *schemas* are
 declared, with no implementation, so the pure-Python parts of torchvision import; calling
-``nms`` would still fail. Nothing of spandrel is replaced: its own classes run unchanged.
+``nms`` would still fail. Nothing of spandrel is replaced: its own classes run unchanged. Used by
+:mod:`scaleeq.spandrel`, the spandrel example and the tests; never on import of scaleeq.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -36,3 +39,19 @@ def apply() -> None:
     _LIB = torch.library.Library("torchvision", "DEF")
     _LIB.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _LIB.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+
+
+def import_spandrel(purpose: str = "this") -> Any:
+    """``import spandrel`` (with :func:`apply` first).
+
+    Raises:
+        ImportError: spandrel is not installed; the message says what to install.
+    """
+    try:
+        apply()
+        import spandrel
+    except ImportError as e:
+        raise ImportError(
+            f"{purpose} needs the spandrel package: pip install 'scaleeq[spandrel]'"
+        ) from e
+    return spandrel
