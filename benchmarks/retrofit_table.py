@@ -39,7 +39,7 @@ def run(slow: bool, xml: Path) -> None:
     marker = "slow or not slow" if slow else "not slow"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "tests/test_spandrel_zoo.py", "-m", marker, f"--junitxml={xml}"]  # fmt: skip
-    subprocess.run(cmd, cwd=ROOT, check=False)
+    subprocess.run([*cmd, "-o", "junit_family=legacy"], cwd=ROOT, check=False)
 
 
 def parse(xml: Path) -> dict[str, dict[str, dict[str, str]]]:
@@ -50,6 +50,7 @@ def parse(xml: Path) -> dict[str, dict[str, dict[str, str]]]:
             continue
         test, cid = m.groups()
         state, reason = "passed", ""
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
         for child in case:
             if child.tag == "skipped":
                 msg = child.get("message", "")
@@ -58,6 +59,9 @@ def parse(xml: Path) -> dict[str, dict[str, dict[str, str]]]:
             elif child.tag in ("failure", "error"):
                 state, reason = "failed", child.get("message", "")[:200]
         rows.setdefault(cid, {})[test] = {"state": state, "reason": reason}
+        if "graph_breaks" in props:  # recorded by the compile test (record_property)
+            rows[cid][test]["graph_breaks"] = int(props["graph_breaks"])
+            rows[cid][test]["break_reasons"] = props.get("break_reasons", "")
     return rows
 
 
@@ -70,6 +74,11 @@ def table(rows: dict[str, dict[str, dict[str, str]]]) -> str:
         for test in COLUMNS:
             r = rows[cid].get(test, {"state": "skipped", "reason": ""})
             cell = MARKS[r["state"]]
+            if r["state"] == "passed" and "graph_breaks" in r:
+                cell += f" ({r['graph_breaks']} breaks)"
+                if r.get("break_reasons"):
+                    notes.append(f"- {cid}, graph breaks: {r['break_reasons']}")
+                    cell += f" [{len(notes)}]"
             if r["state"] in ("xfail", "failed") and r["reason"]:
                 notes.append(f"- {cid}, {COLUMNS[test]}: {r['reason']}")
                 cell += f" [{len(notes)}]"
@@ -83,13 +92,22 @@ def table(rows: dict[str, dict[str, dict[str, str]]]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--slow", action="store_true", help="also the ONNX and compile checks")
-    p.add_argument("--xml", type=Path, help="use this JUnit XML instead of running the tests")
+    p.add_argument(
+        "--xml",
+        type=Path,
+        nargs="+",
+        help="use these JUnit XML files (e.g. one per family or per check) instead of running "
+        "the tests; later files override earlier ones for the same case and check",
+    )
     args = p.parse_args()
-    xml = args.xml
-    if xml is None:
-        xml = Path(tempfile.mkdtemp()) / "zoo.xml"
-        run(args.slow, xml)
-    rows = parse(xml)
+    xmls = args.xml
+    if xmls is None:
+        xmls = [Path(tempfile.mkdtemp()) / "zoo.xml"]
+        run(args.slow, xmls[0])
+    rows: dict[str, dict[str, dict[str, str]]] = {}
+    for xml in xmls:
+        for cid, tests in parse(xml).items():
+            rows.setdefault(cid, {}).update(tests)
     out = ROOT / "benchmarks" / "results" / "retrofit_zoo.json"
     out.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     doc = ROOT / "docs" / "retrofit.md"

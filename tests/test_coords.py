@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scaleeq.ops.coords import axis_queries, nearest_index, resolve_window
+from scaleeq.ops.coords import axis_queries, ceil_div, nearest_index, pad_to, resolve_window
 
 FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "eqsr_official_tiny"
 
@@ -105,3 +106,41 @@ class TestResolveWindow:
     def test_malformed(self, window):
         with pytest.raises(TypeError, match="window"):
             resolve_window(window, self.sizes)
+
+
+@given(n=st.integers(0, 10_000), d=st.integers(1, 64))
+def test_ceil_div_and_pad_to_agree_with_exact_arithmetic(n, d):
+    assert ceil_div(n, d) == math.ceil(Fraction(n, d))
+    pad = pad_to(n, d)
+    assert 0 <= pad < d and (n + pad) % d == 0
+
+
+def test_ceil_div_uses_no_negative_floor_division():
+    """Traced sizes become ONNX integer ``Div`` (which truncates toward zero): a size rule
+    written as ``-(-n // d)`` rounds the other way in an exported graph. Emulate that
+    truncation on a symbolic-free stand-in: an int subclass whose ``//`` truncates."""
+
+    class Truncating(int):
+        def __floordiv__(self, other):
+            return Truncating(int(int(self) / int(other)))
+
+        def __add__(self, other):
+            return Truncating(int(self) + int(other))
+
+        __radd__ = __add__
+
+        def __sub__(self, other):
+            return Truncating(int(self) - int(other))
+
+        def __neg__(self):
+            return Truncating(-int(self))
+
+        def __mul__(self, other):
+            return Truncating(int(self) * int(other))
+
+        __rmul__ = __mul__
+
+    for n in (11, 9, 13, 16):
+        assert ceil_div(Truncating(n), 2) == -(-n // 2)
+        assert pad_to(Truncating(n), 4) == -n % 4
+    assert -(-Truncating(11) // 2) == 5  # the old spelling would give 5, not 6

@@ -230,7 +230,9 @@ def test_channels_last_block_equals_unfused_nchw_block(attention, grad):
             torch.autograd.grad(ref, params, gy),
             strict=True,
         ):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+            # fp32 weight gradients sum over every position in an order that depends on the
+            # thread count (one thread: 1.7e-5 seen on a gradient of 0.07)
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=5e-5)
 
 
 def test_render_is_the_same_with_and_without_autograd():

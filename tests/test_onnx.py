@@ -133,6 +133,22 @@ def test_bad_input_gets_the_same_named_errors_as_pytorch(nk):
         OnnxUpscaler(other)
 
 
+def test_a_one_sample_graph_runs_once_per_sample(tmp_path):
+    """batch=1 (what export falls back to where a model's code fixes the batch): the file's
+    batch dimension is 1, and OnnxUpscaler renders a batch of three sample by sample."""
+    torch.manual_seed(0)
+    up = perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=1)).eval()
+    path = export_onnx(up, tmp_path / "one.onnx", tile=TILE, batch=1)
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_value == 1 and [d.HasField("dim_param") for d in dims[2:]] == [True, True]
+    runner = OnnxUpscaler(path)
+    assert runner.batch == 1
+    x = torch.rand(3, 4, 9, 7, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        ref = up(x, scale=2.5)
+    torch.testing.assert_close(runner.upscale(x, scale=2.5), ref, atol=TOL, rtol=0)
+
+
 def test_export_refuses_what_it_cannot_export(tmp_path):
     with pytest.raises(TypeError, match="SR model or an upsampler"):
         export_onnx(torch.nn.Conv2d(3, 3, 1), tmp_path / "x.onnx")
@@ -143,6 +159,8 @@ def test_export_refuses_what_it_cannot_export(tmp_path):
         export_onnx(up, tmp_path / "x.onnx", tile=0)
     with pytest.raises(ValueError, match="split=True needs an SR model"):
         export_onnx(up, tmp_path / "x.onnx", split=True)
+    with pytest.raises(ValueError, match="batch must be None"):
+        export_onnx(up, tmp_path / "x.onnx", batch=2)
     official = EQSR.from_preset("tiny", official=True)
     with pytest.raises(ValueError, match="whole outputs only"):
         export_onnx(official, tmp_path / "x.onnx")

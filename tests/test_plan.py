@@ -195,7 +195,9 @@ def test_swin_layout_refuses_a_forward_features_it_cannot_reproduce():
         def forward_features(self, x):
             return super().forward_features(x) * 2  # more than the standard loop
 
-    with pytest.raises(ValueError, match="cannot reproduce the features of Different at its cut point"):
+    with pytest.raises(
+        ValueError, match="cannot reproduce the features of Different at its cut point"
+    ):
         retrofit(Different())
 
 
@@ -221,7 +223,7 @@ def test_dynamo_traces_a_forward_without_graph_breaks(factory, call):
 
 
 def test_compiled_training_call_equals_eager_and_compiles_once():
-    """fullgraph + dynamic, forward and backward, five per-sample scale draws, one compile."""
+    """fullgraph + dynamic, forward and backward, three per-sample scale draws, one compile."""
     torch.manual_seed(0)
     up = scaleeq.NeuralKrigingUpsampler(16, hidden=16, blocks=1)  # small: compile time
     model = perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic", upsampler=up))
@@ -230,7 +232,7 @@ def test_compiled_training_call_equals_eager_and_compiles_once():
     lr = torch.rand(2, 3, 10, 12)
     params = list(model.parameters())
     frames = None
-    for s in (2.0, 3.3, 1.5, 2.7, 3.9):
+    for s in (2.0, 3.3, 1.5):
         scale = torch.tensor([s, s + 0.1], dtype=torch.float64)
         out = compiled(lr, scale=scale, window=WIN)
         ref = model(lr, scale=scale, window=WIN)

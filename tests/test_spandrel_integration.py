@@ -93,3 +93,27 @@ def test_an_edited_header_that_passes_every_check_is_still_refused(tmp_path):
     save_file(tensors, str(path), metadata={"scaleeq": json.dumps(meta)})
     with pytest.raises(ValueError, match="is damaged: its metadata tensor"):
         scaleeq.load(path)
+
+
+def test_span_fused_once_for_export_gives_the_same_outputs():
+    """SPAN's Conv3XC re-fuses its weights through ``.data`` on every eval call (untraceable);
+    ``prepare_export`` fuses once in the export's copy and must not change any output."""
+    import copy
+
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    net = perturbed(SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2), std=0.02)
+    desc = spandrel.ModelLoader().load_from_state_dict(net.state_dict())
+    asr = perturbed(scaleeq.retrofit(desc), std=0.01, seed=1).eval()
+    fused = copy.deepcopy(asr)
+    fused.adapter.prepare_export(fused.backbone)
+    convs = [m for m in fused.backbone.modules() if type(m).__name__ == "Conv3XC"]
+    assert convs
+    storage = convs[0].eval_conv.weight.data_ptr()
+    lr = torch.rand(2, 3, 11, 9, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        got = fused(lr, scale=2.7)
+        want = asr(lr, scale=2.7)
+    assert convs[0].eval_conv.weight.data_ptr() == storage  # no longer rewritten per call
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)

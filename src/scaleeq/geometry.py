@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import is_compiling
-from .ops.coords import AxisQueries, Window, axis_queries, resolve_window
+from .ops.coords import AxisQueries, Window, axis_queries, ceil_div, resolve_window
 from .scale import (
     ScaleLike,
     _check_batch,
@@ -139,7 +139,7 @@ class RenderPlan:
             raise ValueError(f"this plan already reads features at stride {self.stride}")
         h, w = self.lr_size
         sh, sw = (int(v) for v in stride)
-        feat = (-(-h // sh), -(-w // sw))
+        feat = (ceil_div(h, sh), ceil_div(w, sw))
         return replace(self, lr_size=feat, stride=(sh, sw), image_size=(h, w))
 
     def queries(

@@ -48,6 +48,7 @@ from .contracts import _missing_sr_model, _missing_upsampler, is_sr_model, is_up
 from .geometry import MAX_RENDER_PIXELS, RenderPlan, render_plan
 from .infer import MAX_OUTPUT_PIXELS, with_progress
 from .ops.coords import Window
+from .retrofit.model import ArbitraryScaleSR
 from .scale import ScaleLike, _parse_scale
 
 __all__ = ["DEFAULT_TILE", "OnnxUpscaler", "export_onnx", "features_path", "upscale"]
@@ -133,6 +134,7 @@ def export_onnx(
     opset: int | None = None,
     check: bool = True,
     split: bool = False,
+    batch: int | None = None,
 ) -> Path:
     """Export ``model`` to an ONNX file whose scale, input size and window are graph inputs.
 
@@ -155,6 +157,14 @@ def export_onnx(
             ``origin``) and :func:`features_path` (``model.features.onnx``) computes them
             (inputs ``lr``, ``scale``; output ``feat``). The features are then computed once per
             image instead of once per tile, so small tiles (less memory) cost little time.
+            Not for a model whose features are at a stride (a pixel-unshuffle front end).
+        batch: ``None`` (default): the batch is a dynamic input size, except for a retrofitted
+            architecture whose adapter declares ``export_batch = 1`` (its window attention
+            computes the batch from sizes: SwinIR, HAT, DAT, DCTLSA, CRAFT, ...); if another
+            model's own code fixes the batch while tracing, the export is retried with a batch
+            of 1 and a ``UserWarning`` says so. ``1``: export a one-sample graph directly.
+            :class:`OnnxUpscaler` runs a one-sample graph once per sample (recorded in the
+            file's metadata as ``"batch": 1``).
 
     Returns:
         ``path``.
@@ -167,8 +177,10 @@ def export_onnx(
     Raises:
         ImportError: onnx / onnxscript are not installed (the message says what to install).
         TypeError: ``model`` is neither an SR model nor an upsampler.
-        ValueError: bad ``tile`` / ``example_size``, a model that renders only whole outputs
-            (``window_exact`` False: the official configuration), or unknown input channels.
+        ValueError: bad ``tile`` / ``example_size`` / ``batch``, a model that renders only
+            whole outputs (``window_exact`` False: the official configuration), ``split`` for a
+            strided model, or unknown input channels.
+        RuntimeError: ``torch.export`` cannot trace the model (the message names the cause).
     """
     onnx = _require("onnx", "export_onnx")
     _require("onnxscript", "export_onnx")
@@ -195,11 +207,12 @@ def export_onnx(
             f"{type(up).__name__} renders whole outputs only (window_exact is False, e.g. the "
             "official ECA attention), so it cannot be exported as a tile renderer"
         )
-    if int(getattr(model, "stride", 1)) != 1:
+    if batch is not None and batch != 1:
+        raise ValueError(f"batch must be None (dynamic) or 1, got {batch!r}")
+    if split and int(getattr(model, "stride", 1)) != 1:
         raise ValueError(
-            f"{type(model).__name__} reads its features at stride {model.stride} (a "
-            "pixel-unshuffle front end); exporting such models is not supported yet (the traced "
-            "graph does not reproduce eager outputs): run them in PyTorch"
+            f"split=True needs features on the input's pixel grid; {type(model).__name__} reads "
+            f"them at stride {model.stride} (a pixel-unshuffle front end): export it whole"
         )
     if split and not is_sr_model(model):
         raise ValueError(
@@ -214,15 +227,55 @@ def export_onnx(
     import copy
 
     net = copy.deepcopy(model).float().cpu().eval()
+    if isinstance(net, ArbitraryScaleSR):  # traceable form of the architecture's own code
+        net.adapter.prepare_export(net.backbone)
+        if batch is None:
+            batch = net.adapter.export_batch
+    name = type(model).__name__
+    args = (net, path, (th, tw), c, (eh, ew), opset, check, split, onnx)
+    if batch is not None:
+        return _export(*args, batch=1)
+    try:
+        return _export(*args, batch=None)
+    except RuntimeError as err:
+        if "specialized" not in str(err) and "Constraints violated" not in str(err):
+            raise
+        warnings.warn(
+            f"{name}'s own code fixes the batch size while tracing; exported a one-sample graph "
+            "instead (OnnxUpscaler runs it once per sample)",
+            UserWarning,
+            stacklevel=2,
+        )
+        return _export(*args, batch=1)
+
+
+def _export(
+    net: nn.Module,
+    path: str | os.PathLike,
+    tile: tuple[int, int],
+    c: int,
+    example_size: tuple[int, int],
+    opset: int | None,
+    check: bool,
+    split: bool,
+    onnx: Any,
+    *,
+    batch: int | None,
+) -> Path:
+    """One export attempt of :func:`export_onnx` (arguments checked there)."""
+    th, tw = tile
+    eh, ew = example_size
     gen = torch.Generator().manual_seed(0)
-    lr = torch.rand(2, c, eh, ew, generator=gen)
+    lr = torch.rand(2 if batch is None else batch, c, eh, ew, generator=gen)
     # an example scale whose output holds the window at (1, 2) (the trace reads no values)
     scale = torch.tensor([max(2.5, (th + 1) / eh), max(3.5, (tw + 2) / ew)], dtype=torch.float64)
     origin = torch.tensor([1, 2], dtype=torch.int64)
     # DYNAMIC: an error if the trace fixes a size; guards that hold for every size but that
     # sympy cannot prove (Swin window arithmetic) are accepted instead of refused
-    dyn = {0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
-    name = type(model).__name__
+    dyn = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    if batch is None:
+        dyn[0] = torch.export.Dim.DYNAMIC
+    name = type(net).__name__
     meta = {
         "format": _FORMAT,
         "tile": [th, tw],
@@ -230,6 +283,8 @@ def export_onnx(
         "model": name,
         "scaleeq_version": _version(),
     }
+    if batch is not None:
+        meta["batch"] = batch
     if not split:
         exported = _trace(
             _ExportWrapper(net, (th, tw)), (lr, scale, origin),
@@ -238,7 +293,7 @@ def export_onnx(
         meta.update(out_channels=int(_out_shape(exported)[1]), stages=1)
         return _write(exported, ["lr", "scale", "origin"], ["sr"], meta, path, opset, check, onnx)
     feats = _trace(_FeaturesWrapper(net), (lr, scale), {"lr": dyn, "scale": None}, name)
-    feat = torch.rand(2, int(_out_shape(feats)[1]), eh, ew, generator=gen)
+    feat = torch.rand(lr.shape[0], int(_out_shape(feats)[1]), eh, ew, generator=gen)
     render = _trace(
         _RenderWrapper(net, (th, tw)), (feat, scale, origin),
         {"feat": dyn, "scale": None, "origin": None}, name,
@@ -272,6 +327,7 @@ def _write(
             program = torch.onnx.export(
                 exported,
                 dynamo=True,
+                custom_translation_table=_translations(),
                 input_names=inputs,
                 output_names=outputs,
                 opset_version=opset,
@@ -287,6 +343,23 @@ def _write(
     if check:
         onnx.checker.check_model(proto, full_check=True)
     return atomic_write(path, lambda tmp: onnx.save_model(proto, tmp))
+
+
+def _translations() -> dict[Any, Any]:
+    """ONNX translations of aten ops that PyTorch's exporter (torch 2.13) has none for and that
+    architectures' own code uses: ``aten.sort.stable`` (ATD sorts its tokens by category).
+
+    ``sort`` is ONNX ``TopK`` with ``K`` the whole axis: ``TopK`` orders equal values by their
+    index (the spec's tie rule), so this is a stable sort, the order torch's CPU sort gives.
+    """
+    from onnxscript import opset18 as op
+
+    def sort_stable(self, *, stable=None, dim: int = -1, descending: bool = False):
+        k = op.Shape(self, start=dim) if dim == -1 else op.Shape(self, start=dim, end=dim + 1)
+        values, indices = op.TopK(self, k, axis=dim, largest=int(descending), sorted=1)
+        return values, indices
+
+    return {torch.ops.aten.sort.stable: sort_stable}
 
 
 def _trace(wrapper: nn.Module, args: tuple, dynamic: dict, name: str) -> Any:
@@ -355,6 +428,8 @@ class OnnxUpscaler:
             self.in_channels = int(meta["in_channels"])
             self.out_channels = int(meta["out_channels"])
             stages = int(meta.get("stages", 1))
+            #: the graph's fixed batch (1), or ``None`` where the batch is dynamic
+            self.batch: int | None = None if meta.get("batch") is None else int(meta["batch"])
         except (ValueError, KeyError, TypeError, IndexError) as err:
             raise ValueError(f"{str(path)!r} has damaged scaleeq metadata: {err}") from None
         if meta.get("stage") == "features":
@@ -463,16 +538,24 @@ class OnnxUpscaler:
             tiles = with_progress(tiles, "upscale (onnx)")
         x = lr.detach().to("cpu", torch.float32).contiguous().numpy()
         scale_in = plan.scale[0].numpy().astype(np.float64)
+        # a one-sample graph (batch fixed at export) runs once per sample
+        groups = (
+            [slice(0, len(x))] if self.batch is None else [slice(i, i + 1) for i in range(len(x))]
+        )
+        feats = [x[g] for g in groups]
         if self.features_session is not None:  # split export: the features once per image
-            (x,) = self.features_session.run(["feat"], {"lr": x, "scale": scale_in})
+            feats = [
+                self.features_session.run(["feat"], {"lr": f, "scale": scale_in})[0] for f in feats
+            ]
         out = np.empty((lr.shape[0], self.out_channels, height, width), dtype=np.float32)
         for y, xx in tiles:
-            tile = self._run(x, scale_in, y, xx)
             y0, y1 = max(y, top0), min(y + th, top0 + height, out_h)
             x0, x1 = max(xx, left0), min(xx + tw, left0 + width, out_w)
-            out[:, :, y0 - top0 : y1 - top0, x0 - left0 : x1 - left0] = tile[
-                :, :, y0 - y : y1 - y, x0 - xx : x1 - xx
-            ]
+            for g, f in zip(groups, feats, strict=True):
+                tile = self._run(f, scale_in, y, xx)
+                out[g, :, y0 - top0 : y1 - top0, x0 - left0 : x1 - left0] = tile[
+                    :, :, y0 - y : y1 - y, x0 - xx : x1 - xx
+                ]
         return torch.from_numpy(out)
 
     def upscale(

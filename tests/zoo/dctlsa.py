@@ -7,11 +7,6 @@ from spandrel.architectures.DCTLSA import DCTLSA
 from ._case import ZooCase
 
 # nf must be a multiple of the 5 heads; the LR size is below the window (the groups pad).
-_NO_ONNX = (
-    "spandrel's window_reverse computes the batch as int(windows.shape[0] / (H * W / ws / ws)) "
-    "(float arithmetic on sizes), which specializes the batch under torch.export"
-)
-
 CASES = [
     ZooCase(
         "DCTLSA-x4",
@@ -19,7 +14,6 @@ CASES = [
         lambda: DCTLSA(nf=10, num_modules=6, upscale=4),
         cut="upsampler",
         layout="dctlsa",
-        onnx=_NO_ONNX,
     ),
     ZooCase(
         "DCTLSA-x2",
@@ -28,6 +22,5 @@ CASES = [
         cut="upsampler",
         layout="dctlsa",
         lr=(16, 13),
-        onnx=_NO_ONNX,
     ),
 ]

@@ -56,7 +56,5 @@ CASES = [
         cut="upsampler",
         layout="fdat",
         stride=2,
-        onnx="scaleeq's export_onnx refuses stride-2 features (pixel-unshuffle front end), as "
-        "for RCAN-x2-unshuffle: not the architecture's code",
     ),
 ]

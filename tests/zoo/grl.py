@@ -12,17 +12,42 @@ from ._case import ZooCase
 
 def _grl(upsampler: str, upscale: int) -> GRL:
     window, stripe = (16, [32, 64]) if upsampler == "nearest+conv" else (32, [64, 64])
-    return GRL(img_size=64, embed_dim=16, upscale=upscale, upsampler=upsampler, depths=[1, 1],
-               num_heads_window=[1, 1], num_heads_stripe=[1, 1], window_size=window,
-               stripe_size=stripe, stripe_shift=True, mlp_ratio=2.0,
-               anchor_window_down_factor=4)
+    return GRL(
+        img_size=64,
+        embed_dim=16,
+        upscale=upscale,
+        upsampler=upsampler,
+        depths=[1, 1],
+        num_heads_window=[1, 1],
+        num_heads_stripe=[1, 1],
+        window_size=window,
+        stripe_size=stripe,
+        stripe_shift=True,
+        mlp_ratio=2.0,
+        anchor_window_down_factor=4,
+    )
 
 
 CASES = [
-    ZooCase("GRL-pixelshuffle-x2", "GRL", lambda: _grl("pixelshuffle", 2),
-            cut="conv_before_upsample", layout="grl"),
-    ZooCase("GRL-pixelshuffledirect-x3", "GRL", lambda: _grl("pixelshuffledirect", 3),
-            cut="upsample", layout="grl"),
-    ZooCase("GRL-nearest+conv-x4", "GRL", lambda: _grl("nearest+conv", 4),
-            cut="conv_before_upsample", layout="grl"),
+    ZooCase(
+        "GRL-pixelshuffle-x2",
+        "GRL",
+        lambda: _grl("pixelshuffle", 2),
+        cut="conv_before_upsample",
+        layout="grl",
+    ),
+    ZooCase(
+        "GRL-pixelshuffledirect-x3",
+        "GRL",
+        lambda: _grl("pixelshuffledirect", 3),
+        cut="upsample",
+        layout="grl",
+    ),
+    ZooCase(
+        "GRL-nearest+conv-x4",
+        "GRL",
+        lambda: _grl("nearest+conv", 4),
+        cut="conv_before_upsample",
+        layout="grl",
+    ),
 ]

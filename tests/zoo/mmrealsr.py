@@ -15,11 +15,26 @@ from ._case import ZooCase
 
 
 def _mmrealsr() -> MMRealSR:
-    return MMRealSR(num_in_ch=3, num_out_ch=3, scale=4, num_feat=8, num_block=2, num_grow_ch=4,
-                    num_feats=[8, 16], num_blocks=[1, 1], downscales=[2, 1])
+    return MMRealSR(
+        num_in_ch=3,
+        num_out_ch=3,
+        scale=4,
+        num_feat=8,
+        num_block=2,
+        num_grow_ch=4,
+        num_feats=[8, 16],
+        num_blocks=[1, 1],
+        downscales=[2, 1],
+    )
 
 
 CASES = [
-    ZooCase("MMRealSR-x4", "MMRealSR", _mmrealsr, cut="conv_up1", layout="mmrealsr",
-            cut_map=lambda ref, size: ref[:, :, ::2, ::2])  # conv_up1 reads a nearest x2,
+    ZooCase(
+        "MMRealSR-x4",
+        "MMRealSR",
+        _mmrealsr,
+        cut="conv_up1",
+        layout="mmrealsr",
+        cut_map=lambda ref, size: ref[:, :, ::2, ::2],
+    )  # conv_up1 reads a nearest x2,
 ]

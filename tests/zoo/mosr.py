@@ -9,8 +9,17 @@ from ._case import ZooCase
 
 
 def _mosr(scale: int, upsampler: str) -> MoSR:
-    return MoSR(in_ch=3, out_ch=3, upscale=scale, n_block=2, dim=16, upsampler=upsampler,
-                kernel_size=7, expansion_ratio=1.5, conv_ratio=1.0)
+    return MoSR(
+        in_ch=3,
+        out_ch=3,
+        upscale=scale,
+        n_block=2,
+        dim=16,
+        upsampler=upsampler,
+        kernel_size=7,
+        expansion_ratio=1.5,
+        conv_ratio=1.0,
+    )
 
 
 CASES = [

@@ -12,8 +12,6 @@ from ._case import ZooCase
 # torch.export with a dynamic batch fails inside the architectures' own attention code
 # ("Constraints violated (L['lr'].size()[0]) ... specialized it to be a constant"); a fixed-tile
 # export is the documented way round it (docs/retrofit.md), not implemented yet.
-_NO_ONNX = "the architecture's window attention specializes the batch under torch.export"
-
 _TOKENS = {"embed_dim": 12, "depths": (2, 2), "num_heads": (2, 2), "window_size": 4}
 
 
@@ -28,7 +26,6 @@ CASES = [
         lambda: _swinir("pixelshuffle", 2),
         cut="conv_before_upsample",
         layout="swin",
-        onnx=_NO_ONNX,
     ),
     ZooCase(
         "SwinIR-pixelshuffledirect-x3",
@@ -36,7 +33,6 @@ CASES = [
         lambda: _swinir("pixelshuffledirect", 3),
         cut="upsample",
         layout="swin",
-        onnx=_NO_ONNX,
     ),
     ZooCase(
         "SwinIR-nearest+conv-x4",
@@ -44,7 +40,6 @@ CASES = [
         lambda: _swinir("nearest+conv", 4),
         cut="conv_before_upsample",
         layout="swin",
-        onnx=_NO_ONNX,
     ),
     ZooCase(
         "Swin2SR-pixelshuffle-x2",
@@ -52,7 +47,6 @@ CASES = [
         lambda: Swin2SR(upscale=2, upsampler="pixelshuffle", mlp_ratio=2.0, img_size=16, **_TOKENS),
         cut="conv_before_upsample",
         layout="swin",
-        onnx=_NO_ONNX,
     ),
     ZooCase(
         "HAT-x2",
@@ -68,7 +62,6 @@ CASES = [
         ),
         cut="conv_before_upsample",
         layout="swin",
-        onnx=_NO_ONNX,
     ),
     ZooCase(
         "DRCT-x2",
@@ -78,7 +71,6 @@ CASES = [
         ),
         cut="conv_before_upsample",
         layout="swin",
-        onnx=_NO_ONNX,
         lr=(12, 8),
     ),  # DRCT does not pad
 ]

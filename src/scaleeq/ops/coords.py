@@ -31,9 +31,29 @@ __all__ = [
     "AxisQueries",
     "Window",
     "axis_queries",
+    "ceil_div",
     "nearest_index",
+    "pad_to",
     "resolve_window",
 ]
+
+
+def ceil_div(n, d):
+    """``ceil(n / d)`` for sizes ``n >= 0`` and ``d > 0`` (ints or symbolic sizes).
+
+    Written with non-negative operands only (``(n + d - 1) // d``), not as ``-(-n // d)``:
+    floor division of a negative size is traced to ONNX's integer ``Div``, which truncates
+    toward zero, so the exported graph would round the other way on sizes that are not a
+    multiple of ``d``.
+    """
+    return (n + d - 1) // d
+
+
+def pad_to(n, multiple):
+    """How many pixels to add to a side of ``n`` to reach a multiple of ``multiple``
+    (``0`` on a multiple); non-negative operands only, for the reason given in
+    :func:`ceil_div`."""
+    return ceil_div(n, multiple) * multiple - n
 
 
 @dataclass(frozen=True)
@@ -119,7 +139,7 @@ def axis_queries(
     if rounding != "exact":
         raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
     n = n * stride  # u = ((2i + 1) lr_len - s N) / (2 s N): the image's grid in feature units
-    feat_len = -(-lr_len // stride)
+    feat_len = ceil_div(lr_len, stride)
     nearest = nearest_index(index, lr_len, n).clamp(0, feat_len - 1)
     fdt = float_dtype_for(hr_len.device)
     pos = ((2 * index + 1) * lr_len - n).to(fdt) / (2 * n).to(fdt)

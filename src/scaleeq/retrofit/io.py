@@ -268,9 +268,7 @@ def _rebuild_source(path: Path, source: dict, tensors: dict[str, torch.Tensor]) 
     try:
         spandrel = import_spandrel(f"loading {path} (a retrofitted spandrel network)")
     except ImportError as e:
-        raise ValueError(
-            f"{e}, or pass model=<a new instance of that architecture>"
-        ) from e
+        raise ValueError(f"{e}, or pass model=<a new instance of that architecture>") from e
     state = {k: tensors[v] for k, v in keys.items()}
     try:
         desc = spandrel.ModelLoader().load_from_state_dict(state)

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_matching, check_tensor
+from .._checks import check_channels, check_matching, check_tensor, is_compiling
 from ..geometry import RenderPlan, render_plan, resolve_plan, sample_image
-from ..ops.coords import Window
+from ..ops.coords import Window, pad_to
 from ..scale import ScaleLike, _check_batch, _parse_scale
 from .adapters.base import Adapter
 
@@ -203,9 +203,9 @@ def _fold(img: torch.Tensor, s: int) -> torch.Tensor:
     if s == 1:
         return img
     h, w = img.shape[-2:]
-    if h % s or w % s:
+    if is_compiling() or h % s or w % s:  # (no branch on a symbolic size)
         mode = "reflect" if min(h, w) > s else "replicate"
-        img = F.pad(img, (0, -w % s, 0, -h % s), mode=mode)
+        img = F.pad(img, (0, pad_to(w, s), 0, pad_to(h, s)), mode=mode)
     return F.pixel_unshuffle(img, s)
 
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ...models._swin import crop_padding
+from ...ops.coords import ceil_div
 from .base import afe_layers, run_layers
 from .basicsr import MeanRangeAdapter
 
@@ -45,7 +46,15 @@ _REQUIRED = (
     "mean",
     "img_range",
 )
-_TAILS = ("conv_before_upsample", "upsample", "conv_last", "conv_up1", "conv_up2", "conv_hr", "lrelu")
+_TAILS = (
+    "conv_before_upsample",
+    "upsample",
+    "conv_last",
+    "conv_up1",
+    "conv_up2",
+    "conv_hr",
+    "lrelu",
+)
 
 
 def flip_pad(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -58,6 +67,7 @@ def flip_pad(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 class ATDAdapter(MeanRangeAdapter):
     name = "atd"
+    export_batch = 1  # its window attention computes the batch from sizes
     family = "ATD"
     architectures = ("ATD",)
 
@@ -74,7 +84,9 @@ class ATDAdapter(MeanRangeAdapter):
         )
 
     def build(self, model: nn.Module, backbone: nn.Module, settings: dict) -> int | None:
-        if not any(isinstance(getattr(model, n, None), nn.Module) for n in ("upsample", "conv_up1")):
+        if not any(
+            isinstance(getattr(model, n, None), nn.Module) for n in ("upsample", "conv_up1")
+        ):
             raise ValueError(
                 "this ATD model has no upsampling tail (upsampler='': x1 restoration); "
                 "retrofit needs a super-resolution model"
@@ -102,7 +114,7 @@ class ATDAdapter(MeanRangeAdapter):
     def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         h0, w0 = lr.shape[-2:]
         ws = int(bb.window_size)
-        h, w = -(-h0 // ws) * ws, -(-w0 // ws) * ws
+        h, w = ceil_div(h0, ws) * ws, ceil_div(w0, ws) * ws
         x = flip_pad(lr, h, w)
         if self._normalised(bb):
             x = (x - torch.as_tensor(bb.mean).to(x)) * bb.img_range

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..._checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock, AFETokenBlock
+from ...ops.coords import ceil_div
 
 __all__ = [
     "AFEThenLayer",
@@ -114,7 +115,7 @@ def interleave(
     )
     if every is None:
         every = 1 if grouped else max(1, n_blocks // 4)
-    count = -(-n_blocks // every)
+    count = ceil_div(n_blocks, every)
     afe = nn.ModuleList(AFEBlock(channels, identity_init=True) for _ in range(count))
     return Interleaved(body, afe, every, n_blocks)
 
@@ -155,12 +156,17 @@ class Adapter:
         residual: what the network adds to its output after the tail, carried to every scale
             by ``retrofit(skip="auto")``: ``"nearest"``, ``"bilinear"`` or ``"bicubic"``
             interpolation of the input (``None``: nothing).
+        export_batch: ``1`` where the architecture's own code fixes the batch while tracing
+            (window attention computing the batch from sizes), so that
+            :func:`scaleeq.onnx.export_onnx` writes a one-sample graph at once; ``None``: the
+            batch stays a dynamic input size.
     """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
     architectures: ClassVar[tuple[str, ...]] = ()
     residual: ClassVar[str | None] = None
+    export_batch: ClassVar[int | None] = None
 
     def __init__(self, pixel_range: float = 1.0, body: str | None = None) -> None:
         self.pixel_range = pixel_range
@@ -199,7 +205,7 @@ class Adapter:
         is not the map itself (a border all round, a functional nearest upsampling before the
         first tail module) say how to read it."""
         s = self.stride(model)
-        return ref[:, :, : -(-size[0] // s), : -(-size[1] // s)]
+        return ref[:, :, : ceil_div(size[0], s), : ceil_div(size[1], s)]
 
     def reference_model(self, model: nn.Module) -> nn.Module:
         """The network whose own forward :func:`check_cut` runs for the reference (``model``;
@@ -237,6 +243,11 @@ class Adapter:
     def output(self, bb: nn.Module, out: torch.Tensor) -> torch.Tensor:
         """The network's output transform applied to the upsampler's output."""
         return out
+
+    def prepare_export(self, bb: nn.Module) -> None:
+        """Make ``bb`` (an eval-mode copy that :func:`scaleeq.onnx.export_onnx` owns) traceable
+        without changing its outputs; by default nothing to do. For code that rewrites its own
+        weights on every call (SPAN's re-parameterised convolutions)."""
 
     def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
         """Turn activation checkpointing of the AFE-carrying segments on (``mode``) or off;

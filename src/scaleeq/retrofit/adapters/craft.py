@@ -87,7 +87,11 @@ def run_map_groups(
 ) -> torch.Tensor:
     """Run NCHW groups in order, handing the scale to the AFE-wrapped ones."""
     for layer in layers:
-        x = layer(x, x_size, scale, *args) if isinstance(layer, AFEThenMapGroup) else layer(x, x_size, *args)
+        x = (
+            layer(x, x_size, scale, *args)
+            if isinstance(layer, AFEThenMapGroup)
+            else layer(x, x_size, *args)
+        )
     return x
 
 
@@ -103,6 +107,7 @@ def set_wrapper_checkpointing(bb: nn.Module, mode: str | None) -> int:
 
 class CRAFTAdapter(MeanRangeAdapter):
     name = "craft"
+    export_batch = 1  # its window attention computes the batch from sizes
     family = "CRAFT"
     architectures = ("CRAFT",)
 

@@ -88,6 +88,7 @@ class BeforeRGAdapter(MeanRangeAdapter):
 
 class DATAdapter(BeforeRGAdapter):
     name = "dat"
+    export_batch = 1  # its window attention computes the batch from sizes
     family = "DAT"
     architectures = ("DAT",)
 

@@ -55,6 +55,7 @@ def _run(block: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor
 
 class DCTLSAAdapter(Adapter):
     name = "dctlsa"
+    export_batch = 1  # its window attention computes the batch from sizes
     family = "DCTLSA"
     architectures = ("DCTLSA",)
 

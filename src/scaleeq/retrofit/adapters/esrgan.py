@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..._checks import is_compiling
+from ...ops.coords import pad_to
 from .base import Adapter, interleave, run_body
 
 __all__ = ["ESRGANAdapter"]
@@ -81,8 +83,8 @@ class ESRGANAdapter(Adapter):
         x = lr
         if s > 1:
             h, w = x.shape[-2:]
-            if h % s or w % s:
-                x = F.pad(x, (0, -w % s, 0, -h % s), mode="reflect")
+            if is_compiling() or h % s or w % s:  # (no branch on a symbolic size)
+                x = F.pad(x, (0, pad_to(w, s), 0, pad_to(h, s)), mode="reflect")
             x = F.pixel_unshuffle(x, s)
         x = bb.model[0](x)
         return x + run_body(bb.model[1], x, scale)

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...models._swin import crop_padding
+from ...ops.coords import pad_to
 from .base import afe_layers, run_layers
 from .basicsr import MeanRangeAdapter
 
@@ -44,14 +45,22 @@ _REQUIRED = (
     "mean",
     "img_range",
 )
-_TAILS = ("conv_before_upsample", "upsample", "conv_last", "conv_up1", "conv_up2", "conv_hr", "lrelu")
+_TAILS = (
+    "conv_before_upsample",
+    "upsample",
+    "conv_last",
+    "conv_up1",
+    "conv_up2",
+    "conv_hr",
+    "lrelu",
+)
 
 
 def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """GRL's ``check_image_size``: pad to a multiple, reflecting where the pad is shorter than
     the image (what ``F.pad`` reflect accepts), else with zeros; a new tensor or ``x``."""
     h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
+    ph, pw = pad_to(h, multiple), pad_to(w, multiple)
     if not (ph or pw):
         return x
     mode = "reflect" if ph < h and pw < w else "constant"
@@ -71,10 +80,14 @@ class GRLAdapter(MeanRangeAdapter):
         if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
             return False
         blocks = getattr(layers[0], "blocks", None)
-        return isinstance(blocks, nn.ModuleList) and isinstance(getattr(layers[0], "conv", None), nn.Module)
+        return isinstance(blocks, nn.ModuleList) and isinstance(
+            getattr(layers[0], "conv", None), nn.Module
+        )
 
     def build(self, model: nn.Module, backbone: nn.Module, settings: dict) -> int | None:
-        if not any(isinstance(getattr(model, n, None), nn.Module) for n in ("upsample", "conv_up1")):
+        if not any(
+            isinstance(getattr(model, n, None), nn.Module) for n in ("upsample", "conv_up1")
+        ):
             raise ValueError(
                 "this GRL model has no upsampling tail (upsampler='': x1 restoration); "
                 "retrofit needs a super-resolution model"

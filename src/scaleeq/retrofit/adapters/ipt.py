@@ -44,6 +44,7 @@ from torch import nn
 
 from ..._checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
+from ...ops.coords import ceil_div
 from .base import Adapter
 from .craft import set_wrapper_checkpointing
 
@@ -193,8 +194,8 @@ class IPTAdapter(Adapter):
         if h == p and w == p:
             return self._crop_features(bb, x, scale)
         s = max(1, p // 4)
-        hp = p + -(-max(h - p, 0) // s) * s
-        wp = p + -(-max(w - p, 0) // s) * s
+        hp = p + ceil_div(max(h - p, 0), s) * s
+        wp = p + ceil_div(max(w - p, 0), s) * s
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
         crops = F.unfold(x, p, stride=s)  # (B, C * P * P, T)
         n = crops.shape[-1]

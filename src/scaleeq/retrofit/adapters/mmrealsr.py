@@ -36,6 +36,7 @@ from torch import nn
 
 from ..._checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
+from ...ops.coords import ceil_div
 from .base import Adapter
 
 __all__ = ["MMRealSRAdapter", "ModulatedTrunk"]
@@ -121,7 +122,7 @@ class MMRealSRAdapter(Adapter):
         channels = int(model.conv_first.out_channels)
         n = len(model.body)
         every = settings["afe_every"] or max(1, n // 4)
-        count = -(-n // every) if settings["afe"] == "per_group" else 0
+        count = ceil_div(n, every) if settings["afe"] == "per_group" else 0
         afe = nn.ModuleList(AFEBlock(channels, identity_init=True) for _ in range(count))
         del backbone._modules["body"], backbone._modules["am_list"]
         backbone.trunk = ModulatedTrunk(model.body, model.am_list, afe, every)

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..._checks import is_compiling
 from ...models._swin import crop_padding
+from ...ops.coords import ceil_div, pad_to
 from .base import Adapter, interleave, run_body
 
 __all__ = ["OmniSRAdapter", "zero_pad_to_multiple"]
@@ -35,7 +36,7 @@ def zero_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if not is_compiling():
         if h % multiple == 0 and w % multiple == 0:
             return x
-        return F.pad(x, (0, -w % multiple, 0, -h % multiple))
+        return F.pad(x, (0, pad_to(w, multiple), 0, pad_to(h, multiple)))
     for dim, n in ((-2, h), (-1, w)):
         i = torch.arange(multiple * ((n + multiple - 1) // multiple), device=x.device)
         keep = (i < n).to(x.dtype)
@@ -82,7 +83,7 @@ class OmniSRAdapter(Adapter):
 
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         ws = int(model.window_size)
-        n = ws * -(-16 // ws)  # a multiple of the window (no padding), >= 16 for ESA's pooling
+        n = ws * ceil_div(16, ws)  # a multiple of the window (no padding), >= 16 for ESA's pooling
         return (n, n)
 
     def input_conv(self, bb: nn.Module) -> nn.Conv2d:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
+from ..._checks import is_compiling
+from ...ops.coords import pad_to
 from .base import Adapter, interleave, run_body
 
 __all__ = ["SpandrelRCANAdapter"]
@@ -59,8 +61,8 @@ class SpandrelRCANAdapter(Adapter):
         s = int(bb.downscale_factor)
         h, w = lr.shape[-2:]
         x = lr
-        if s > 1 and (h % s or w % s):
-            x = F.pad(x, (0, -w % s, 0, -h % s), mode="reflect")
+        if s > 1 and (is_compiling() or h % s or w % s):  # (no branch on a symbolic size)
+            x = F.pad(x, (0, pad_to(w, s), 0, pad_to(h, s)), mode="reflect")
         x = bb.head(bb.sub_mean(x * bb.rgb_range))  # a new tensor: lr is left as it was
         return run_body(bb.body, x, scale) + x
 

@@ -54,6 +54,7 @@ from torch import nn
 
 from ..._checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
+from ...ops.coords import ceil_div, pad_to
 from .base import Adapter
 
 __all__ = [
@@ -220,7 +221,7 @@ class RealCUGANAdapter(Adapter):
         ``size``: the map covers the padded image less the same margin on every side, so its
         border is read off its own size (independently of :meth:`border`)."""
         mult = self.padding(model)[1]
-        border = (ref.shape[-2] - (-(-size[0] // mult) * mult)) // 2
+        border = (ref.shape[-2] - ceil_div(size[0], mult) * mult) // 2
         return _crop(ref, border, size)
 
     def tail_module(self, model):
@@ -260,7 +261,7 @@ class RealCUGANAdapter(Adapter):
         """The network's reflect padding of the image (a new tensor)."""
         pad, mult, _ = self._geometry
         h, w = x.shape[-2:]
-        return F.pad(x, (pad, pad + (-w % mult), pad, pad + (-h % mult)), mode="reflect")
+        return F.pad(x, (pad, pad + pad_to(w, mult), pad, pad + pad_to(h, mult)), mode="reflect")
 
     def features(self, bb, lr, scale):
         x = lr * 0.7 + 0.15 if self._pro(bb) else lr

@@ -20,7 +20,10 @@ behaviour (eval re-parameterises ``eval_conv`` from the training branches on eve
 
 from __future__ import annotations
 
+import types
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..._checkpoint import maybe_checkpoint
@@ -97,6 +100,18 @@ class SPANAdapter(Adapter):
         b6, b5_2 = outs[5]
         return bb.conv_cat(torch.cat([feat, bb.conv_2(b6), b1, b5_2], 1))
 
+    def prepare_export(self, bb: nn.Module) -> None:
+        """Fuse each Conv3XC once (its own ``update_params``) and run it as the fused conv.
+
+        In eval mode a Conv3XC re-fuses its three training convolutions into ``eval_conv`` on
+        every call by assigning ``.data``, which ``torch.export`` cannot trace. The export's
+        copy is frozen, so fusing once before tracing gives the same outputs."""
+        for m in bb.modules():
+            if hasattr(m, "update_params") and isinstance(getattr(m, "eval_conv", None), nn.Conv2d):
+                with torch.no_grad():
+                    m.update_params()
+                m.forward = types.MethodType(_fused_forward, m)
+
     def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
         count = 0
         for m in bb.modules():
@@ -104,6 +119,13 @@ class SPANAdapter(Adapter):
                 m.checkpointing = mode
                 count += 1
         return count
+
+
+def _fused_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A fused Conv3XC in eval mode: its ``eval_conv``, then its leaky ReLU (slope 0.05, as the
+    module's own forward)."""
+    out = self.eval_conv(x)
+    return F.leaky_relu(out, negative_slope=0.05) if self.has_relu else out
 
 
 ADAPTERS = (SPANAdapter,)

@@ -21,6 +21,7 @@ from torch import nn
 
 from ..._checks import is_compiling
 from ...models._swin import crop_padding, pad_to_multiple
+from ...ops.coords import ceil_div
 from .base import afe_layers, out_channels, run_layers
 from .basicsr import MeanRangeAdapter
 
@@ -57,6 +58,7 @@ def _takes(fn: object, name: str) -> bool:
 
 class SwinAdapter(MeanRangeAdapter):
     name = "swin"
+    export_batch = 1  # its window attention computes the batch from sizes
     family = "SwinIR / Swin2SR / HAT / DRCT"
     architectures = ("SwinIR", "Swin2SR", "HAT", "DRCT")
 
@@ -141,7 +143,7 @@ class SwinAdapter(MeanRangeAdapter):
             x = F.pixel_unshuffle(x, s)
         x = bb.conv_first(x)
         x = bb.conv_after_body(self._body(bb, x, scale)) + x
-        return crop_padding(x, (-(-h // s), -(-w // s)))
+        return crop_padding(x, (ceil_div(h, s), ceil_div(w, s)))
 
 
 ADAPTERS = (SwinAdapter,)
