@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from .precision import PRECISIONS
+
 __all__ = ["main", "parse_pair"]
 
 
@@ -112,6 +114,10 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         if args.onnx:  # tiles of the size fixed at export
             if args.tile is not None:
                 raise CLIError(f"--tile is fixed at export for --onnx (this file: {model.tile})")
+            if args.precision != "fp32":
+                raise CLIError(
+                    "--precision applies to PyTorch models; an --onnx file runs in float32"
+                )
             out = model.upscale(img[None], progress=not args.quiet, **kwargs)
         else:
             out = upscale(
@@ -119,6 +125,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
                 img[None].to(args.device),
                 max_window_pixels=args.tile * args.tile if args.tile is not None else None,
                 progress=not args.quiet,
+                precision=args.precision,
                 **kwargs,
             )
     except (ValueError, TypeError) as e:
@@ -278,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bits per sample of the output (16: PNG only)",
     )
     up.add_argument("--onnx", help="run a file written by `scaleeq export` in onnxruntime instead")
+    up.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="compute precision (auto: bf16 where the hardware computes it natively, else fp32)",
+    )
     up.add_argument("--device", default="cpu")
     up.add_argument("--quiet", action="store_true")
     ex = sub.add_parser("export", help="export a model to ONNX (scale and input size as inputs)")

@@ -17,7 +17,8 @@ from torch import nn
 
 from ._checks import check_int, check_tensor
 from .contracts import _missing_sr_model, _missing_upsampler, is_sr_model, is_upsampler
-from .geometry import render_plan
+from .geometry import RenderPlan, render_plan
+from .precision import autocast
 from .scale import ScaleLike
 
 __all__ = ["upscale"]
@@ -54,6 +55,7 @@ def upscale(
     max_window_pixels: int | None = None,
     max_output_pixels: int = MAX_OUTPUT_PIXELS,
     progress: bool = False,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """Upscale ``lr`` to the full output, rendering at most ``max_window_pixels`` HR pixels at once.
 
@@ -77,13 +79,16 @@ def upscale(
         max_output_pixels: the size guard: refuse (``ValueError``, before allocating) an output
             of more than this many pixels ``B * H * W``.
         progress: show a tqdm progress bar over tiles (if tqdm is installed).
+        precision: ``"fp32"`` (default), ``"bf16"``, ``"fp16"`` or ``"auto"`` (bf16 where the
+            hardware computes it natively): the model runs under ``torch.autocast`` at that
+            precision; the plan, sizes and offsets do not depend on it (:mod:`scaleeq.precision`).
 
     Returns:
-        ``(B, C_out, H, W)``.
+        ``(B, C_out, H, W)``, in ``lr``'s dtype.
 
     Raises:
         TypeError: ``model`` exposes neither contract, or bad argument types.
-        ValueError: bad sizes or scales, or ``max_window_pixels < 1``.
+        ValueError: bad sizes or scales, ``max_window_pixels < 1`` or an unknown ``precision``.
     """
     if type(model).__module__.startswith(("spandrel", "scaleeq.spandrel")):
         from .spandrel import unwrap  # a spandrel descriptor of a scaleeq file
@@ -95,6 +100,19 @@ def upscale(
     b, _, h, w = lr.shape
     check_int(max_output_pixels, "max_output_pixels")
     plan = render_plan((h, w), b, scale=scale, size=size, max_pixels=max_output_pixels)
+    with autocast(precision, lr.device):
+        return _render_all(model, lr, plan, max_window_pixels, progress)
+
+
+def _render_all(
+    model: nn.Module,
+    lr: torch.Tensor,
+    plan: RenderPlan,
+    max_window_pixels: int | None,
+    progress: bool,
+) -> torch.Tensor:
+    """The body of :func:`upscale` for one checked plan: features once, then tile by tile."""
+    b = lr.shape[0]
     if is_sr_model(model):
         feat = model.features(lr, plan.scale)
         up, render = model.upsampler, model.render
@@ -112,7 +130,7 @@ def upscale(
     if max_window_pixels is None:
         max_window_pixels = int(getattr(up, "default_window_pixels", DEFAULT_MAX_WINDOW_PIXELS))
     if not getattr(up, "window_exact", True):  # e.g. the official ECA attention: whole renders only
-        return render(feat, plan=plan)
+        return render(feat, plan=plan).to(lr.dtype)
     assert plan.out_size is not None
     out_h, out_w = plan.out_size
     side = max(1, math.isqrt(max_window_pixels))
@@ -126,7 +144,7 @@ def upscale(
     for top, th, left, tw in tiles:
         tile = render(feat, plan=plan.with_window((top, left, th, tw)))
         if out is None:
-            out = tile.new_empty(b, tile.shape[1], out_h, out_w)
+            out = tile.new_empty(b, tile.shape[1], out_h, out_w, dtype=lr.dtype)
         out[:, :, top : top + th, left : left + tw] = tile
     assert out is not None
     return out
