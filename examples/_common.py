@@ -130,6 +130,13 @@ def parser(description: str) -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="training precision (bf16: autocast with float32 master weights; auto: bf16 where "
+        "the hardware computes it natively)",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -225,6 +232,7 @@ def run(
         model, dataset, steps=args.steps, batch_size=args.batch, lr=args.lr, lr_step=args.lr_step,
         ema_decay=args.ema, checkpoint=out / "train_state.pt", checkpoint_every=args.ckpt_every,
         evaluate_fn=evaluate_fn, eval_every=args.eval_every, device=device, progress=not args.no_progress,
+        precision=args.precision,
     )  # fmt: skip
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -142,3 +142,33 @@ def test_two_process_gloo_ddp_matches_single_process(tmp_path):
     torch.testing.assert_close(
         torch.tensor(r0["losses"]), torch.tensor(single.losses), rtol=1e-4, atol=1e-6
     )
+
+
+def test_bf16_training_keeps_fp32_master_weights_and_learns(tmp_path):
+    ds = ArbitraryScalePatches(images(), patch=16, samples_per_epoch=64)
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        model = tiny_model()
+        ck = tmp_path / f"{precision}.pt"
+        result = train(
+            model, ds, steps=20, batch_size=4, lr=1e-3, progress=False, log=lambda m: None,
+            precision=precision, checkpoint=ck,
+        )  # fmt: skip
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        state = torch.load(ck, weights_only=False)["optimizer"]["state"]
+        assert all(
+            v.dtype == torch.float32 for s in state.values() for k, v in s.items() if k != "step"
+        )
+        runs[precision] = result.losses
+    bf16 = runs["bf16"]
+    assert sum(bf16[-5:]) / 5 < 0.8 * sum(bf16[:5]) / 5  # it learns
+    assert bf16 != runs["fp32"]  # and it did run at the lower precision
+
+
+def test_fp16_training_and_unknown_precisions_are_refused():
+    ds = ArbitraryScalePatches(images(), patch=16, samples_per_epoch=64)
+    with pytest.raises(ValueError, match="fp16.*not supported for training.*bf16"):
+        train(tiny_model(), ds, steps=1, batch_size=4, progress=False, precision="fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        train(tiny_model(), ds, steps=1, batch_size=4, progress=False, precision="half")

@@ -26,6 +26,7 @@ from torch import nn
 from ._checks import check_int, check_positive_float
 from ._io import atomic_write
 from .data import ArbitraryScalePatches
+from .precision import autocast, resolve_precision
 
 __all__ = ["TrainResult", "save_atomic", "train"]
 
@@ -74,6 +75,7 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Train ``model`` for ``steps`` iterations in total (resuming from ``checkpoint`` if it exists).
 
@@ -93,6 +95,11 @@ def train(
         device: training device of this rank.
         progress: tqdm bar with the loss and speed (rank 0, if tqdm is installed).
         log: where one-line messages go.
+        precision: ``"fp32"`` (default), ``"bf16"`` or ``"auto"`` (bf16 where the hardware
+            computes it natively, :mod:`scaleeq.precision`): the forward pass runs under
+            ``torch.autocast`` at that precision; the weights, their gradients and the optimizer
+            state stay float32 (master weights) and the loss is taken in float32. ``"fp16"`` is
+            refused: it needs loss scaling, which this loop does not do.
     """
     check_int(steps, "steps", minimum=0)
     check_int(batch_size, "batch_size")
@@ -100,6 +107,11 @@ def train(
     check_int(eval_every, "eval_every", minimum=0)
     check_int(lr_step, "lr_step")
     check_positive_float(lr, "lr")
+    precision = resolve_precision(precision, device)  # once: "auto" becomes what it picks
+    if precision == "fp16":
+        raise ValueError(
+            "precision='fp16' is not supported for training (it needs loss scaling); use 'bf16'"
+        )
     if ema_decay is not None and not (isinstance(ema_decay, float) and 0 < ema_decay < 1):
         raise ValueError(f"ema_decay must be a float in (0, 1) or None, got {ema_decay!r}")
     if checkpoint is not None and Path(checkpoint).is_dir():  # fail now, not at the first save
@@ -167,8 +179,11 @@ def train(
     t0 = time.perf_counter()
     for step in range(start, steps):
         b = {k: v.to(device) for k, v in _batch(dataset, step, batch_size, rank, world).items()}
-        out = net(b["lr"], scale=b["scale"], window=(b["top"].cpu(), b["left"].cpu(), patch, patch))
-        loss = (out - b["hr"]).abs().mean()
+        with autocast(precision, device):
+            out = net(
+                b["lr"], scale=b["scale"], window=(b["top"].cpu(), b["left"].cpu(), patch, patch)
+            )
+        loss = (out.float() - b["hr"]).abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
