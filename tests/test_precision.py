@@ -75,3 +75,16 @@ def test_cli_precision(tmp_path, model, capsys):
     with pytest.raises(SystemExit):
         main([*args, "--precision", "int8"])
     assert "--precision" in capsys.readouterr().err
+
+
+def test_evaluate_at_bf16_is_within_a_tenth_of_a_db_of_fp32(model):
+    from scaleeq.evaluate import evaluate
+
+    imgs = [torch.rand(3, 36, 30, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    kw = {"scales": (2.5,), "bicubic": False, "ssim": False, "progress": False}
+    ref = evaluate(model, imgs, **kw).rows[0]
+    got = evaluate(model, imgs, precision="bf16", **kw).rows[0]
+    assert abs(got["psnr_y"] - ref["psnr_y"]) < 0.1
+    assert got["psnr_y"] != ref["psnr_y"]  # it did run at bf16 (not quantised away here)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        evaluate(model, imgs, precision="fp8", **kw)

@@ -203,8 +203,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     model = _load_model(args.checkpoint, args.device, args.quiet)
     try:
         report = evaluate(
-            model, args.data, scales=scales, progress=not args.quiet, device=args.device
-        )
+            model, args.data, scales=scales, progress=not args.quiet, device=args.device,
+            precision=args.precision,
+        )  # fmt: skip
     except ValueError as e:
         raise CLIError(str(e)) from None
     print(report.markdown() if args.markdown else report.table())
@@ -315,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--scales", default="2,3,4", help="e.g. 2,3,4,2.5,3x2 (WIDTHxHEIGHT: per-axis factors)"
     )
     ev.add_argument("--device", default="cpu")
+    ev.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="compute precision of the model"
+    )
     ev.add_argument("--json", default=None)
     ev.add_argument("--markdown", action="store_true")
     ev.add_argument("--quiet", action="store_true")

@@ -23,6 +23,7 @@ from .contracts import is_sr_model, is_upsampler
 from .data import IMAGE_SUFFIXES, list_images, load_image
 from .infer import upscale
 from .metrics import psnr_y, ssim_y
+from .precision import autocast, resolve_precision
 from .resize import imresize
 
 __all__ = ["EvalReport", "evaluate", "make_lr_hr"]
@@ -166,6 +167,7 @@ def evaluate(
     progress: bool = True,
     device: torch.device | str | None = None,
     max_window_pixels: int | None = None,
+    precision: str = "fp32",
 ) -> EvalReport:
     """PSNR-Y / SSIM-Y of ``model`` on benchmark images at each scale, plus a bicubic row.
 
@@ -182,11 +184,14 @@ def evaluate(
         progress: show a tqdm progress bar (if tqdm is installed).
         device: where to run (default: the model's device).
         max_window_pixels: tile budget for :func:`scaleeq.upscale` (default: the upsampler's).
+        precision: compute precision of the model (``"fp32"``, ``"bf16"``, ``"fp16"``,
+            ``"auto"``; :mod:`scaleeq.precision`); bicubic and the metrics stay float32/64.
 
     Returns:
         :class:`EvalReport`.
     """
     scales = list(scales)
+    resolve_precision(precision, "cpu")  # validates (a named error before any work)
     for s in scales:
         _scale_pair(s)  # validates
     scales = [_key(s) for s in scales]
@@ -222,9 +227,13 @@ def evaluate(
                     size = tuple(hr.shape[-2:])
                     with torch.no_grad():
                         if is_sr_model(model) or is_upsampler(model):
-                            sr = upscale(model, lr, size=size, max_window_pixels=max_window_pixels)
+                            sr = upscale(
+                                model, lr, size=size, max_window_pixels=max_window_pixels,
+                                precision=precision,
+                            )  # fmt: skip
                         else:
-                            sr = model(lr, size=size)
+                            with autocast(precision, device):
+                                sr = model(lr, size=size).to(lr.dtype)
                     outputs = {"model": _quantise(sr)}
                     if bicubic:
                         outputs["bicubic"] = _quantise(imresize(lr, size=size))
