@@ -426,3 +426,27 @@ def test_serve_cli_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--feature-scale", "big"]) == 2
     assert "--feature-scale" in capsys.readouterr().err
+
+
+def test_bf16_tiles_are_still_exact_windows_of_one_render(folder, model):
+    """--precision bf16: the tile geometry does not depend on the precision, so tiles stitch
+    into the whole bf16 render bit for bit; the pixels differ a little from the fp32 ones."""
+    app = create_app(folder, model, config=ServiceConfig(precision="bf16"))
+    with LiveServer(app) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        ref = _png(c.get("/photo/full/^160,120/0/default.png"))
+        stitched = np.zeros_like(ref)
+        for y in range(0, 48, 16):
+            for x in range(0, 64, 20):
+                w, h = min(20, 64 - x), min(16, 48 - y)
+                sw, sh = round(w * 2.5), round(h * 2.5)
+                tile = _png(c.get(f"/photo/{x},{y},{w},{h}/^{sw},{sh}/0/default.png"))
+                top, left = round(y * 2.5), round(x * 2.5)
+                stitched[top : top + sh, left : left + sw] = tile
+    assert np.array_equal(stitched, ref)
+    fp32 = create_app(folder, model)
+    with LiveServer(fp32) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        other = _png(c.get("/photo/full/^160,120/0/default.png"))
+    diff = np.abs(other.astype(int) - ref.astype(int))
+    assert 0 < diff.max() <= 8 and diff.mean() < 0.5, (diff.max(), diff.mean())
+    with pytest.raises(ValueError, match="precision must be one of"):
+        ServiceConfig(precision="int8")

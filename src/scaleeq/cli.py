@@ -248,6 +248,7 @@ def _cmd_serve(args: argparse.Namespace) -> None:
             response_cache_bytes=args.response_cache_mb * 2**20,
             feature_cache_bytes=args.feature_cache_mb * 2**20,
             block_cache_bytes=args.block_cache_mb * 2**20,
+            precision=args.precision,
         )
         model = _load_model(args.checkpoint, args.device, args.quiet)
         app = create_app(args.path, model, config=config, workers=args.workers, queue=args.queue)
@@ -339,7 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--response-cache-mb", type=int, default=256)
     se.add_argument("--feature-cache-mb", type=int, default=1024)
     se.add_argument("--block-cache-mb", type=int, default=256)
-    se.add_argument("--precision", choices=("fp32",), default="fp32", help="only fp32 for now")
+    se.add_argument(
+        "--precision", choices=PRECISIONS, default="fp32", help="compute precision of the model"
+    )
     se.add_argument("--device", default="cpu")
     se.add_argument("--quiet", action="store_true")
     be = sub.add_parser("bench", help="time the upsampler and the aggregation backends")

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from ..data import IMAGE_SUFFIXES
+from ..precision import autocast, resolve_precision
 from .cache import ByteLRU
 from .grammar import (
     FORMATS,
@@ -116,6 +117,9 @@ class ServiceConfig:
         response_cache_bytes, feature_cache_bytes, block_cache_bytes, source_cache_bytes: caps.
         virtual_factors: the ``@kx`` virtual images offered (empty: none).
         jpeg_quality, webp_quality: encoder settings.
+        precision: compute precision of the model's features and renders (``"fp32"``,
+            ``"bf16"``, ``"fp16"``, ``"auto"``; :mod:`scaleeq.precision`). Tile geometry does not
+            depend on it, so tiles stay exact windows of one render at any precision.
     """
 
     tile: int = 512
@@ -130,8 +134,10 @@ class ServiceConfig:
     virtual_factors: tuple[int, ...] = (2, 4, 8)
     jpeg_quality: int = 90
     webp_quality: int = 90
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        resolve_precision(self.precision, "cpu")  # a named error for an unknown value
         for name in ("tile", "block"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 16:
@@ -443,7 +449,7 @@ class ImageService:
                 return hit
             lr = self._source(img)[0]
             param = next(self.model.parameters())
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.config.precision, param.device):
                 feat = self.model.features(
                     lr.to(device=param.device, dtype=param.dtype),
                     torch.tensor([list(scale)], dtype=torch.float64),
@@ -494,7 +500,7 @@ class ImageService:
             b = self.config.block
             full = plan.out_size
             bh, bw = min(b, full[0] - by * b), min(b, full[1] - bx * b)
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.config.precision, feat.device):
                 t = self.model.render(feat, plan=plan.with_window((by * b, bx * b, bh, bw)))
             with self._count_lock:
                 self.renders += 1
