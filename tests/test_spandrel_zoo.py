@@ -198,14 +198,17 @@ def test_onnx_matches_eager(case, tmp_path):
     pytest.importorskip("onnxruntime")
     from scaleeq.onnx import OnnxUpscaler, export_onnx
 
-    _, model = _loaded(case)
+    desc, model = _loaded(case)
     asr = scaleeq.retrofit(model).eval()
     path = export_onnx(asr, tmp_path / "m.onnx", tile=(12, 10), in_channels=3, example_size=case.lr)
     runner = OnnxUpscaler(path)
     # two samples (a one-sample graph runs per sample) and a second size of other parity than
     # the traced one (a size rule the trace got wrong shows there, not at the traced size)
+    # (the second size keeps to the multiple spandrel declares, e.g. SAFMN's 8)
     h, w = case.lr
-    for lr, scales in ((_lr(case, batch=2), (1.7, 3.3)), (_lr_sized(h + 3, w + 5), (3.3,))):
+    m = int(desc.size_requirements.multiple_of)
+    second = _lr_sized(h + 3 * m, w + 5 * m)
+    for lr, scales in ((_lr(case, batch=2), (1.7, 3.3)), (second, (3.3,))):
         for s in scales:
             with torch.no_grad():
                 ref = asr(lr, scale=s)
