@@ -235,5 +235,6 @@ def test_torch_compile_matches_eager(case, record_property):
     # the table (benchmarks/retrofit_table.py) reads this from the JUnit XML
     record_property("graph_breaks", explanation.graph_break_count)
     record_property(
-        "break_reasons", "; ".join(sorted({str(r.reason)[:80] for r in explanation.break_reasons}))
+        "break_reasons",
+        "; ".join(sorted({str(r.reason).splitlines()[0][:80] for r in explanation.break_reasons})),
     )
