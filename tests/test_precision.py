@@ -60,6 +60,13 @@ def test_an_unknown_precision_is_a_named_error(model):
         scaleeq.upscale(model, torch.rand(1, 3, 8, 8), scale=2, precision="float16")
 
 
+@pytest.mark.parametrize("bad", [None, torch.bfloat16, ["bf16"], "BF16"])
+def test_check_precision_names_the_argument(bad):
+    with pytest.raises(ValueError, match=r"compute must be one of fp32, bf16, fp16, auto; got"):
+        prec.check_precision(bad, "compute")
+    assert prec.check_precision("auto") == "auto"  # kept: resolving needs a device
+
+
 def test_cli_precision(tmp_path, model, capsys):
     pytest.importorskip("PIL.Image")
     from PIL import Image

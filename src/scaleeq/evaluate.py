@@ -23,7 +23,7 @@ from .contracts import is_sr_model, is_upsampler
 from .data import IMAGE_SUFFIXES, list_images, load_image
 from .infer import upscale
 from .metrics import psnr_y, ssim_y
-from .precision import autocast, resolve_precision
+from .precision import autocast, check_precision
 from .resize import imresize
 
 __all__ = ["EvalReport", "evaluate", "make_lr_hr"]
@@ -191,7 +191,7 @@ def evaluate(
         :class:`EvalReport`.
     """
     scales = list(scales)
-    resolve_precision(precision, "cpu")  # validates (a named error before any work)
+    check_precision(precision)  # a named error before any work
     for s in scales:
         _scale_pair(s)  # validates
     scales = [_key(s) for s in scales]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "native_bf16", "resolve_precision"]
+__all__ = ["PRECISIONS", "autocast", "check_precision", "native_bf16", "resolve_precision"]
 
 #: The accepted values of every ``precision`` argument.
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -51,15 +51,24 @@ def native_bf16(device: torch.device | str) -> bool:
     return False
 
 
+def check_precision(precision: object, name: str = "precision") -> str:
+    """``precision`` if it is one of :data:`PRECISIONS` (``"auto"`` kept as it is).
+
+    Raises:
+        ValueError: it is not (the message names ``name`` and the choices).
+    """
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"{name} must be one of {', '.join(PRECISIONS)}; got {precision!r}")
+    return precision
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """``precision`` checked, with ``"auto"`` replaced by what it picks on ``device``.
 
     Raises:
         ValueError: ``precision`` is not one of :data:`PRECISIONS`.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
-    if precision == "auto":
+    if check_precision(precision) == "auto":
         return "bf16" if native_bf16(device) else "fp32"
     return precision
 

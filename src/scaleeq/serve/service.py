@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..data import IMAGE_SUFFIXES
-from ..precision import autocast, resolve_precision
+from ..precision import autocast, check_precision
 from .cache import ByteLRU
 from .grammar import (
     FORMATS,
@@ -137,7 +137,7 @@ class ServiceConfig:
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
-        resolve_precision(self.precision, "cpu")  # a named error for an unknown value
+        check_precision(self.precision)
         for name in ("tile", "block"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 16:

@@ -46,15 +46,6 @@ _REQUIRED = (
     "mean",
     "img_range",
 )
-_TAILS = (
-    "conv_before_upsample",
-    "upsample",
-    "conv_last",
-    "conv_up1",
-    "conv_up2",
-    "conv_hr",
-    "lrelu",
-)
 
 
 def flip_pad(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -94,15 +85,8 @@ class ATDAdapter(MeanRangeAdapter):
         channels = int(model.conv_first.out_channels)
         if settings["afe"] == "per_group":
             backbone.layers = afe_layers(model.layers, int(model.embed_dim))
-        for name in _TAILS:
-            backbone._modules.pop(name, None)
+        self.drop_tail(backbone)
         return channels
-
-    def tail_module(self, model: nn.Module) -> nn.Module | None:
-        for name in ("conv_before_upsample", "upsample"):
-            if isinstance(getattr(model, name, None), nn.Module):
-                return getattr(model, name)
-        return None
 
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         ws = int(model.window_size)

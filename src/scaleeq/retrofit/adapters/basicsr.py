@@ -15,14 +15,45 @@ from torch import nn
 
 from .base import Adapter, interleave, out_channels, run_body
 
-__all__ = ["BasicSRAdapter"]
+__all__ = ["TAIL_MODULES", "BasicSRAdapter", "MeanRangeAdapter"]
 
 _REQUIRED = ("conv_first", "body", "conv_after_body", "upsample", "conv_last", "mean", "img_range")
 
 
+#: Every module name of BasicSR's upsampling tails, as SwinIR, HAT, DAT, ATD and GRL build
+#: them: ``pixelshuffle`` (``conv_before_upsample``, ``upsample``, ``conv_last``),
+#: ``pixelshuffledirect`` (``upsample``) and ``nearest+conv`` (``conv_before_upsample``,
+#: ``conv_up1``, ``conv_up2`` [, ``conv_up3``], ``conv_hr``, ``lrelu``, ``conv_last``).
+TAIL_MODULES = (
+    "conv_before_upsample",
+    "upsample",
+    "conv_last",
+    "conv_up1",
+    "conv_up2",
+    "conv_up3",
+    "conv_hr",
+    "lrelu",
+)
+
+
 class MeanRangeAdapter(Adapter):
     """Networks that map ``(lr - mean) * img_range`` through ``conv_first`` and undo it on the
-    output (BasicSR EDSR/RCAN, SwinIR / HAT and their relatives)."""
+    output (BasicSR EDSR/RCAN, SwinIR / HAT and their relatives), with one of BasicSR's
+    upsampling tails (:data:`TAIL_MODULES`)."""
+
+    @staticmethod
+    def drop_tail(backbone: nn.Module) -> None:
+        """Remove every :data:`TAIL_MODULES` module ``backbone`` has (in place)."""
+        for name in TAIL_MODULES:
+            backbone._modules.pop(name, None)
+
+    def tail_module(self, model: nn.Module) -> nn.Module | None:
+        """The tail's first module: ``conv_before_upsample`` where there is one, else
+        ``upsample`` (the cut is its input)."""
+        for name in ("conv_before_upsample", "upsample"):
+            if isinstance(getattr(model, name, None), nn.Module):
+                return getattr(model, name)
+        return None
 
     def input_conv(self, bb):
         return bb.conv_first
@@ -46,12 +77,8 @@ class BasicSRAdapter(MeanRangeAdapter):
         channels = out_channels(model.conv_after_body)
         if settings["afe"] == "per_group":
             backbone.body = interleave(model.body, channels, settings["afe_every"], len(model.body))
-        for name in ("upsample", "conv_last"):
-            del backbone._modules[name]
+        self.drop_tail(backbone)
         return channels
-
-    def tail_module(self, model):
-        return model.upsample
 
     def features(self, bb, lr, scale):
         x = bb.conv_first((lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range)

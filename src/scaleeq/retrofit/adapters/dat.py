@@ -28,7 +28,6 @@ from .basicsr import MeanRangeAdapter
 __all__ = ["BeforeRGAdapter", "DATAdapter"]
 
 _REQUIRED = ("conv_first", "before_RG", "layers", "norm", "conv_after_body", "mean", "img_range")
-_TAILS = ("conv_before_upsample", "upsample", "conv_last")
 
 
 def _first_block(model: nn.Module) -> nn.Module | None:
@@ -59,15 +58,8 @@ class BeforeRGAdapter(MeanRangeAdapter):
         channels = int(model.conv_first.out_channels)
         if settings["afe"] == "per_group":
             backbone.layers = afe_layers(model.layers, channels)
-        for name in _TAILS:
-            backbone._modules.pop(name, None)
+        self.drop_tail(backbone)
         return out_channels(model.conv_after_body) or channels
-
-    def tail_module(self, model: nn.Module) -> nn.Module | None:
-        for name in ("conv_before_upsample", "upsample"):
-            if isinstance(getattr(model, name, None), nn.Module):
-                return getattr(model, name)
-        return None
 
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         return (16, 16)

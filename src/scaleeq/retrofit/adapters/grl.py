@@ -45,15 +45,6 @@ _REQUIRED = (
     "mean",
     "img_range",
 )
-_TAILS = (
-    "conv_before_upsample",
-    "upsample",
-    "conv_last",
-    "conv_up1",
-    "conv_up2",
-    "conv_hr",
-    "lrelu",
-)
 
 
 def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -95,15 +86,8 @@ class GRLAdapter(MeanRangeAdapter):
         channels = int(model.conv_first.out_channels)
         if settings["afe"] == "per_group":
             backbone.layers = afe_layers(model.layers, channels)
-        for name in _TAILS:
-            backbone._modules.pop(name, None)
+        self.drop_tail(backbone)
         return channels
-
-    def tail_module(self, model: nn.Module) -> nn.Module | None:
-        for name in ("conv_before_upsample", "upsample"):
-            if isinstance(getattr(model, name, None), nn.Module):
-                return getattr(model, name)
-        return None
 
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         p = int(model.pad_size)

@@ -37,16 +37,6 @@ _REQUIRED = (
     "mean",
     "img_range",
 )
-_TAILS = (
-    "conv_before_upsample",
-    "upsample",
-    "conv_last",
-    "conv_up1",
-    "conv_up2",
-    "conv_up3",
-    "conv_hr",
-    "lrelu",
-)
 
 
 def _takes(fn: object, name: str) -> bool:
@@ -79,15 +69,8 @@ class SwinAdapter(MeanRangeAdapter):
             pe = model.patch_embed
             dim = int(pe.embed_dim) if hasattr(pe, "embed_dim") else channels
             backbone.layers = afe_layers(model.layers, dim)
-        for name in _TAILS:
-            backbone._modules.pop(name, None)
+        self.drop_tail(backbone)
         return channels
-
-    def tail_module(self, model):
-        for name in ("conv_before_upsample", "upsample"):
-            if isinstance(getattr(model, name, None), nn.Module):
-                return getattr(model, name)
-        return None
 
     def probe_size(self, model):
         ws = int(getattr(model, "window_size", 8)) * self.stride(model)
