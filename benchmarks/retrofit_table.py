@@ -62,6 +62,8 @@ def parse(xml: Path) -> dict[str, dict[str, dict[str, str]]]:
         if "graph_breaks" in props:  # recorded by the compile test (record_property)
             rows[cid][test]["graph_breaks"] = int(props["graph_breaks"])
             rows[cid][test]["break_reasons"] = props.get("break_reasons", "")
+        if "input_size" in props:  # recorded by the ONNX test of a one-size graph
+            rows[cid][test]["input_size"] = props["input_size"]
     return rows
 
 
@@ -79,6 +81,8 @@ def table(rows: dict[str, dict[str, dict[str, str]]]) -> str:
                 if r.get("break_reasons"):
                     notes.append(f"- {cid}, graph breaks: {r['break_reasons']}")
                     cell += f" [{len(notes)}]"
+            if r["state"] == "passed" and "input_size" in r:
+                cell += f" (one LR size, {r['input_size']})"
             if r["state"] in ("xfail", "failed") and r["reason"]:
                 notes.append(f"- {cid}, {COLUMNS[test]}: {r['reason']}")
                 cell += f" [{len(notes)}]"

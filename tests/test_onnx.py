@@ -15,6 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -149,6 +150,67 @@ def test_a_one_sample_graph_runs_once_per_sample(tmp_path):
     torch.testing.assert_close(runner.upscale(x, scale=2.5), ref, atol=TOL, rtol=0)
 
 
+class _FixingBody(nn.Module):
+    """A body whose own code fixes an input size while tracing, as some real architectures'
+    code does: ``"batch"`` runs its samples in a Python loop, ``"height"`` its rows."""
+
+    def __init__(self, fixes: str) -> None:
+        super().__init__()
+        self.fixes = fixes
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fixes == "batch":
+            return torch.cat([self.conv(s) for s in x.split(1)])
+        y = self.conv(x)
+        return torch.stack([row * 1.5 for row in y.unbind(2)], 2)
+
+
+class _Fixing(nn.Module):
+    def __init__(self, fixes: str) -> None:
+        super().__init__()
+        self.body = _FixingBody(fixes)
+        self.tail = nn.Sequential(nn.Conv2d(8, 12, 3, padding=1), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.body(x))
+
+
+def _retrofitted(fixes: str) -> torch.nn.Module:
+    torch.manual_seed(3)
+    up = NeuralKrigingUpsampler(8, hidden=8, blocks=1)
+    model = retrofit(_Fixing(fixes), body="body", tail="tail", upsampler=up)
+    return perturbed(model).eval()
+
+
+def test_a_model_that_fixes_the_batch_exports_a_one_sample_graph_and_warns(tmp_path):
+    model = _retrofitted("batch")
+    with pytest.warns(UserWarning, match="own code fixes the batch size"):
+        path = export_onnx(model, tmp_path / "b.onnx", tile=TILE, in_channels=3)
+    runner = OnnxUpscaler(path)
+    assert runner.batch == 1 and runner.input_size is None
+    _check_against_eager(model, runner, 3, batch=2)
+
+
+def test_a_model_that_fixes_its_input_size_exports_for_one_lr_size(tmp_path):
+    model = _retrofitted("height")
+    with pytest.raises(RuntimeError, match=r"fixes the input height while tracing.*input_size"):
+        export_onnx(model, tmp_path / "h.onnx", tile=TILE, in_channels=3, example_size=(9, 7))
+    assert not (tmp_path / "h.onnx").exists()
+    path = export_onnx(model, tmp_path / "h.onnx", tile=TILE, in_channels=3, input_size=(9, 7))
+    runner = OnnxUpscaler(path)
+    assert runner.input_size == (9, 7) and runner.batch is None
+    dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[2:]] == [9, 7] and dims[0].HasField("dim_param")
+    x = torch.rand(2, 3, 9, 7, generator=torch.Generator().manual_seed(2))
+    for s in SCALES:
+        with torch.no_grad():
+            ref = model(x, scale=s)
+        torch.testing.assert_close(runner.upscale(x, scale=s), ref, atol=TOL, rtol=0)
+    with pytest.raises(ValueError, match=r"exactly 9 x 7 \(input_size\); got lr of 10 x 7"):
+        runner.upscale(torch.rand(1, 3, 10, 7), scale=2)
+
+
 def test_export_refuses_what_it_cannot_export(tmp_path):
     with pytest.raises(TypeError, match="SR model or an upsampler"):
         export_onnx(torch.nn.Conv2d(3, 3, 1), tmp_path / "x.onnx")
@@ -161,6 +223,10 @@ def test_export_refuses_what_it_cannot_export(tmp_path):
         export_onnx(up, tmp_path / "x.onnx", split=True)
     with pytest.raises(ValueError, match="batch must be None"):
         export_onnx(up, tmp_path / "x.onnx", batch=2)
+    with pytest.raises(ValueError, match="input_size height"):
+        export_onnx(up, tmp_path / "x.onnx", input_size=(0, 8))
+    with pytest.raises(TypeError, match="input_size"):
+        export_onnx(up, tmp_path / "x.onnx", input_size=8.5)
     official = EQSR.from_preset("tiny", official=True)
     with pytest.raises(ValueError, match="whole outputs only"):
         export_onnx(official, tmp_path / "x.onnx")

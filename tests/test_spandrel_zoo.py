@@ -190,9 +190,24 @@ def test_activation_checkpointing_gives_the_same_gradients(loaded):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c.onnx_fixed_size], ids=lambda c: c.id)
+def test_a_fixed_size_architecture_asks_for_input_size_before_tracing(case, tmp_path):
+    """IPT / SAFMN: a dynamic-size graph would hold only the traced size; export says so and
+    names ``input_size`` at once (no trace, no file) instead of writing it."""
+    pytest.importorskip("onnxscript")
+    from scaleeq.onnx import export_onnx
+
+    _, model = _loaded(case)
+    asr = scaleeq.retrofit(model).eval()
+    assert asr.adapter.export_fixed_size
+    with pytest.raises(ValueError, match=r"pass input_size=\(h, w\)"):
+        export_onnx(asr, tmp_path / "m.onnx", in_channels=3)
+    assert not (tmp_path / "m.onnx").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_onnx_matches_eager(case, tmp_path):
+def test_onnx_matches_eager(case, tmp_path, record_property):
     if case.onnx is not True:
         pytest.xfail(str(case.onnx))
     pytest.importorskip("onnxruntime")
@@ -200,6 +215,22 @@ def test_onnx_matches_eager(case, tmp_path):
 
     desc, model = _loaded(case)
     asr = scaleeq.retrofit(model).eval()
+    if case.onnx_fixed_size:  # a graph of one LR size, asked for by name
+        with pytest.raises(ValueError, match=r"pass input_size=\(h, w\)"):
+            export_onnx(asr, tmp_path / "m.onnx", tile=(12, 10), in_channels=3)
+        path = export_onnx(
+            asr, tmp_path / "m.onnx", tile=(12, 10), in_channels=3, input_size=case.lr
+        )
+        runner = OnnxUpscaler(path)
+        for s in (1.7, 3.3):
+            lr = _lr(case, batch=2)
+            with torch.no_grad():
+                ref = asr(lr, scale=s)
+            torch.testing.assert_close(runner.upscale(lr, scale=s), ref, atol=1e-4, rtol=0)
+        with pytest.raises(ValueError, match="input_size"):
+            runner.upscale(_lr_sized(case.lr[0] + 1, case.lr[1]), scale=2)
+        record_property("input_size", "x".join(map(str, case.lr)))  # read by the table
+        return
     path = export_onnx(asr, tmp_path / "m.onnx", tile=(12, 10), in_channels=3, example_size=case.lr)
     runner = OnnxUpscaler(path)
     # two samples (a one-sample graph runs per sample) and a second size of other parity than

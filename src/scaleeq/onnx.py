@@ -34,6 +34,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,7 @@ def export_onnx(
     check: bool = True,
     split: bool = False,
     batch: int | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> Path:
     """Export ``model`` to an ONNX file whose scale, input size and window are graph inputs.
 
@@ -165,6 +167,13 @@ def export_onnx(
             of 1 and a ``UserWarning`` says so. ``1``: export a one-sample graph directly.
             :class:`OnnxUpscaler` runs a one-sample graph once per sample (recorded in the
             file's metadata as ``"batch": 1``).
+        input_size: ``None`` (default): the LR height and width are dynamic. ``(h, w)``: a
+            graph for LR inputs of exactly this size (traced at it; ``example_size`` is not
+            used), for architectures whose own code fixes the size while tracing (IPT
+            branches on it, SAFMN pools to sizes computed from it: their adapters declare
+            ``export_fixed_size`` and export refuses them without ``input_size``);
+            :class:`OnnxUpscaler` refuses other sizes with a named error (recorded as
+            ``"input_size"``).
 
     Returns:
         ``path``.
@@ -177,10 +186,12 @@ def export_onnx(
     Raises:
         ImportError: onnx / onnxscript are not installed (the message says what to install).
         TypeError: ``model`` is neither an SR model nor an upsampler.
-        ValueError: bad ``tile`` / ``example_size`` / ``batch``, a model that renders only
-            whole outputs (``window_exact`` False: the official configuration), ``split`` for a
-            strided model, or unknown input channels.
-        RuntimeError: ``torch.export`` cannot trace the model (the message names the cause).
+        ValueError: bad ``tile`` / ``example_size`` / ``batch`` / ``input_size``, a model that
+            renders only whole outputs (``window_exact`` False: the official configuration),
+            ``split`` for a strided model, or unknown input channels.
+        RuntimeError: ``torch.export`` cannot trace the model (the message names the cause; where
+            the model's own code fixes the input height or width, it says to pass
+            ``input_size``).
     """
     onnx = _require("onnx", "export_onnx")
     _require("onnxscript", "export_onnx")
@@ -190,6 +201,11 @@ def export_onnx(
     eh, ew = check_pair(example_size, "example_size")
     check_int(eh, "example_size height", minimum=2)
     check_int(ew, "example_size width", minimum=2)
+    fixed = input_size is not None
+    if fixed:
+        eh, ew = check_pair(input_size, "input_size")
+        check_int(eh, "input_size height")
+        check_int(ew, "input_size width")
     if th * tw > MAX_RENDER_PIXELS:
         raise ValueError(f"tile {th} x {tw} exceeds the size guard of {MAX_RENDER_PIXELS} pixels")
     if is_sr_model(model):
@@ -231,14 +247,20 @@ def export_onnx(
         net.adapter.prepare_export(net.backbone)
         if batch is None:
             batch = net.adapter.export_batch
+        reason = net.adapter.export_fixed_size
+        if reason and not fixed:
+            raise ValueError(
+                f"{reason}, so an exported graph holds only the traced LR size: pass "
+                f"input_size=(h, w) for a graph of one LR size (e.g. input_size=({eh}, {ew}))"
+            )
     name = type(model).__name__
-    args = (net, path, (th, tw), c, (eh, ew), opset, check, split, onnx)
+    args = (net, path, (th, tw), c, (eh, ew), fixed, opset, check, split, onnx)
     if batch is not None:
         return _export(*args, batch=1)
     try:
         return _export(*args, batch=None)
-    except RuntimeError as err:
-        if "specialized" not in str(err) and "Constraints violated" not in str(err):
+    except _SizeSpecialized as err:
+        if err.dims != {0}:  # a fixed height or width: a one-sample graph would not help
             raise
         warnings.warn(
             f"{name}'s own code fixes the batch size while tracing; exported a one-sample graph "
@@ -255,6 +277,7 @@ def _export(
     tile: tuple[int, int],
     c: int,
     example_size: tuple[int, int],
+    fixed: bool,
     opset: int | None,
     check: bool,
     split: bool,
@@ -272,7 +295,7 @@ def _export(
     origin = torch.tensor([1, 2], dtype=torch.int64)
     # DYNAMIC: an error if the trace fixes a size; guards that hold for every size but that
     # sympy cannot prove (Swin window arithmetic) are accepted instead of refused
-    dyn = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+    dyn = {} if fixed else {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
     if batch is None:
         dyn[0] = torch.export.Dim.DYNAMIC
     name = type(net).__name__
@@ -285,6 +308,8 @@ def _export(
     }
     if batch is not None:
         meta["batch"] = batch
+    if fixed:
+        meta["input_size"] = [eh, ew]
     if not split:
         exported = _trace(
             _ExportWrapper(net, (th, tw)), (lr, scale, origin),
@@ -362,18 +387,59 @@ def _translations() -> dict[Any, Any]:
     return {torch.ops.aten.sort.stable: sort_stable}
 
 
+class _SizeSpecialized(RuntimeError):
+    """``torch.export`` found that the model's own code fixes input sizes marked dynamic;
+    ``dims`` are those dimensions of the first input (0: batch, 2: height, 3: width)."""
+
+    def __init__(self, message: str, dims: set[int]) -> None:
+        super().__init__(message)
+        self.dims = dims
+
+
+_DIM_NAMES = {0: "batch", 1: "channels", 2: "height", 3: "width"}
+
+
+def _specialized_dims(err: BaseException) -> set[int] | None:
+    """The input dimensions a ``torch.export`` constraint violation names (its first line
+    lists them, ``Constraints violated (L['lr'].size()[0], ...)!``), or ``None`` for any
+    other error."""
+    from torch._dynamo.exc import UserError, UserErrorType
+
+    if not (isinstance(err, UserError) and err.error_type is UserErrorType.CONSTRAINT_VIOLATION):
+        return None
+    head = str(err).split("!", 1)[0]
+    return {int(d) for d in re.findall(r"size\(\)\[(\d+)\]", head)} or None
+
+
 def _trace(wrapper: nn.Module, args: tuple, dynamic: dict, name: str) -> Any:
     """``torch.export`` of the wrapper: a size the trace would fix instead of keeping dynamic is
-    an error here, not a silently specialised graph."""
+    an error here (:class:`_SizeSpecialized`), not a silently specialised graph."""
+    dims = dynamic[next(iter(dynamic))]
+    what = (
+        "a dynamic "
+        + " and ".join(_DIM_NAMES[d] for d in sorted(dims))
+        + " and the scale and window as inputs"
+        if dims
+        else "the scale and window as inputs"
+    )
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
         try:
             return torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
         except Exception as err:  # torch's message names the cause; say what was attempted
-            raise RuntimeError(
-                f"torch.export could not trace {name} with a dynamic batch and input size and "
-                f"the scale and window as inputs: {err}"
-            ) from err
+            fixed = _specialized_dims(err)
+            message = f"torch.export could not trace {name} with {what}: {err}"
+            if fixed is None:
+                raise RuntimeError(message) from err
+            if fixed & {2, 3}:
+                h, w = args[0].shape[-2:]
+                message = (
+                    f"{name}'s own code fixes the input "
+                    + " and ".join(_DIM_NAMES[d] for d in sorted(fixed & {2, 3}))
+                    + f" while tracing; export a graph for one LR size with input_size=(h, w) "
+                    f"(e.g. input_size=({h}, {w})). torch.export said: {err}"
+                )
+            raise _SizeSpecialized(message, fixed) from err
 
 
 def _out_shape(exported: Any) -> tuple[int, ...]:
@@ -402,6 +468,9 @@ class OnnxUpscaler:
         in_channels / out_channels: channels of ``lr`` and of the output.
         session: the ``onnxruntime.InferenceSession`` (of the render graph).
         features_session: the features graph's session of a split export, else ``None``.
+        batch: ``1`` for a one-sample graph (run once per sample), ``None`` where dynamic.
+        input_size: ``(h, w)`` for a graph of one LR size (``export_onnx(input_size=...)``),
+            ``None`` where the size is dynamic.
 
     Example (not run here: needs onnxruntime and a file)::
 
@@ -430,6 +499,11 @@ class OnnxUpscaler:
             stages = int(meta.get("stages", 1))
             #: the graph's fixed batch (1), or ``None`` where the batch is dynamic
             self.batch: int | None = None if meta.get("batch") is None else int(meta["batch"])
+            #: the one LR size ``(h, w)`` the graph takes, or ``None`` where it is dynamic
+            size = meta.get("input_size")
+            self.input_size: tuple[int, int] | None = (
+                None if size is None else (int(size[0]), int(size[1]))
+            )
         except (ValueError, KeyError, TypeError, IndexError) as err:
             raise ValueError(f"{str(path)!r} has damaged scaleeq metadata: {err}") from None
         if meta.get("stage") == "features":
@@ -476,6 +550,12 @@ class OnnxUpscaler:
     ) -> RenderPlan:
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
         check_channels(lr, "lr", self.in_channels)
+        if self.input_size is not None and tuple(lr.shape[-2:]) != self.input_size:
+            h, w = self.input_size
+            raise ValueError(
+                f"{self.path.name} was exported for LR inputs of exactly {h} x {w} "
+                f"(input_size); got lr of {lr.shape[-2]} x {lr.shape[-1]}"
+            )
         if isinstance(scale, torch.Tensor):  # per-sample scales: all equal, or refused
             r = _parse_scale(scale, device="cpu", dtype=torch.float64)
             if not bool((r == r[:1]).all()):

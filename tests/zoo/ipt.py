@@ -25,15 +25,25 @@ def _ipt(scale: int, mlp: bool = True) -> IPT:
     )
 
 
-_ONNX = (
-    "IPT's forward branches on the input size (one patch of patch_size x patch_size, or "
-    "overlapping crops of it), so torch.export specializes h and w; a fixed-LR-tile export "
-    "with the halo tiled by the runtime would cover it and is not implemented"
-)
-
 CASES = [
-    ZooCase("IPT-x2", "IPT", lambda: _ipt(2), cut="tail.0", layout="ipt", lr=(8, 8), onnx=_ONNX),
-    ZooCase("IPT-x3", "IPT", lambda: _ipt(3), cut="tail.0", layout="ipt", lr=(8, 8), onnx=_ONNX),
+    ZooCase(
+        "IPT-x2",
+        "IPT",
+        lambda: _ipt(2),
+        cut="tail.0",
+        layout="ipt",
+        lr=(8, 8),
+        onnx_fixed_size=True,
+    ),
+    ZooCase(
+        "IPT-x3",
+        "IPT",
+        lambda: _ipt(3),
+        cut="tail.0",
+        layout="ipt",
+        lr=(8, 8),
+        onnx_fixed_size=True,
+    ),
     ZooCase(
         "IPT-x4-no-mlp",
         "IPT",
@@ -41,6 +51,6 @@ CASES = [
         cut="tail.0",
         layout="ipt",
         lr=(8, 8),
-        onnx=_ONNX,
+        onnx_fixed_size=True,
     ),
 ]

@@ -7,12 +7,6 @@ from spandrel.architectures.SAFMN import SAFMN
 from ._case import ZooCase
 
 # spandrel declares a multiple of 8 (SAFM pools to h / 8); the LR sizes follow it.
-_ONNX = (
-    "spandrel's SAFM pools with F.adaptive_max_pool2d(x, (h // 2**i, w // 2**i)) and "
-    "upsamples back with F.interpolate(size=(h, w)); ONNX has no adaptive pooling, and the "
-    "exported graph keeps the traced sizes (onnxruntime: Concat dimensions 8 and 48 at another "
-    "size): a fixed-LR-tile export would cover it and is not implemented"
-)
 CASES = [
     ZooCase(
         "SAFMN-x4",
@@ -21,7 +15,7 @@ CASES = [
         cut="to_img",
         layout="safmn",
         lr=(16, 8),
-        onnx=_ONNX,
+        onnx_fixed_size=True,
     ),
     ZooCase(
         "SAFMN-x2",
@@ -30,6 +24,6 @@ CASES = [
         cut="to_img",
         layout="safmn",
         lr=(8, 16),
-        onnx=_ONNX,
+        onnx_fixed_size=True,
     ),
 ]

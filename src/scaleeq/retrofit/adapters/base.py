@@ -160,6 +160,9 @@ class Adapter:
             (window attention computing the batch from sizes), so that
             :func:`scaleeq.onnx.export_onnx` writes a one-sample graph at once; ``None``: the
             batch stays a dynamic input size.
+        export_fixed_size: why the architecture's own code fixes the LR height and width in
+            an exported graph (``""``: it does not); :func:`scaleeq.onnx.export_onnx` then asks
+            for ``input_size=(h, w)`` instead of writing a graph that is wrong at other sizes.
     """
 
     name: ClassVar[str] = ""
@@ -167,6 +170,7 @@ class Adapter:
     architectures: ClassVar[tuple[str, ...]] = ()
     residual: ClassVar[str | None] = None
     export_batch: ClassVar[int | None] = None
+    export_fixed_size: ClassVar[str] = ""
 
     def __init__(self, pixel_range: float = 1.0, body: str | None = None) -> None:
         self.pixel_range = pixel_range

@@ -120,6 +120,10 @@ class IPTAdapter(Adapter):
     name = "ipt"
     family = "IPT (SR path)"
     architectures = ("IPT",)
+    export_fixed_size = (
+        "IPT's forward branches on the input size: one patch_size x patch_size patch, or "
+        "overlapping crops of that size"
+    )
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:

@@ -25,6 +25,10 @@ class SAFMNAdapter(Adapter):
     name = "safmn"
     family = "SAFMN"
     architectures = ("SAFMN",)
+    export_fixed_size = (
+        "SAFMN pools to (h // 2**i, w // 2**i) with adaptive_max_pool2d, which ONNX has "
+        "only as the traced sizes"
+    )
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
