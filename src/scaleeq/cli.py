@@ -366,6 +366,10 @@ def main(argv: list[str] | None = None) -> int:
             "bench": _cmd_bench,
             "serve": _cmd_serve,
         }
+        if args.command in ("upscale", "eval", "bench", "serve"):
+            from .allocator import keep_freed_memory
+
+            keep_freed_memory()  # this process renders many tiles: reuse freed blocks
         commands[args.command](args)
     except CLIError as e:
         print(f"scaleeq: error: {e}", file=sys.stderr)

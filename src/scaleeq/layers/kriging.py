@@ -168,7 +168,7 @@ class KrigingBlock(nn.Module):
         )
         if mask is not None:  # zero outside the image, as the full render's zero padding
             y = y * mask
-        kernel = self.kernel_gen(y).view(b, self.groups, self.kernel_size**2, h, w)
+        kernel = _nchw_convs(self.kernel_gen, y).view(b, self.groups, self.kernel_size**2, h, w)
         z = _nchw_linear_add(
             kriging_aggregate(y, kernel, dist, backend=self.backend), self.conv2, z
         )
@@ -187,6 +187,30 @@ class KrigingBlock(nn.Module):
         if self.channel_attention == "eca":  # official: ECA without sigmoid
             f = f * self.attn(f.mean(dim=(1, 2))[:, None, :])[:, 0, None, None, :]
         return z + f
+
+
+def _nchw_convs(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``seq(x)`` for contiguous NCHW ``x``, keeping the output contiguous NCHW even where the
+    weights were converted to channels-last (``model.to(memory_format=torch.channels_last)``
+    for the body): the aggregation reads the kernel in NCHW, and a channels-last kernel would
+    be copied back, costing more than the convolution saves."""
+    for layer in seq:
+        if isinstance(layer, nn.Conv2d):
+            w = layer.weight
+            if w.stride() != _row_major_strides(w.shape):  # channels-last (a 1x1 one too)
+                w = w.clone(memory_format=torch.contiguous_format)
+            x = F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+        else:
+            x = layer(x)
+    return x
+
+
+def _row_major_strides(shape: torch.Size) -> tuple[int, ...]:
+    strides, step = [], 1
+    for n in reversed(shape):
+        strides.append(step)
+        step *= n
+    return tuple(reversed(strides))
 
 
 def _linear(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
