@@ -170,6 +170,14 @@ def test_eval_prints_a_table(files, capsys):
             "unknown image format '.xyz'",
         ),
         (
+            ["upscale", "{img}", "o.png", "--scale", "2", "--device", "bogus"],
+            "--device must be a torch device such as cpu, cuda or cuda:1; got 'bogus'",
+        ),
+        (
+            ["eval", "--checkpoint", "{ck}", "--data", "{set}", "--device", "xla"],
+            "--device xla: no such device is available on this machine",
+        ),
+        (
             ["eval", "--checkpoint", "{ck}", "--data", "nowhere", "--scales", "2"],
             "--data folder 'nowhere' does not exist",
         ),
@@ -234,3 +242,13 @@ def test_export_then_upscale_in_onnxruntime_matches_pytorch(files, capsys):
     ):
         assert main([*args, *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_on_a_machine_without_it_is_a_one_line_error(files, capsys):
+    code = main(["upscale", str(files / "in.png"), "o.png", "--scale", "2", "--device", "cuda"])
+    err = capsys.readouterr().err
+    assert (
+        code == 2
+        and err == "scaleeq: error: --device cuda: no such device is available on this machine\n"
+    )

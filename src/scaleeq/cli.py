@@ -55,6 +55,33 @@ def parse_pair(text: str, name: str, *, integer: bool) -> tuple[float, float]:
     return values[0], values[1]
 
 
+def _check_device(text: str) -> str:
+    """``--device`` as torch names it, and present on this machine (else a one-line error)."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise CLIError(
+            f"--device must be a torch device such as cpu, cuda or cuda:1; got {text!r}"
+        ) from None
+    available = {
+        "cpu": lambda: True,
+        "cuda": torch.cuda.is_available,
+        "mps": lambda: torch.backends.mps.is_available(),
+    }
+    check = available.get(device.type)
+    if check is None or not check():
+        raise CLIError(f"--device {text}: no such device is available on this machine")
+    if (
+        device.type == "cuda"
+        and device.index is not None
+        and device.index >= torch.cuda.device_count()
+    ):
+        raise CLIError(
+            f"--device {text}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    return text
+
+
 def _load_model(checkpoint: str | None, device: str, quiet: bool = False):
     if checkpoint is None:
         from .pretrained import DEFAULT_MODEL, PRETRAINED, pretrained
@@ -366,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             "bench": _cmd_bench,
             "serve": _cmd_serve,
         }
+        if getattr(args, "device", None) is not None:
+            _check_device(args.device)
         if args.command in ("upscale", "eval", "bench", "serve"):
             from .allocator import keep_freed_memory
 
