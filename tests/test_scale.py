@@ -214,3 +214,21 @@ class TestScaleContext:
             assert len(results[r]) == 20
             for y in results[r]:
                 torch.testing.assert_close(y, expected[r].detach())
+
+
+def test_a_meta_device_scale_is_a_named_error_everywhere():
+    """A shape-only tensor has no values to render at: one named error, not torch's
+    'Cannot copy out of meta tensor' from deep inside."""
+    from scaleeq import AdaptiveConv2d, AFEBlock, NeuralKrigingUpsampler, scale_context
+
+    meta = torch.tensor(2.0, device="meta")
+    x = torch.rand(1, 4, 5, 5)
+    calls = {
+        "upsampler": lambda: NeuralKrigingUpsampler(4, hidden=8, blocks=1)(x, scale=meta),
+        "adaptive conv": lambda: AdaptiveConv2d(4, 4, 3)(x, scale=meta),
+        "AFE block": lambda: AFEBlock(4)(x, scale=meta),
+        "scale_context": lambda: scale_context(meta).__enter__(),
+    }
+    for call in calls.values():
+        with pytest.raises(ValueError, match="must hold values; got a tensor on the meta device"):
+            call()

@@ -86,6 +86,11 @@ def _parse_scale(
     if isinstance(scale, torch.Tensor):
         if not (scale.is_floating_point() or scale.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{name} must be a real-valued tensor, got dtype {scale.dtype}")
+        if scale.device.type == "meta" and not is_compiling():
+            raise ValueError(
+                f"{name} must hold values; got a tensor on the meta device (shape only): "
+                "pass a number, a pair, or a CPU / GPU tensor"
+            )
         t = scale.to(device=device or scale.device, dtype=dtype or torch.get_default_dtype())
         if t.ndim == 0:
             t = t.reshape(1, 1).expand(1, 2)
