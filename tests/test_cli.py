@@ -252,3 +252,16 @@ def test_cuda_on_a_machine_without_it_is_a_one_line_error(files, capsys):
         code == 2
         and err == "scaleeq: error: --device cuda: no such device is available on this machine\n"
     )
+
+
+def test_the_cli_runs_cpu_models_channels_last_and_exports_them_as_stored(files):
+    from scaleeq.cli import _load_model, _load_stored_model
+
+    model = _load_model(str(files / "tiny.pt"), "cpu", quiet=True)
+    convs = [
+        m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)
+    ]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert all(c.weight.stride()[1] == 1 for c in convs)  # channels innermost: not NCHW
+    stored = _load_stored_model(str(files / "tiny.pt"), "cpu", quiet=True)
+    assert all(m.weight.is_contiguous() for m in stored.modules() if isinstance(m, torch.nn.Conv2d))
