@@ -194,7 +194,9 @@ def _run(args: argparse.Namespace, new: str, old: str | None) -> dict:
                     case[label] = r
                 if "old" in case:
                     for label in case:
-                        case[label]["total_vs_old"] = case[label]["total_s"] / case["old"]["total_s"]
+                        case[label]["total_vs_old"] = (
+                            case[label]["total_s"] / case["old"]["total_s"]
+                        )
                 result["cases"][key] = case
                 _print_case(key, case)
     if args.json:

@@ -199,7 +199,9 @@ def _nchw_convs(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
             w = layer.weight
             if w.stride() != _row_major_strides(w.shape):  # channels-last (a 1x1 one too)
                 w = w.clone(memory_format=torch.contiguous_format)
-            x = F.conv2d(x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+            x = F.conv2d(
+                x, w, layer.bias, layer.stride, layer.padding, layer.dilation, layer.groups
+            )
         else:
             x = layer(x)
     return x
