@@ -205,6 +205,24 @@ def test_a_fixed_size_architecture_asks_for_input_size_before_tracing(case, tmp_
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if c.arch == "DCTLSA"], ids=lambda c: c.id)
+def test_dctlsa_is_traced_across_several_windows(case, tmp_path, monkeypatch):
+    """Traced inside one of its 16-pixel windows, DCTLSA's graph keeps a window count of 1
+    (onnxruntime then fails at larger sizes); export raises the traced size to 2 x 2 windows.
+    (The export itself takes many minutes: the slow ONNX check runs it.)"""
+    pytest.importorskip("onnxscript")
+    import scaleeq.onnx as sonnx
+
+    seen = []
+    monkeypatch.setattr(sonnx, "_export", lambda *args, batch: seen.append(args[4]) or None)
+    _, model = _loaded(case)
+    asr = scaleeq.retrofit(model).eval()
+    sonnx.export_onnx(asr, tmp_path / "m.onnx", in_channels=3, example_size=case.lr)
+    ((h, w),) = seen
+    assert h > 16 and w > 16  # more than one window on each axis
+    assert (h, w) == (max(19, case.lr[0]), max(21, case.lr[1]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_onnx_matches_eager(case, tmp_path, record_property):

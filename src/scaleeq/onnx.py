@@ -151,7 +151,8 @@ def export_onnx(
             inputs). Larger tiles mean fewer runs and more memory per run.
         in_channels: channels of ``lr``; default: read from the model (3 for RGB models).
         example_size: the LR size traced; any size works after export (keep it small, with
-            sides of at least 2, for a fast export).
+            sides of at least 2, for a fast export). Raised to the adapter's
+            ``export_trace_size`` where it declares one (DCTLSA: across 2 x 2 windows).
         opset: ONNX opset; default: the exporter's (recorded in the file).
         check: run ``onnx.checker.check_model`` on the result.
         split: for an SR model, write two graphs instead of one: ``path`` renders a window
@@ -247,6 +248,9 @@ def export_onnx(
         net.adapter.prepare_export(net.backbone)
         if batch is None:
             batch = net.adapter.export_batch
+        least = None if fixed else net.adapter.export_trace_size(net.backbone)
+        if least is not None:
+            eh, ew = max(eh, least[0]), max(ew, least[1])
         reason = net.adapter.export_fixed_size
         if reason and not fixed:
             raise ValueError(

@@ -253,6 +253,12 @@ class Adapter:
         without changing its outputs; by default nothing to do. For code that rewrites its own
         weights on every call (SPAN's re-parameterised convolutions)."""
 
+    def export_trace_size(self, bb: nn.Module) -> tuple[int, int] | None:
+        """The smallest LR size :func:`scaleeq.onnx.export_onnx` traces at (a larger
+        ``example_size`` is kept), or ``None``: for code whose graph keeps what the traced size
+        implies, e.g. a window count that a trace inside one window fixes at 1."""
+        return None
+
     def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
         """Turn activation checkpointing of the AFE-carrying segments on (``mode``) or off;
         return how many segments it applies to."""

@@ -56,6 +56,13 @@ def _run(block: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor
 class DCTLSAAdapter(Adapter):
     name = "dctlsa"
     export_batch = 1  # its window attention computes the batch from sizes
+    _WINDOW = 16  # spandrel's DCTLSA fixes its Swin window at 16
+
+    def export_trace_size(self, bb: nn.Module) -> tuple[int, int]:
+        # traced inside one window, the graph keeps a window count of 1 (a Reshape error in
+        # onnxruntime at larger sizes); across 2 x 2 windows it holds at 1, 4 and 9 windows
+        return (self._WINDOW + 3, self._WINDOW + 5)
+
     family = "DCTLSA"
     architectures = ("DCTLSA",)
 
