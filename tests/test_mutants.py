@@ -571,7 +571,7 @@ def test_adaptive_conv_argument_errors_name_the_argument():
 def test_adaptive_conv_keeps_its_settings_and_encoding():
     """The documented eps default (1e-8), the chosen formulation (also in the repr) and a
     user's encoding module are kept as given."""
-    from scaleeq.scale import ScaleEncoding
+    from scaleeq.layers import ScaleEncoding
 
     assert AdaptiveConv2d(2, 2, 3).eps == 1e-8
     layer = AdaptiveConv2d(2, 2, 3, impl="grouped")

@@ -1,20 +1,14 @@
 """scaleeq: scale-equivariant operators for arbitrary-scale super-resolution (EQSR, CVPR 2023)."""
 
+from .context import current_scale, scale_context
 from .evaluate import evaluate
-from .geometry import RenderPlan, render_plan
+from .geometry import RenderPlan, render_plan, resolve_scale_and_size
 from .infer import upscale
-from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock, NeuralKrigingUpsampler
+from .layers import AdaptiveConv2d, AFEBlock, AFETokenBlock, NeuralKrigingUpsampler, ScaleEncoding
 from .ops import kriging_aggregate
 from .pretrained import pretrained
 from .retrofit import ArbitraryScaleSR, load, retrofit
-from .scale import (
-    ScaleEncoding,
-    as_scale_tensor,
-    current_scale,
-    output_size,
-    resolve_scale_and_size,
-    scale_context,
-)
+from .scale import as_scale_tensor, output_size
 
 __version__ = "0.1.0.dev0"
 

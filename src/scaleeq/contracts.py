@@ -16,7 +16,7 @@ these contracts instead of probing attributes one by one; an object that falls s
 from __future__ import annotations
 
 import inspect
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -28,10 +28,10 @@ __all__ = [
     "SRModel",
     "Savable",
     "Upsampler",
-    "check_sr_model",
     "check_upsampler",
     "is_sr_model",
     "is_upsampler",
+    "model_kind",
 ]
 
 
@@ -140,11 +140,19 @@ def check_upsampler(obj: object, name: str = "upsampler") -> None:
         )
 
 
-def check_sr_model(obj: object, name: str = "model") -> None:
-    """Raise ``TypeError`` naming what ``obj`` lacks of the :class:`SRModel` contract."""
-    missing = _missing_sr_model(obj)
-    if missing:
-        raise TypeError(
-            f"{name} ({type(obj).__name__}) does not satisfy scaleeq.contracts.SRModel: it "
-            f"needs {', '.join(missing)}"
-        )
+def model_kind(obj: object, name: str = "model") -> Literal["sr_model", "upsampler"]:
+    """Which contract ``obj`` satisfies: ``"sr_model"`` (:class:`SRModel`, checked first) or
+    ``"upsampler"`` (:class:`Upsampler`, whose input is a feature map).
+
+    Raises:
+        TypeError: neither, naming what each contract still needs.
+    """
+    if is_sr_model(obj):
+        return "sr_model"
+    if is_upsampler(obj):
+        return "upsampler"
+    raise TypeError(
+        f"{name} ({type(obj).__name__}) must be an SR model or an upsampler "
+        f"(scaleeq.contracts): as an SR model it needs {', '.join(_missing_sr_model(obj))}; "
+        f"as an upsampler it needs {', '.join(_missing_upsampler(obj))}"
+    )

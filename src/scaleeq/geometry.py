@@ -37,12 +37,12 @@ from ._checks import is_compiling
 from .ops.coords import AxisQueries, Window, axis_queries, ceil_div, resolve_window
 from .scale import (
     ScaleLike,
-    _check_batch,
-    _check_number,
-    _parse_scale,
-    _python_sizes,
+    check_factor,
+    check_scale_batch,
     check_size,
     output_sizes,
+    parse_scale,
+    rule_output_size,
 )
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "RenderPlan",
     "render_plan",
     "resolve_plan",
+    "resolve_scale_and_size",
     "sample_bicubic",
     "sample_image",
 ]
@@ -178,9 +179,9 @@ def _uniform_scale(scale: object) -> tuple[float, float] | None:
         return None
     if isinstance(scale, Sequence) and not isinstance(scale, str):
         if len(scale) != 2:
-            return None  # _parse_scale names the problem
-        return _check_number(scale[0], "scale[0]"), _check_number(scale[1], "scale[1]")
-    v = _check_number(scale, "scale")
+            return None  # parse_scale names the problem
+        return check_factor(scale[0], "scale[0]"), check_factor(scale[1], "scale[1]")
+    v = check_factor(scale, "scale")
     return v, v
 
 
@@ -237,11 +238,11 @@ def render_plan(
         uniform = _uniform_scale(scale)
         if uniform is not None:  # Python numbers: sizes stay Python (symbolic under dynamo)
             r = torch.tensor([list(uniform)], dtype=torch.float64)
-            out_size = _python_sizes((h, w), uniform)
+            out_size = rule_output_size((h, w), uniform)
             sizes = torch.tensor([list(out_size)], dtype=torch.int64).expand(batch, 2)
         else:
-            r = _parse_scale(scale, device="cpu", dtype=torch.float64)
-            _check_batch(r, batch, "scale")
+            r = parse_scale(scale, device="cpu", dtype=torch.float64)
+            check_scale_batch(r, batch, "scale")
             sizes = output_sizes((h, w), r).expand(batch, 2)
             out_size = None
             if not is_compiling() and bool((sizes == sizes[:1]).all()):
@@ -267,6 +268,30 @@ def render_plan(
     _check_render_size(batch, height, width, max_pixels)
     whole = _is_whole(window, top, left, height, width, sizes, out_size)
     return RenderPlan((h, w), batch, r, sizes, out_size, top, left, height, width, whole)
+
+
+def resolve_scale_and_size(
+    in_size: tuple[int, int],
+    batch_size: int,
+    *,
+    scale: ScaleLike | None = None,
+    size: tuple[int, int] | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Resolve ``scale`` and/or ``size`` into a ``(B, 2)`` scale tensor and an output size.
+
+    - only ``scale``: the size follows the output-size rule (:func:`~scaleeq.scale.output_size`);
+    - only ``size=(H, W)``: ``r = (H / h, W / w)`` for every sample;
+    - both: they must agree (``output_size(in_size, scale) == size``), else ``ValueError``.
+
+    Returns:
+        ``(scale, (H, W))`` with ``scale`` of shape ``(B, 2)``.
+    """
+    plan = render_plan(in_size, batch_size, scale=scale, size=size)
+    assert plan.out_size is not None
+    r = plan.scale.to(device=device, dtype=dtype or torch.get_default_dtype())
+    return r.expand(batch_size, 2).contiguous(), plan.out_size
 
 
 def _is_whole(

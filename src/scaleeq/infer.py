@@ -16,14 +16,13 @@ import torch
 from torch import nn
 
 from ._checks import check_int, check_tensor
-from .contracts import _missing_sr_model, _missing_upsampler, is_sr_model, is_upsampler
+from .contracts import model_kind
 from .geometry import RenderPlan, render_plan
 from .precision import autocast
 from .scale import ScaleLike
 
 __all__ = ["upscale"]
 
-DEFAULT_MAX_WINDOW_PIXELS = 256 * 256
 #: The default size guard of :func:`upscale`: the whole output (``B * H * W``) it may
 #: allocate (2^31 pixels: 24 GiB as float32 RGB). Each tile is also held to
 #: ``scaleeq.geometry.MAX_RENDER_PIXELS``.
@@ -113,23 +112,14 @@ def _render_all(
 ) -> torch.Tensor:
     """The body of :func:`upscale` for one checked plan: features once, then tile by tile."""
     b = lr.shape[0]
-    if is_sr_model(model):
+    if model_kind(model) == "sr_model":
         feat = model.features(lr, plan.scale)
         up, render = model.upsampler, model.render
-    elif is_upsampler(
-        model
-    ):  # a bare upsampler (NK, LIIF, bicubic features): lr is its feature map
+    else:  # a bare upsampler (NK, LIIF, bicubic features): lr is its feature map
         feat, up, render = lr, model, model
-    else:
-        raise TypeError(
-            f"model ({type(model).__name__}) must be an SR model or an upsampler "
-            "(scaleeq.contracts): as an SR model it needs "
-            f"{', '.join(_missing_sr_model(model))}; as an upsampler it needs "
-            f"{', '.join(_missing_upsampler(model))}"
-        )
     if max_window_pixels is None:
-        max_window_pixels = int(getattr(up, "default_window_pixels", DEFAULT_MAX_WINDOW_PIXELS))
-    if not getattr(up, "window_exact", True):  # e.g. the official ECA attention: whole renders only
+        max_window_pixels = int(up.default_window_pixels)
+    if not up.window_exact:  # e.g. the official ECA attention: whole renders only
         return render(feat, plan=plan).to(lr.dtype)
     assert plan.out_size is not None
     out_h, out_w = plan.out_size

@@ -16,7 +16,7 @@ from torch import nn
 from ._checks import check_tensor
 from .contracts import is_sr_model
 from .resize import imresize
-from .scale import _parse_scale
+from .scale import parse_scale
 
 __all__ = ["eq_s", "psnr_y", "rgb_to_y", "shave", "ssim_y"]
 
@@ -39,7 +39,7 @@ def _crop_pair(scale: object | None, crop: int | tuple[int, int] | None) -> tupl
         raise TypeError(f"crop must be an int or a pair of ints, got {crop!r}")
     if scale is None:
         return 0, 0
-    r = _parse_scale(scale, dtype=torch.float64)
+    r = parse_scale(scale, dtype=torch.float64)
     if r.shape[0] != 1:
         raise ValueError("scale must be one number or pair here (the border crop is shared)")
     return math.ceil(float(r[0, 0])), math.ceil(float(r[0, 1]))

@@ -45,12 +45,12 @@ from torch import nn
 
 from ._checks import check_channels, check_int, check_pair, check_tensor
 from ._io import atomic_write
-from .contracts import _missing_sr_model, _missing_upsampler, is_sr_model, is_upsampler
+from .contracts import is_sr_model, is_upsampler, model_kind
 from .geometry import MAX_RENDER_PIXELS, RenderPlan, render_plan
 from .infer import MAX_OUTPUT_PIXELS, with_progress
 from .ops.coords import Window
 from .retrofit.model import ArbitraryScaleSR
-from .scale import ScaleLike, _parse_scale
+from .scale import ScaleLike, parse_scale
 
 __all__ = ["DEFAULT_TILE", "OnnxUpscaler", "export_onnx", "features_path", "upscale"]
 
@@ -209,17 +209,8 @@ def export_onnx(
         check_int(ew, "input_size width")
     if th * tw > MAX_RENDER_PIXELS:
         raise ValueError(f"tile {th} x {tw} exceeds the size guard of {MAX_RENDER_PIXELS} pixels")
-    if is_sr_model(model):
-        up = model.upsampler
-    elif is_upsampler(model):
-        up = model
-    else:
-        raise TypeError(
-            f"model ({type(model).__name__}) must be an SR model or an upsampler "
-            f"(scaleeq.contracts): as an SR model it needs {', '.join(_missing_sr_model(model))}; "
-            f"as an upsampler it needs {', '.join(_missing_upsampler(model))}"
-        )
-    if not getattr(up, "window_exact", True):
+    up = model.upsampler if model_kind(model) == "sr_model" else model
+    if not up.window_exact:
         raise ValueError(
             f"{type(up).__name__} renders whole outputs only (window_exact is False, e.g. the "
             "official ECA attention), so it cannot be exported as a tile renderer"
@@ -561,7 +552,7 @@ class OnnxUpscaler:
                 f"(input_size); got lr of {lr.shape[-2]} x {lr.shape[-1]}"
             )
         if isinstance(scale, torch.Tensor):  # per-sample scales: all equal, or refused
-            r = _parse_scale(scale, device="cpu", dtype=torch.float64)
+            r = parse_scale(scale, device="cpu", dtype=torch.float64)
             if not bool((r == r[:1]).all()):
                 raise ValueError(
                     "an exported model takes one scale for the batch; got per-sample scales "

@@ -20,7 +20,7 @@ import torch
 
 from ._checks import check_tensor
 from .geometry import MAX_RENDER_PIXELS
-from .scale import _parse_scale
+from .scale import parse_scale
 
 __all__ = ["MAX_RESIZE_WEIGHTS", "cubic", "imresize", "resize_weights"]
 
@@ -147,7 +147,7 @@ def imresize(
         out_h, out_w = size
         s_h, s_w = out_h / h, out_w / w
     else:
-        r = _parse_scale(scale, dtype=torch.float64)  # the library's scale checks
+        r = parse_scale(scale, dtype=torch.float64)  # the library's scale checks
         if r.shape[0] != 1:
             raise ValueError(
                 f"scale must be one number or an (s_h, s_w) pair, got {r.shape[0]} scales"

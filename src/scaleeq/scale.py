@@ -1,4 +1,5 @@
-"""Scale arguments, output sizes, the scale encoding and the scale context.
+"""Scale arguments and the output-size rule: the one parser of scales (:func:`parse_scale`)
+and the one place the rule is written.
 
 Every public entry point of scaleeq accepts a *scale argument* in one of these forms:
 
@@ -13,46 +14,38 @@ here and rejected by the operations where it makes no sense.
 
 Output-size rule: an input of size ``(h, w)`` at scale ``(r_h, r_w)`` gives
 ``(round(h * r_h), round(w * r_w))`` with halves rounded up; an explicit ``size=(H, W)`` gives
-``r = (H / h, W / w)`` instead (:func:`resolve_scale_and_size`).
+``r = (H / h, W / w)`` instead (:func:`scaleeq.geometry.render_plan`).
 
-:func:`scale_context` lets drop-in layers that are called as ``forward(x)`` (for instance inside
-a pretrained ``nn.Sequential`` body) find the scale of the current call. It is backed by
-:mod:`contextvars`, so it is per thread and per asyncio task, and it is reset when the ``with``
-block exits, even on error.
+A call's whole geometry (sizes, windows, the plan) is :mod:`scaleeq.geometry`, built on this
+module; the scale encoding of Eq. 2 is :class:`scaleeq.layers.encoding.ScaleEncoding`, and the
+ambient scale for drop-in layers :mod:`scaleeq.context`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Union
 
 import torch
-from torch import nn
 
-from ._checks import check_int, float_dtype_for, is_compiling
+from ._checks import is_compiling
 
 __all__ = [
     "MAX_SIDE",
-    "ScaleEncoding",
     "ScaleLike",
     "as_scale_tensor",
+    "check_factor",
+    "check_scale_batch",
     "check_size",
-    "current_scale",
     "output_size",
     "output_sizes",
-    "resolve_scale_and_size",
-    "scale_context",
+    "parse_scale",
+    "round_half_up",
+    "rule_output_size",
 ]
 
 ScaleLike = Union[float, int, tuple[float, float], Sequence[float], torch.Tensor]  # noqa: UP007
-
-_SCALE_CONTEXT: contextvars.ContextVar[ScaleLike | None] = contextvars.ContextVar(
-    "scaleeq_scale", default=None
-)
-
 
 #: The largest output side scaleeq represents: float64 holds every integer up to it exactly,
 #: and sizes stay far from int64 overflow. Larger scales (a scale above it would
@@ -61,7 +54,7 @@ _SCALE_CONTEXT: contextvars.ContextVar[ScaleLike | None] = contextvars.ContextVa
 MAX_SIDE = 2**53
 
 
-def _check_number(value: object, name: str) -> float:
+def check_factor(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
     v = float(value)
@@ -70,7 +63,7 @@ def _check_number(value: object, name: str) -> float:
     return v
 
 
-def _parse_scale(
+def parse_scale(
     scale: ScaleLike,
     *,
     device: torch.device | str | None = None,
@@ -117,18 +110,18 @@ def _parse_scale(
                 f"{name} given as a sequence must be a pair (r_h, r_w), got {len(scale)} items "
                 f"({scale!r}); pass per-sample scales as a tensor of shape (B,) or (B, 2)"
             )
-        values = [_check_number(v, f"{name}[{i}]") for i, v in enumerate(scale)]
+        values = [check_factor(v, f"{name}[{i}]") for i, v in enumerate(scale)]
     elif scale is None:
         raise TypeError(
             f"{name} must be given (a number, an (r_h, r_w) pair or a tensor), got None"
         )
     else:
-        v = _check_number(scale, name)
+        v = check_factor(scale, name)
         values = [v, v]
     return torch.tensor([values], device=device, dtype=dtype or torch.get_default_dtype())
 
 
-def _check_batch(scale: torch.Tensor, batch_size: int, name: str) -> None:
+def check_scale_batch(scale: torch.Tensor, batch_size: int, name: str) -> None:
     n = scale.shape[0]
     if n != 1 and n != batch_size:  # explicit comparisons: symbolic sizes under dynamo
         raise ValueError(
@@ -171,9 +164,9 @@ def as_scale_tensor(
         >>> as_scale_tensor((3, 1.5)).shape
         torch.Size([1, 2])
     """
-    t = _parse_scale(scale, device=device, dtype=dtype, name=name)
+    t = parse_scale(scale, device=device, dtype=dtype, name=name)
     if batch_size is not None:
-        _check_batch(t, batch_size, name)
+        check_scale_batch(t, batch_size, name)
         t = t.expand(batch_size, 2)
     return t.contiguous()
 
@@ -199,7 +192,7 @@ def _empty_output(in_size: tuple[int, int], out: tuple[int, int], name: str) -> 
     )
 
 
-def _python_sizes(
+def rule_output_size(
     in_size: tuple[int, int], r: tuple[float, float], name: str = "scale"
 ) -> tuple[int, int]:
     """The output-size rule on Python numbers (stays symbolic under ``torch.compile``)."""
@@ -222,7 +215,7 @@ def output_sizes(
         ValueError: the scale is invalid or a size is < 1.
     """
     h, w = in_size
-    t = _parse_scale(scale, device="cpu", dtype=torch.float64, name=name)
+    t = parse_scale(scale, device="cpu", dtype=torch.float64, name=name)
     exact = t * torch.tensor([h, w], dtype=torch.float64)
     if not is_compiling() and bool((exact > MAX_SIDE).any()):  # before int64 could overflow
         raise _too_large((h, w), exact.max().item(), name)
@@ -274,129 +267,3 @@ def check_size(size: object, name: str = "size") -> tuple[int, int]:
     if max(size) > MAX_SIDE:
         raise ValueError(f"{name} {tuple(size)} exceeds the largest supported side 2**53")
     return int(size[0]), int(size[1])
-
-
-def resolve_scale_and_size(
-    in_size: tuple[int, int],
-    batch_size: int,
-    *,
-    scale: ScaleLike | None = None,
-    size: tuple[int, int] | None = None,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype | None = None,
-) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Resolve ``scale`` and/or ``size`` into a ``(B, 2)`` scale tensor and an output size.
-
-    - only ``scale``: the size follows the output-size rule (:func:`output_size`);
-    - only ``size=(H, W)``: ``r = (H / h, W / w)`` for every sample;
-    - both: they must agree (``output_size(in_size, scale) == size``), else ``ValueError``.
-
-    Returns:
-        ``(scale, (H, W))`` with ``scale`` of shape ``(B, 2)``.
-    """
-    from .geometry import render_plan  # the plan is where the rule lives; scale.py is below it
-
-    plan = render_plan(in_size, batch_size, scale=scale, size=size)
-    assert plan.out_size is not None
-    r = plan.scale.to(device=device, dtype=dtype or torch.get_default_dtype())
-    return r.expand(batch_size, 2).contiguous(), plan.out_size
-
-
-@contextlib.contextmanager
-def scale_context(scale: ScaleLike) -> Iterator[None]:
-    """Set the scale that drop-in layers use when they are called without one.
-
-    Layers such as :class:`~scaleeq.AdaptiveConv2d` and :class:`~scaleeq.AFEBlock` read it when
-    called as ``layer(x)``; an explicit ``layer(x, scale)`` always wins. The value is validated
-    on entry. Contexts nest; each thread and asyncio task sees only its own.
-
-    Example:
-        >>> import torch, scaleeq
-        >>> conv = scaleeq.AdaptiveConv2d(4, 4, 3)
-        >>> with scaleeq.scale_context(2.5):
-        ...     y = torch.nn.Sequential(conv)(torch.randn(1, 4, 8, 8))
-    """
-    _parse_scale(scale, name="scale_context(scale)")
-    token = _SCALE_CONTEXT.set(scale)
-    try:
-        yield
-    finally:
-        _SCALE_CONTEXT.reset(token)
-
-
-def current_scale() -> ScaleLike | None:
-    """The scale set by the innermost active :func:`scale_context`, or ``None``."""
-    return _SCALE_CONTEXT.get()
-
-
-def resolve_layer_scale(scale: ScaleLike | None, layer: str) -> ScaleLike:
-    """Return ``scale`` if given, else the context scale; raise a how-to error if neither."""
-    if scale is not None:
-        return scale
-    ctx = _SCALE_CONTEXT.get()
-    if ctx is None:
-        raise ValueError(
-            f"{layer} needs a scale: call it as {layer}(x, scale=r), or run it inside "
-            "`with scaleeq.scale_context(r):`; got no scale argument and no active scale "
-            "context. (Under activation checkpointing the backward pass recomputes the layer "
-            "after the `with` block has exited: pass the scale as an argument instead, e.g. "
-            "checkpoint(layer, x, r).)"
-        )
-    return ctx
-
-
-class ScaleEncoding(nn.Module):
-    """Sine-cosine encoding of a per-axis scale (EQSR paper, Eq. 2).
-
-    For each axis' factor ``r`` the features are
-    ``[r, sin(2^i pi r / 10) for i < n, cos(2^i pi r / 10) for i < n]``, concatenated for
-    ``r_h`` then ``r_w``: ``out_features = 2 * (2 * num_freqs + 1)``.
-
-    The features are computed in float64 and cast to the requested dtype, so every channel is
-    a deterministic function of the scale rather than of float32 rounding. (The official code
-    feeds 40 frequencies of ``2 / H`` through float32; above ``2^20`` such channels are noise.)
-    The default ``num_freqs=8`` resolves scale differences down to ~0.1 with its finest period
-    ``20 / 2^7``; an input given as float32 instead of float64 then moves a channel by at most
-    ~1e-4 at ``r = 30``.
-
-    Args:
-        num_freqs: number of frequencies ``n`` (>= 0).
-
-    Shape:
-        - scale: any scale argument (see :func:`as_scale_tensor`), ``N`` samples.
-        - output: ``(N, out_features)``.
-    """
-
-    def __init__(self, num_freqs: int = 8) -> None:
-        super().__init__()
-        check_int(num_freqs, "num_freqs", minimum=0)
-        self.num_freqs = num_freqs
-        self.out_features = 2 * (2 * num_freqs + 1)
-
-    def forward(
-        self,
-        scale: ScaleLike,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:
-        """Encode ``scale`` (any scale argument) into ``(N, out_features)`` features.
-
-        Args:
-            scale: number, pair or tensor ``()``, ``(N,)``, ``(N, 2)``.
-            device: device of the result (default: the tensor's, else CPU).
-            dtype: dtype of the result (default: ``torch.get_default_dtype()``).
-        """
-        if device is None:
-            device = scale.device if isinstance(scale, torch.Tensor) else torch.device("cpu")
-        fdt = float_dtype_for(device)
-        # validated where the scale lives (a render plan's scale is on the CPU: no device
-        # sync), then moved
-        r = _parse_scale(scale, dtype=fdt, name="scale").to(device)  # (N, 2)
-        freqs = (2.0 ** torch.arange(self.num_freqs, device=r.device, dtype=fdt)) * (math.pi / 10)
-        ang = r[:, :, None] * freqs  # (N, 2, n)
-        feats = torch.cat([r[:, :, None], torch.sin(ang), torch.cos(ang)], dim=2)  # (N, 2, 2n+1)
-        return feats.flatten(1).to(dtype or torch.get_default_dtype())
-
-    def extra_repr(self) -> str:
-        return f"num_freqs={self.num_freqs}, out_features={self.out_features}"

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .retrofit.io import META_KEY, from_parts, meta_from_tensor
+from .retrofit.format import META_KEY, meta_from_tensor
+from .retrofit.io import from_parts
 from .retrofit.model import ArbitraryScaleSR
 
 __all__ = ["ARCH_ID", "FixedScale", "register", "unwrap"]

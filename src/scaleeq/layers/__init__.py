@@ -3,6 +3,7 @@
 from .adaptive_conv import AdaptiveConv2d
 from .afe import AFEBlock, AFETokenBlock, LayerNorm2d, SqueezeExcitation
 from .baselines import BicubicFeatureUpsampler, LIIFUpsampler
+from .encoding import ScaleEncoding
 from .kriging import KrigingBlock, NeuralKrigingUpsampler, OffsetEncoding
 
 __all__ = [
@@ -15,5 +16,6 @@ __all__ = [
     "LayerNorm2d",
     "NeuralKrigingUpsampler",
     "OffsetEncoding",
+    "ScaleEncoding",
     "SqueezeExcitation",
 ]

@@ -19,7 +19,9 @@ from .._checks import (
     check_tensor,
     is_compiling,
 )
-from ..scale import ScaleEncoding, ScaleLike, _check_batch, resolve_layer_scale
+from ..context import resolve_layer_scale
+from ..scale import ScaleLike, check_scale_batch
+from .encoding import ScaleEncoding
 
 __all__ = ["AdaptiveConv2d", "Impl"]
 
@@ -245,7 +247,7 @@ class AdaptiveConv2d(nn.Module):
             check_min_size(x, "x", need, why)  # type: ignore[arg-type]
         scale = resolve_layer_scale(scale, type(self).__name__)
         style = self.style(scale, device=x.device)  # (N, I)
-        _check_batch(style, x.shape[0], "scale")
+        check_scale_batch(style, x.shape[0], "scale")
         style = style.to(x.dtype)
         conv = dict(stride=self.stride, padding=self.padding)
         if style.shape[0] == 1:  # one scale for the whole batch: fold into the weight

@@ -30,7 +30,7 @@ from ..geometry import RenderPlan, resolve_plan
 from ..layers.afe import AFETokenBlock
 from ..layers.kriging import NeuralKrigingUpsampler
 from ..ops.coords import Window
-from ..scale import ScaleLike, _check_batch, _parse_scale, output_sizes
+from ..scale import ScaleLike, check_scale_batch, output_sizes, parse_scale
 from ._swin import (
     OverlapCrossAttentionBlock,
     PatchEmbed,
@@ -79,7 +79,7 @@ class OfficialCellEncoding(nn.Module):
     ) -> torch.Tensor:
         if device is None:
             device = cell.device if isinstance(cell, torch.Tensor) else torch.device("cpu")
-        c = _parse_scale(cell, device="cpu", dtype=torch.float64, name="cell")[:, :1]
+        c = parse_scale(cell, device="cpu", dtype=torch.float64, name="cell")[:, :1]
         c = c.to(device=device, dtype=torch.float32)  # (N, 1), rounded once like the official
         base = (torch.tensor(math.pi, dtype=torch.float32, device=device) * c) / 10
         ang = base * (2.0 ** torch.arange(self.num_freqs, device=device, dtype=torch.float32))
@@ -400,8 +400,8 @@ class EQSR(nn.Module):
         check_channels(lr, "lr", self.mean.shape[1])
         check_matching(lr, "lr", self.conv_first.weight)
         b, _, h, w = lr.shape
-        r = _parse_scale(scale, device="cpu", dtype=torch.float64, name="scale")
-        _check_batch(r, b, "scale")
+        r = parse_scale(scale, device="cpu", dtype=torch.float64, name="scale")
+        check_scale_batch(r, b, "scale")
         cond = self._condition(r, (h, w))
         x = (pad_to_multiple(lr, self.window_size) - self.mean.to(lr.dtype)) * self.img_range
         shallow = self.conv_first(x)

@@ -3,8 +3,8 @@
 - :mod:`~scaleeq.retrofit.layouts`: the recognised layouts (one adapter each) and
   :func:`detect_layout`;
 - :mod:`~scaleeq.retrofit.model`: the :class:`ArbitraryScaleSR` wrapper;
-- :mod:`~scaleeq.retrofit.io`: :func:`load` and the file format written by
-  :meth:`ArbitraryScaleSR.save`;
+- :mod:`~scaleeq.retrofit.format`: the file format :meth:`ArbitraryScaleSR.save` writes;
+- :mod:`~scaleeq.retrofit.io`: :func:`load`, which rebuilds a model from such a file;
 - :mod:`~scaleeq.retrofit.build`: :func:`retrofit` itself.
 """
 

@@ -1,23 +1,12 @@
-"""Save and load retrofitted models (weights + the configuration to rebuild them).
+"""Load retrofitted models: rebuild the network, the upsampler and the retrofit from a
+file written by :meth:`ArbitraryScaleSR.save` (the format: :mod:`scaleeq.retrofit.format`).
 
-File format (version 1, unchanged since the first release): a safetensors file whose metadata
-key ``"scaleeq"`` holds JSON, or a ``torch.save`` zip of ``{"scaleeq": meta, "state_dict": ...}``.
-``meta`` = ``{"format": "scaleeq.ArbitraryScaleSR", "version": 1, "layout", "settings" (the
-``retrofit`` keyword arguments), "base" (the original network's class, module and config),
-"upsampler": {"class", "config"}, "sha256"}``. State-dict keys are ``backbone.*`` and
-``upsampler.*``. ``sha256`` (added later; files without it still load) is the content hash of
-the tensors (:func:`content_hash`), checked on load: a damaged file is refused.
-
-Networks loaded with spandrel (added later, optional): ``meta["source"] = {"loader":
-"spandrel", "version", "keys"}`` maps each key of the original network's state dict to the
-file's key holding that tensor; the tensors the retrofit dropped (the fixed-scale tail) are
-stored as ``source.<key>``. :func:`load` reassembles the original state dict and rebuilds the
-network with ``spandrel.ModelLoader``, so no user code is needed.
+Networks loaded with spandrel are rebuilt with ``spandrel.ModelLoader`` from the state dict
+the file keeps (its ``source`` record), so no user code is needed.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import math
@@ -28,16 +17,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .._io import atomic_write
-from ..contracts import Savable
+from .format import (
+    META_KEY,
+    SOURCE_PREFIX,
+    check_meta,
+    content_hash,
+    meta_from_tensor,
+    read_checkpoint,
+    where,
+)
 
 if TYPE_CHECKING:
     from .model import ArbitraryScaleSR
 
-__all__ = ["META_KEY", "content_hash", "from_parts", "load", "meta_from_tensor", "save"]
-
-_FORMAT = "scaleeq.ArbitraryScaleSR"
-_FORMAT_VERSION = 1
+__all__ = ["from_parts", "load"]
 
 
 def _upsampler_classes() -> dict[str, type[nn.Module]]:
@@ -45,22 +38,6 @@ def _upsampler_classes() -> dict[str, type[nn.Module]]:
     from ..layers.baselines import BicubicFeatureUpsampler, LIIFUpsampler
 
     return {c.__name__: c for c in (NeuralKrigingUpsampler, LIIFUpsampler, BicubicFeatureUpsampler)}
-
-
-_META_KEYS = {
-    "format": str,
-    "version": int,
-    "layout": str,
-    "settings": dict,
-    "base": dict,
-    "upsampler": dict,
-}
-_OPTIONAL_META_KEYS = {"sha256": str, "source": dict}
-_SOURCE_PREFIX = "source."
-
-
-def _where(path: Path, key: str) -> str:
-    return f"{path}: its stored metadata key {key!r}"
 
 
 def _check_value(value: Any, annotation: str, default: Any) -> str | None:
@@ -109,7 +86,7 @@ def _check_arguments(
         ValueError: naming ``key`` and the bad entry.
     """
     if not isinstance(stored, dict):
-        raise ValueError(f"{_where(path, key)} must be a dict, got {type(stored).__name__}")
+        raise ValueError(f"{where(path, key)} must be a dict, got {type(stored).__name__}")
     params = {
         name: p
         for name, p in inspect.signature(fn).parameters.items()
@@ -118,150 +95,30 @@ def _check_arguments(
     unknown = sorted(set(stored) - set(params))
     if unknown:
         raise ValueError(
-            f"{_where(path, f'{key}.{unknown[0]}')} is not an argument of "
+            f"{where(path, f'{key}.{unknown[0]}')} is not an argument of "
             f"{getattr(fn, '__qualname__', fn)} (unknown keys: {unknown})"
         )
     missing = sorted(n for n, p in params.items() if p.default is p.empty and n not in stored)
     if missing:
-        raise ValueError(f"{_where(path, f'{key}.{missing[0]}')} is missing")
+        raise ValueError(f"{where(path, f'{key}.{missing[0]}')} is missing")
     defaulted.extend(f"{key}.{n}" for n in params if n not in stored)
     for name, value in stored.items():
         p = params[name]
         why = _check_value(value, p.annotation, None if p.default is p.empty else p.default)
         if why is not None:
-            raise ValueError(f"{_where(path, f'{key}.{name}')} {why}")
+            raise ValueError(f"{where(path, f'{key}.{name}')} {why}")
     return stored
-
-
-def _check_meta(path: Path, meta: dict) -> None:
-    """The top-level keys of a version-1 checkpoint: each present, of its kind, no others."""
-    for key in _META_KEYS:
-        if key not in meta:
-            raise ValueError(f"{_where(path, key)} is missing")
-    for key, value in meta.items():
-        kind = _META_KEYS.get(key) or _OPTIONAL_META_KEYS.get(key)
-        if kind is None:
-            raise ValueError(
-                f"{_where(path, key)} is not part of the format (keys: "
-                f"{sorted(_META_KEYS) + sorted(_OPTIONAL_META_KEYS)})"
-            )
-        if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(
-                f"{_where(path, key)} must be a {kind.__name__}, got {type(value).__name__}"
-            )
-    for part, keys in (("base", ("class", "module", "config")), ("upsampler", ("class", "config"))):
-        extra = sorted(set(meta[part]) - set(keys))
-        if extra:
-            raise ValueError(f"{_where(path, f'{part}.{extra[0]}')} is not part of the format")
-        for k in keys:
-            if k not in meta[part]:
-                raise ValueError(f"{_where(path, f'{part}.{k}')} is missing")
-            value = meta[part][k]
-            ok = isinstance(value, dict if k == "config" else str) or (
-                part == "base" and k == "config" and value is None
-            )
-            if not ok:
-                raise ValueError(
-                    f"{_where(path, f'{part}.{k}')} must be a "
-                    f"{'dict' if k == 'config' else 'string'}, got {value!r}"
-                )
-
-
-#: The state-dict key that carries the metadata again, as UTF-8 JSON bytes, for loaders that
-#: see only tensors (spandrel's ``ModelLoader``; :mod:`scaleeq.spandrel`). Not hashed; dropped
-#: on load.
-META_KEY = "scaleeq_meta"
-
-
-def meta_tensor(meta: dict) -> torch.Tensor:
-    """``meta`` as a uint8 tensor of its JSON text."""
-    return torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8).clone()
-
-
-def meta_from_tensor(t: torch.Tensor) -> dict:
-    """The metadata stored by :func:`meta_tensor`."""
-    return json.loads(bytes(t.detach().cpu().to(torch.uint8).numpy().tobytes()).decode())
-
-
-def content_hash(tensors: dict[str, torch.Tensor]) -> str:
-    """SHA-256 over the tensors in key order: each key, dtype, shape and raw bytes."""
-    h = hashlib.sha256()
-    for key in sorted(tensors):
-        t = tensors[key].detach().cpu().contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def save(
-    model: ArbitraryScaleSR, path: str | os.PathLike, *, dtype: torch.dtype | None = None
-) -> None:
-    """See :meth:`ArbitraryScaleSR.save`."""
-    if not isinstance(model.upsampler, Savable):
-        raise TypeError(
-            f"cannot save: the upsampler {type(model.upsampler).__name__} has no `config` dict "
-            "of constructor arguments to rebuild it from (scaleeq.contracts.Savable)"
-        )
-    meta = {
-        "format": _FORMAT,
-        "version": _FORMAT_VERSION,
-        "layout": model.layout,
-        "settings": model.settings,
-        "base": model.base,
-        "upsampler": {"class": type(model.upsampler).__name__, "config": model.upsampler.config},
-    }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if model.source is not None:
-        meta["source"] = _source_record(model, tensors)
-    if dtype is not None:
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-    meta["sha256"] = content_hash(tensors)
-    tensors[META_KEY] = meta_tensor(meta)  # for loaders that read state dicts only (spandrel)
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import save_file
-        except ImportError as e:
-            raise ValueError(
-                f"cannot write {path}: the safetensors package is not installed "
-                "(pip install safetensors), or use a .pt path"
-            ) from e
-        atomic_write(
-            path, lambda tmp: save_file(tensors, tmp, metadata={"scaleeq": json.dumps(meta)})
-        )
-    else:
-        atomic_write(path, lambda tmp: torch.save({"scaleeq": meta, "state_dict": tensors}, tmp))
-
-
-def _source_record(model: ArbitraryScaleSR, tensors: dict[str, torch.Tensor]) -> dict:
-    """The ``source`` record of a spandrel network (see the module docstring); adds the
-    dropped tail's tensors to ``tensors``."""
-    from .._torchvision import import_spandrel
-
-    spandrel = import_spandrel("saving a retrofitted spandrel network")
-
-    by_id = {id(t): k for k, t in model.state_dict(keep_vars=True).items()}
-    keys: dict[str, str] = {}
-    for key, t in model.source.state_dict(keep_vars=True).items():
-        if id(t) in by_id:
-            keys[key] = by_id[id(t)]
-        else:
-            keys[key] = _SOURCE_PREFIX + key
-            tensors[keys[key]] = t.detach().cpu().contiguous()
-    return {"loader": "spandrel", "version": spandrel.__version__, "keys": keys}
 
 
 def _rebuild_source(path: Path, source: dict, tensors: dict[str, torch.Tensor]) -> nn.Module:
     """The original network, rebuilt by spandrel from the stored state dict."""
     keys = source.get("keys")
     if source.get("loader") != "spandrel" or not isinstance(keys, dict):
-        raise ValueError(f"{_where(path, 'source')} must be a spandrel record with 'keys'")
+        raise ValueError(f"{where(path, 'source')} must be a spandrel record with 'keys'")
     missing = sorted(v for v in keys.values() if not isinstance(v, str) or v not in tensors)
     if missing:
         raise ValueError(
-            f"{_where(path, 'source.keys')} names tensors the file lacks: {missing[:4]}"
+            f"{where(path, 'source.keys')} names tensors the file lacks: {missing[:4]}"
         )
     from .._torchvision import import_spandrel
 
@@ -303,7 +160,7 @@ def load(
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a file")
-    meta, tensors = _read_checkpoint(path, map_location)
+    meta, tensors = read_checkpoint(path, map_location)
     asr = from_parts(
         meta, tensors, where=path, model=model, map_location=map_location,
         allow_nonfinite=allow_nonfinite,
@@ -338,7 +195,7 @@ def from_parts(
     path = Path(where)
     tensors = dict(tensors)
     tensors.pop(META_KEY, None)
-    _check_meta(path, meta)
+    check_meta(path, meta)
     expected = meta.get("sha256")
     if expected is not None and content_hash(tensors) != expected:
         raise ValueError(
@@ -358,7 +215,7 @@ def from_parts(
     defaulted: list[str] = []  # stored keys that were missing and took their defaults
     if model is None and "source" in meta:
         model = _rebuild_source(path, meta["source"], tensors)
-    tensors = {k: v for k, v in tensors.items() if not k.startswith(_SOURCE_PREFIX)}
+    tensors = {k: v for k, v in tensors.items() if not k.startswith(SOURCE_PREFIX)}
     if model is None:
         from .. import models as _models
 
@@ -376,12 +233,12 @@ def from_parts(
         try:
             model = cls(**config)
         except (TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(f"{_where(path, 'base.config')} is invalid: {e}") from e
+            raise ValueError(f"{where(path, 'base.config')} is invalid: {e}") from e
     up_meta = meta["upsampler"]
     up_cls = _upsampler_classes().get(up_meta["class"])
     if up_cls is None:
         raise ValueError(
-            f"{_where(path, 'upsampler.class')}: unsupported upsampler {up_meta['class']!r} "
+            f"{where(path, 'upsampler.class')}: unsupported upsampler {up_meta['class']!r} "
             f"(known: {sorted(_upsampler_classes())})"
         )
     up_config = _check_arguments(path, "upsampler.config", up_meta["config"], up_cls, defaulted)
@@ -392,17 +249,17 @@ def from_parts(
     try:
         upsampler = up_cls(**up_config)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{_where(path, 'upsampler.config')} is invalid: {e}") from e
+        raise ValueError(f"{where(path, 'upsampler.config')} is invalid: {e}") from e
     try:
         # the stored layout's adapter where it fits the network (files written before a more
         # specific adapter existed keep theirs), else detection, checked below
         layout = meta["layout"] if _fits(meta["layout"], model) else None
         asr = retrofit(model, upsampler=upsampler, layout=layout, **settings)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise ValueError(f"{_where(path, 'settings')} cannot rebuild the model: {e}") from e
+        raise ValueError(f"{where(path, 'settings')} cannot rebuild the model: {e}") from e
     if asr.layout != meta["layout"]:
         raise ValueError(
-            f"{_where(path, 'layout')} is {meta['layout']!r}, but the model it rebuilds has "
+            f"{where(path, 'layout')} is {meta['layout']!r}, but the model it rebuilds has "
             f"the layout {asr.layout!r}"
         )
     try:
@@ -427,46 +284,3 @@ def _fits(layout: str, model: nn.Module) -> bool:
     except ValueError:
         return False
     return cls.name != "custom" and cls.fits(model)
-
-
-def _read_checkpoint(
-    path: Path, map_location: str | torch.device
-) -> tuple[dict, dict[str, torch.Tensor]]:
-    with open(path, "rb") as f:
-        magic = f.read(4)
-    try:
-        if magic[:2] == b"PK":  # torch.save's zip container
-            payload = torch.load(path, map_location=map_location, weights_only=True)
-            if (
-                not isinstance(payload, dict)
-                or "scaleeq" not in payload
-                or "state_dict" not in payload
-            ):
-                raise ValueError("no scaleeq metadata")
-            meta, tensors = payload["scaleeq"], payload["state_dict"]
-        else:
-            try:
-                from safetensors import safe_open
-            except ImportError as e:
-                raise ValueError("it is not a torch file and safetensors is not installed") from e
-            tensors = {}
-            with safe_open(str(path), framework="pt", device=str(map_location)) as f:
-                metadata = f.metadata() or {}
-                for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
-                    tensors[key] = f.get_tensor(key)
-            if "scaleeq" not in metadata:
-                raise ValueError("no scaleeq metadata")
-            meta = json.loads(metadata["scaleeq"])
-    except Exception as e:
-        raise ValueError(
-            f"{path} is not a readable scaleeq checkpoint ({type(e).__name__}: {e})"
-        ) from e
-    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise ValueError(
-            f"{path} is not a scaleeq ArbitraryScaleSR checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})"
-        )
-    if meta.get("version") != _FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: unsupported checkpoint version {meta.get('version')!r} (expected {_FORMAT_VERSION})"
-        )
-    return meta, tensors

@@ -12,7 +12,7 @@ from torch import nn
 from .._checks import check_channels, check_matching, check_tensor, is_compiling
 from ..geometry import RenderPlan, render_plan, resolve_plan, sample_image
 from ..ops.coords import Window, pad_to
-from ..scale import ScaleLike, _check_batch, _parse_scale
+from ..scale import ScaleLike, check_scale_batch, parse_scale
 from .adapters.base import Adapter
 
 __all__ = ["ArbitraryScaleSR"]
@@ -99,8 +99,8 @@ class ArbitraryScaleSR(nn.Module):
             param = next(self.upsampler.parameters(), None)
             if param is not None:
                 check_matching(lr, "lr", param)
-        r = _parse_scale(scale, device="cpu", dtype=torch.float64)
-        _check_batch(r, lr.shape[0], "scale")
+        r = parse_scale(scale, device="cpu", dtype=torch.float64)
+        check_scale_batch(r, lr.shape[0], "scale")
         feat = self.adapter.features(self.backbone, lr, r)
         if self.skip != "none":  # carry the image along for the skip (see render)
             feat = torch.cat([feat, _fold(lr, self.stride)], dim=1)
@@ -192,7 +192,7 @@ class ArbitraryScaleSR(nn.Module):
             TypeError: the upsampler has no ``config`` to rebuild it from.
             ValueError: ``path`` is a directory or its folder does not exist.
         """
-        from .io import save
+        from .format import save
 
         save(self, path, dtype=dtype)
 

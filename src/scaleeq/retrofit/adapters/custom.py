@@ -11,7 +11,7 @@ import inspect
 
 import torch
 
-from ...scale import scale_context
+from ...context import scale_context
 from .base import Adapter
 
 __all__ = ["CustomAdapter"]

@@ -30,7 +30,7 @@ __all__ = ["BeforeRGAdapter", "DATAdapter"]
 _REQUIRED = ("conv_first", "before_RG", "layers", "norm", "conv_after_body", "mean", "img_range")
 
 
-def _first_block(model: nn.Module) -> nn.Module | None:
+def first_block(model: nn.Module) -> nn.Module | None:
     """``layers[0].blocks[0]`` (the first transformer block), or ``None``."""
     layers = getattr(model, "layers", None)
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
@@ -88,7 +88,7 @@ class DATAdapter(BeforeRGAdapter):
     def matches(cls, model: nn.Module) -> bool:
         if not cls._has_layout(model):
             return False
-        blk = _first_block(model)
+        blk = first_block(model)
         attn = getattr(blk, "attn", None)
         return (
             blk is not None

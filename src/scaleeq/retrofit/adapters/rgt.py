@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .dat import BeforeRGAdapter, _first_block
+from .dat import BeforeRGAdapter, first_block
 
 __all__ = ["RGTAdapter"]
 
@@ -33,7 +33,7 @@ class RGTAdapter(BeforeRGAdapter):
     def matches(cls, model: nn.Module) -> bool:
         if not cls._has_layout(model):
             return False
-        blk = _first_block(model)
+        blk = first_block(model)
         attn = getattr(blk, "attn", None)
         return (
             blk is not None
