@@ -41,11 +41,11 @@ __all__ = [
     "SOURCE_PREFIX",
     "check_meta",
     "content_hash",
+    "key_location",
     "meta_from_tensor",
     "meta_tensor",
     "read_checkpoint",
     "save",
-    "where",
 ]
 
 FORMAT = "scaleeq.ArbitraryScaleSR"
@@ -64,7 +64,7 @@ _OPTIONAL_META_KEYS = {"sha256": str, "source": dict}
 SOURCE_PREFIX = "source."
 
 
-def where(path: Path, key: str) -> str:
+def key_location(path: Path, key: str) -> str:
     return f"{path}: its stored metadata key {key!r}"
 
 
@@ -72,32 +72,34 @@ def check_meta(path: Path, meta: dict) -> None:
     """The top-level keys of a version-1 checkpoint: each present, of its kind, no others."""
     for key in _META_KEYS:
         if key not in meta:
-            raise ValueError(f"{where(path, key)} is missing")
+            raise ValueError(f"{key_location(path, key)} is missing")
     for key, value in meta.items():
         kind = _META_KEYS.get(key) or _OPTIONAL_META_KEYS.get(key)
         if kind is None:
             raise ValueError(
-                f"{where(path, key)} is not part of the format (keys: "
+                f"{key_location(path, key)} is not part of the format (keys: "
                 f"{sorted(_META_KEYS) + sorted(_OPTIONAL_META_KEYS)})"
             )
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ValueError(
-                f"{where(path, key)} must be a {kind.__name__}, got {type(value).__name__}"
+                f"{key_location(path, key)} must be a {kind.__name__}, got {type(value).__name__}"
             )
     for part, keys in (("base", ("class", "module", "config")), ("upsampler", ("class", "config"))):
         extra = sorted(set(meta[part]) - set(keys))
         if extra:
-            raise ValueError(f"{where(path, f'{part}.{extra[0]}')} is not part of the format")
+            raise ValueError(
+                f"{key_location(path, f'{part}.{extra[0]}')} is not part of the format"
+            )
         for k in keys:
             if k not in meta[part]:
-                raise ValueError(f"{where(path, f'{part}.{k}')} is missing")
+                raise ValueError(f"{key_location(path, f'{part}.{k}')} is missing")
             value = meta[part][k]
             ok = isinstance(value, dict if k == "config" else str) or (
                 part == "base" and k == "config" and value is None
             )
             if not ok:
                 raise ValueError(
-                    f"{where(path, f'{part}.{k}')} must be a "
+                    f"{key_location(path, f'{part}.{k}')} must be a "
                     f"{'dict' if k == 'config' else 'string'}, got {value!r}"
                 )
 

@@ -22,9 +22,9 @@ from .format import (
     SOURCE_PREFIX,
     check_meta,
     content_hash,
+    key_location,
     meta_from_tensor,
     read_checkpoint,
-    where,
 )
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _check_arguments(
         ValueError: naming ``key`` and the bad entry.
     """
     if not isinstance(stored, dict):
-        raise ValueError(f"{where(path, key)} must be a dict, got {type(stored).__name__}")
+        raise ValueError(f"{key_location(path, key)} must be a dict, got {type(stored).__name__}")
     params = {
         name: p
         for name, p in inspect.signature(fn).parameters.items()
@@ -95,18 +95,18 @@ def _check_arguments(
     unknown = sorted(set(stored) - set(params))
     if unknown:
         raise ValueError(
-            f"{where(path, f'{key}.{unknown[0]}')} is not an argument of "
+            f"{key_location(path, f'{key}.{unknown[0]}')} is not an argument of "
             f"{getattr(fn, '__qualname__', fn)} (unknown keys: {unknown})"
         )
     missing = sorted(n for n, p in params.items() if p.default is p.empty and n not in stored)
     if missing:
-        raise ValueError(f"{where(path, f'{key}.{missing[0]}')} is missing")
+        raise ValueError(f"{key_location(path, f'{key}.{missing[0]}')} is missing")
     defaulted.extend(f"{key}.{n}" for n in params if n not in stored)
     for name, value in stored.items():
         p = params[name]
         why = _check_value(value, p.annotation, None if p.default is p.empty else p.default)
         if why is not None:
-            raise ValueError(f"{where(path, f'{key}.{name}')} {why}")
+            raise ValueError(f"{key_location(path, f'{key}.{name}')} {why}")
     return stored
 
 
@@ -114,11 +114,11 @@ def _rebuild_source(path: Path, source: dict, tensors: dict[str, torch.Tensor]) 
     """The original network, rebuilt by spandrel from the stored state dict."""
     keys = source.get("keys")
     if source.get("loader") != "spandrel" or not isinstance(keys, dict):
-        raise ValueError(f"{where(path, 'source')} must be a spandrel record with 'keys'")
+        raise ValueError(f"{key_location(path, 'source')} must be a spandrel record with 'keys'")
     missing = sorted(v for v in keys.values() if not isinstance(v, str) or v not in tensors)
     if missing:
         raise ValueError(
-            f"{where(path, 'source.keys')} names tensors the file lacks: {missing[:4]}"
+            f"{key_location(path, 'source.keys')} names tensors the file lacks: {missing[:4]}"
         )
     from .._torchvision import import_spandrel
 
@@ -233,12 +233,12 @@ def from_parts(
         try:
             model = cls(**config)
         except (TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(f"{where(path, 'base.config')} is invalid: {e}") from e
+            raise ValueError(f"{key_location(path, 'base.config')} is invalid: {e}") from e
     up_meta = meta["upsampler"]
     up_cls = _upsampler_classes().get(up_meta["class"])
     if up_cls is None:
         raise ValueError(
-            f"{where(path, 'upsampler.class')}: unsupported upsampler {up_meta['class']!r} "
+            f"{key_location(path, 'upsampler.class')}: unsupported upsampler {up_meta['class']!r} "
             f"(known: {sorted(_upsampler_classes())})"
         )
     up_config = _check_arguments(path, "upsampler.config", up_meta["config"], up_cls, defaulted)
@@ -249,17 +249,17 @@ def from_parts(
     try:
         upsampler = up_cls(**up_config)
     except (TypeError, ValueError, RuntimeError) as e:
-        raise ValueError(f"{where(path, 'upsampler.config')} is invalid: {e}") from e
+        raise ValueError(f"{key_location(path, 'upsampler.config')} is invalid: {e}") from e
     try:
         # the stored layout's adapter where it fits the network (files written before a more
         # specific adapter existed keep theirs), else detection, checked below
         layout = meta["layout"] if _fits(meta["layout"], model) else None
         asr = retrofit(model, upsampler=upsampler, layout=layout, **settings)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
-        raise ValueError(f"{where(path, 'settings')} cannot rebuild the model: {e}") from e
+        raise ValueError(f"{key_location(path, 'settings')} cannot rebuild the model: {e}") from e
     if asr.layout != meta["layout"]:
         raise ValueError(
-            f"{where(path, 'layout')} is {meta['layout']!r}, but the model it rebuilds has "
+            f"{key_location(path, 'layout')} is {meta['layout']!r}, but the model it rebuilds has "
             f"the layout {asr.layout!r}"
         )
     try:
