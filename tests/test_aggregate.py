@@ -180,7 +180,9 @@ def test_library_imports_and_runs_without_triton():
         sys.modules["triton"] = None  # makes `import triton` raise ImportError
         import importlib.util
         real_find_spec = importlib.util.find_spec
-        importlib.util.find_spec = lambda name, *a: None if name == "triton" else real_find_spec(name, *a)
+        importlib.util.find_spec = (
+            lambda name, *a: None if name == "triton" else real_find_spec(name, *a)
+        )
         import torch, scaleeq
         from scaleeq.ops.aggregate import resolve_backend
         up = scaleeq.NeuralKrigingUpsampler(4, hidden=16, blocks=1)

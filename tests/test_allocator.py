@@ -29,16 +29,17 @@ def test_without_glibc_nothing_changes(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"trim_bytes": 0}, "trim_bytes must be an int >= 1"),
-        ({"trim_bytes": 1.5}, "trim_bytes must be an int"),
-        ({"mmap_bytes": True}, "mmap_bytes must be an int"),
-        ({"mmap_bytes": 64 * 2**20}, "mmap_bytes must be at most 33554432"),
+        ({"trim_bytes": 0}, ValueError, "trim_bytes must be an int >= 1"),
+        ({"trim_bytes": 1.5}, TypeError, "trim_bytes must be an int"),
+        ({"mmap_bytes": True}, TypeError, "mmap_bytes must be an int"),
+        ({"mmap_bytes": 64 * 2**20}, ValueError, "mmap_bytes must be at most 33554432"),
     ],
 )
-def test_bad_sizes_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_bad_sizes_are_named(kwargs, error, message):
+    """The wrong kind is a TypeError, a wrong value a ValueError; both name the argument."""
+    with pytest.raises(error, match=message):
         allocator.keep_freed_memory(**kwargs)
 
 

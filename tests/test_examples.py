@@ -37,8 +37,9 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("script", ["train_edsr_star.py", "train_swinir_star.py", "train_eqsr.py"])
 def test_demo_preset_scripts_train_evaluate_and_save(folders, tmp_path, script):
     out = tmp_path / "run"
-    proc = _run(script, "--preset", "demo", "--data", str(folders / "train"), "--eval-data", str(folders / "bench"),
-                "--eval-scales", "2,3", "--steps", "2", "--batch", "2", "--patch", "16", "--out", str(out))  # fmt: skip
+    proc = _run(script, "--preset", "demo", "--data", str(folders / "train"),
+                "--eval-data", str(folders / "bench"), "--eval-scales", "2,3", "--steps", "2",
+                "--batch", "2", "--patch", "16", "--out", str(out))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {(r["set"], r["method"], r["scale"]) for r in rows} == {
@@ -51,8 +52,9 @@ def test_demo_preset_scripts_train_evaluate_and_save(folders, tmp_path, script):
 
 
 def test_rerunning_resumes_from_the_training_state(folders, tmp_path):
-    common = ["--preset", "demo", "--data", str(folders / "train"), "--eval-data", str(folders / "bench"),
-              "--eval-scales", "2", "--batch", "2", "--patch", "16", "--out", str(tmp_path / "run")]  # fmt: skip
+    common = ["--preset", "demo", "--data", str(folders / "train"),
+              "--eval-data", str(folders / "bench"), "--eval-scales", "2", "--batch", "2",
+              "--patch", "16", "--out", str(tmp_path / "run")]  # fmt: skip
     assert _run("train_edsr_star.py", *common, "--steps", "2").returncode == 0
     proc = _run("train_edsr_star.py", *common, "--steps", "4")
     assert proc.returncode == 0, proc.stderr[-2000:]

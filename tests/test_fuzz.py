@@ -306,7 +306,7 @@ def test_scale_of_afe_and_adaptive_conv(scale):
             )
 
 
-# --- input tensors ---------------------------------------------------------------------------------
+# --- input tensors --------------------------------------------------------------------------------
 
 
 INPUT_SHAPES = st.sampled_from(
@@ -354,7 +354,7 @@ def test_input_tensors(nk, asr, eqsr, shape, dtype, values):
                 assert bool(torch.isfinite(out).all()), f"{name}: non-finite output"
 
 
-# --- constructor arguments -------------------------------------------------------------------------
+# --- constructor arguments ------------------------------------------------------------------------
 
 #: Mostly valid (so the outputs get checked too), often not.
 INT_ARG = st.one_of(

@@ -48,7 +48,8 @@ def test_ema_after_one_step_is_d_w0_plus_1_minus_d_w1(tmp_path):
     imgs = [torch.rand(3, 40, 40, generator=torch.Generator().manual_seed(i)) for i in range(2)]
     data = ArbitraryScalePatches(imgs, patch=8, samples_per_epoch=4)
     d = 0.9
-    train(net, data, steps=1, batch_size=2, lr=1e-2, ema_decay=d, checkpoint=tmp_path / "s.pt", progress=False, log=lambda s: None)  # fmt: skip
+    train(net, data, steps=1, batch_size=2, lr=1e-2, ema_decay=d, checkpoint=tmp_path / "s.pt",
+          progress=False, log=lambda s: None)  # fmt: skip
     w1 = net.state_dict()
     ema = torch.load(tmp_path / "s.pt", weights_only=False)["ema"]
     moved = [k for k in w0 if w0[k].is_floating_point() and not torch.equal(w0[k], w1[k])]
@@ -74,13 +75,13 @@ def test_lr_gate_reads_the_mean_of_the_lr_feature_map(monkeypatch):
         for blk in up.blocks:
             blk.attn.weight.normal_()
     seen = []
-    original = KrigingBlock.forward_cl
+    original = KrigingBlock.forward
 
     def spy(self, z, dist, mask, context):
         seen.append(context.detach().clone())
         return original(self, z, dist, mask, context)
 
-    monkeypatch.setattr(KrigingBlock, "forward_cl", spy)
+    monkeypatch.setattr(KrigingBlock, "forward", spy)
     feat = torch.randn(2, 6, 7, 9) * 3 + torch.arange(6.0).view(1, 6, 1, 1)
     up(feat, scale=2.5)
     up(feat, scale=2.5, window=(3, 4, 6, 5))  # a window sees the same global context

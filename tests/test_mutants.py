@@ -218,7 +218,8 @@ def test_official_rounding_is_grid_sample_nearest_on_float32_make_coord(lr_len, 
     # (query - chosen centre) * n. Reproduced here with torch's own grid_sample.
     def make_coord(n):
         return (torch.tensor(-1 + 1 / n, dtype=torch.float32)
-                + torch.tensor(2 / n, dtype=torch.float32) * torch.arange(n, dtype=torch.float32))  # fmt: skip
+                + torch.tensor(2 / n, dtype=torch.float32)
+                * torch.arange(n, dtype=torch.float32))  # fmt: skip
 
     g = make_coord(hr_len)
     grid = torch.stack([g, torch.zeros_like(g)], dim=-1)[None, None]  # (1, 1, N, 2): x, y
@@ -637,7 +638,9 @@ def test_afe_block_passes_its_arguments_down_and_token_block_errors_are_exact():
     ln = LayerNorm2d(2, eps=1e-6)
     x = torch.tensor([0.0, 2e-3], dtype=torch.float64).view(1, 2, 1, 1)  # variance 1e-6
     ln = ln.double()
-    torch.testing.assert_close(ln(x).flatten(), torch.tensor([-1.0, 1.0], dtype=torch.float64) / math.sqrt(2.0), rtol=1e-9, atol=1e-9)  # fmt: skip
+    torch.testing.assert_close(ln(x).flatten(),
+                               torch.tensor([-1.0, 1.0], dtype=torch.float64) / math.sqrt(2.0),
+                               rtol=1e-9, atol=1e-9)  # fmt: skip
     tok = AFETokenBlock(4)
     with pytest.raises(ValueError, match=r"^x must be a 3-D tensor of shape \(B, L, C\), got"):
         tok(torch.rand(1, 4, 2, 2), (2, 2), 2.0)

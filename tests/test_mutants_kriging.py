@@ -159,22 +159,22 @@ def test_block_honours_its_layernorm_eps(grad):
     z = 0.5 * torch.randn(2, 8, 5, 6)
     dist = torch.rand(2, 9, 5, 6)
     with torch.set_grad_enabled(grad):
-        got = blk.forward_cl(z.permute(0, 2, 3, 1).contiguous(), dist, None, None)
+        got = blk(z.permute(0, 2, 3, 1).contiguous(), dist, None, None)
         want = _block_reference(blk, z, dist)
     torch.testing.assert_close(got.permute(0, 3, 1, 2), want, rtol=1e-5, atol=1e-5)
 
 
 def test_the_backend_argument_reaches_every_aggregation(monkeypatch):
     # NeuralKrigingUpsampler(backend=...) builds its blocks with that backend, and each block
-    # passes it to kriging_aggregate
+    # passes it to the (unchecked) aggregation
     seen = []
-    real = kriging_mod.kriging_aggregate
+    real = kriging_mod.aggregate
 
-    def spy(x, kernel, dist=None, *, backend="auto"):
+    def spy(x, kernel, dist, *, backend="auto"):
         seen.append(backend)
         return real(x, kernel, dist, backend=backend)
 
-    monkeypatch.setattr(kriging_mod, "kriging_aggregate", spy)
+    monkeypatch.setattr(kriging_mod, "aggregate", spy)
     up = NeuralKrigingUpsampler(4, hidden=8, blocks=2, backend="reference")
     with torch.no_grad():
         up(torch.randn(1, 4, 3, 3), scale=2.0)

@@ -266,7 +266,8 @@ def test_file_runs_in_plain_onnxruntime_without_scaleeq(nk, tmp_path):
         """
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         timeout=120)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert float(res.stdout.strip().splitlines()[-1]) <= TOL
 
@@ -361,5 +362,6 @@ def test_without_the_onnx_extra_scaleeq_works_and_export_says_what_to_install():
         print("ok")
         """
     )
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)  # fmt: skip
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]

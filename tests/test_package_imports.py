@@ -156,7 +156,9 @@ def test_reader_ignores_type_checking_imports_and_finds_private_names(tmp_path):
         tmp_path,
         {
             "__init__.py": "from .a import A as A\n__version__ = '1'\n",
-            "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\nA = 1\n",
+            "a.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .b import B\nA = 1\n"
+            ),
             "b.py": "from .a import A, _hidden\nfrom . import __version__\nimport pkg.a\n",
         },
     )
@@ -183,3 +185,46 @@ def test_the_package_has_no_import_cycle(graph):
 def test_no_private_name_is_imported_across_modules(graph):
     _, private = graph
     assert private == []
+
+
+#: The package's layers, top to bottom (docs/design.md, "Layers and imports"): a module
+#: imports only from rows below its own (inside one unit, e.g. ``scaleeq.layers``, freely but
+#: without cycles). Units are ``scaleeq.X`` with everything under it.
+ROWS = [
+    ["__main__"],
+    ["cli"],
+    ["evaluate"],
+    ["metrics", "onnx", "bench"],
+    ["infer", "serve"],
+    ["pretrained", "spandrel", "demo"],
+    ["retrofit", "training"],
+    ["models", "data"],
+    ["layers", "contracts", "resize"],
+    ["geometry", "context"],
+    ["scale", "ops", "allocator"],
+    ["_checks", "_io", "_checkpoint", "precision", "_torchvision"],
+]
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_every_unit_has_a_row(graph):
+    edges, _ = graph
+    placed = {u for row in ROWS for u in row}
+    units = {_unit(m) for m in edges} - {""}
+    assert units <= placed, f"modules without a row in ROWS: {sorted(units - placed)}"
+
+
+def test_imports_only_go_down_the_rows(graph):
+    edges, _ = graph
+    row = {u: len(ROWS) - i for i, r in enumerate(ROWS) for u in r}
+    upward = sorted(
+        (a, b)
+        for a, targets in edges.items()
+        for b in targets
+        if _unit(a) and _unit(b) and _unit(a) != _unit(b) and row[_unit(a)] <= row[_unit(b)]
+    )
+    assert upward == []

@@ -12,6 +12,7 @@ import scaleeq
 from scaleeq import AFEBlock, AFETokenBlock, retrofit
 from scaleeq.geometry import RenderPlan, render_plan
 from scaleeq.models import EDSR, EQSR, RCAN, SwinIR
+from scaleeq.scale import ScaleCondition
 
 from ._helpers import perturbed
 from ._standins import BasicSREDSR, EDSRPyTorch, SwinLike, basicsr_rcan
@@ -113,8 +114,9 @@ def test_every_afe_layer_sees_the_requested_scale(factory):
         seen = _afe_scales(model, lambda kw=kw: model(lr, **kw))
         assert seen, "no AFE block was called"
         for s in seen:
-            assert s.dtype == torch.float64
-            torch.testing.assert_close(s, torch.tensor(expected, dtype=torch.float64))
+            assert isinstance(s, ScaleCondition)  # parsed once by the model, handed down
+            assert s.value.dtype == torch.float64
+            torch.testing.assert_close(s.value, torch.tensor(expected, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("reentrant", [False, True], ids=["non_reentrant", "reentrant"])

@@ -153,8 +153,8 @@ class TestMetrics:
         hr = torch.rand(1, 3, 32, 40, dtype=torch.float64)
         sr = (hr + 0.05 * torch.randn_like(hr)).clamp(0, 1)
         ref = metrics.structural_similarity(
-            rgb_to_y(sr)[0, 0].numpy(), rgb_to_y(hr)[0, 0].numpy(), gaussian_weights=True, sigma=1.5,
-            use_sample_covariance=False, data_range=255,
+            rgb_to_y(sr)[0, 0].numpy(), rgb_to_y(hr)[0, 0].numpy(), gaussian_weights=True,
+            sigma=1.5, use_sample_covariance=False, data_range=255,
         )  # fmt: skip
         assert ssim_y(sr, hr).item() == pytest.approx(ref, abs=1e-6)
 

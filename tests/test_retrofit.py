@@ -184,7 +184,8 @@ class _Raises(nn.Module):
     [
         (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
         (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
-        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), True),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] "
+                      "DefaultCPUAllocator: can't allocate memory"), True),
     ],
 )  # fmt: skip
 def test_custom_body_failures_are_named_but_out_of_memory_passes_through(error, passes_through):

@@ -76,9 +76,9 @@ def _lr_sized(h: int, w: int, seed: int = 2) -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
 def loaded(request):
-    """(case, descriptor, model, asr, before): ``asr`` is ``retrofit(descriptor)`` in eval mode, made
-    once per case; a test that trains or changes it works on a ``copy.deepcopy``. ``before``
-    is the model's output on ``_lr(case)`` from before the retrofit."""
+    """(case, descriptor, model, asr, before): ``asr`` is ``retrofit(descriptor)`` in eval
+    mode, made once per case; a test that trains or changes it works on a ``copy.deepcopy``.
+    ``before`` is the model's output on ``_lr(case)`` from before the retrofit."""
     case = request.param
     desc, model = _loaded(case)
     with torch.no_grad():

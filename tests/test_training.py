@@ -74,7 +74,11 @@ class TestPatches:
         # the LR is the MATLAB-bicubic downscale of the 32x32 crop that holds the window
         assert any(
             0 <= y - top <= 32 and 0 <= x - left <= 32
-            and torch.allclose(imresize(img[:, y - top : y - top + 32, x - left : x - left + 32], size=(16, 16)).clamp(0, 1), item["lr"])
+            and torch.allclose(
+                imresize(img[:, y - top : y - top + 32, x - left : x - left + 32],
+                         size=(16, 16)).clamp(0, 1),
+                item["lr"],
+            )
             for y, x in hits
         )  # fmt: skip
 

@@ -8,9 +8,7 @@ from typing import Any
 import torch
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["CHECKPOINT_MODES", "maybe_checkpoint"]
-
-CHECKPOINT_MODES = (None, "reentrant", "non_reentrant")
+__all__ = ["maybe_checkpoint"]
 
 
 def maybe_checkpoint(fn: Any, *args: Any, mode: str | None) -> Any:

@@ -99,9 +99,11 @@ def check_pair(value: object, name: str) -> tuple[int, int]:
 
 
 def check_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int (not a bool) ``>= minimum``; else raise ``ValueError``
-    naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """Return ``value`` if it is an int (not a bool) ``>= minimum``; else raise ``TypeError``
+    (not an int) or ``ValueError`` (too small), naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return value
 
@@ -113,8 +115,11 @@ def float_dtype_for(device: torch.device | str) -> torch.dtype:
 
 
 def check_positive_float(value: object, name: str) -> float:
-    """Return ``value`` as a float if it is a finite real number > 0; else ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+    """Return ``value`` as a float if it is a finite real number > 0; else ``TypeError`` (not
+    a real number) or ``ValueError`` (not finite, or <= 0)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a finite number > 0, got {value!r}")
+    if not 0 < value < math.inf:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 

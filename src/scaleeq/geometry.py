@@ -27,7 +27,6 @@ training call) no such read is needed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -37,12 +36,12 @@ from ._checks import is_compiling
 from .ops.coords import AxisQueries, Window, axis_queries, ceil_div, resolve_window
 from .scale import (
     ScaleLike,
-    check_factor,
     check_scale_batch,
     check_size,
-    output_sizes,
     parse_scale,
     rule_output_size,
+    rule_output_sizes,
+    uniform_factors,
 )
 
 __all__ = [
@@ -112,11 +111,6 @@ class RenderPlan:
     stride: tuple[int, int] = (1, 1)
     image_size: tuple[int, int] | None = None
 
-    @property
-    def window(self) -> tuple[torch.Tensor, torch.Tensor, int, int]:
-        """``(top, left, height, width)`` of the region this plan renders."""
-        return self.top, self.left, self.height, self.width
-
     def with_window(self, window: Window | None) -> RenderPlan:
         """The same scales and output sizes, rendering ``window`` (``None``: the whole output).
 
@@ -173,18 +167,6 @@ class RenderPlan:
             )
 
 
-def _uniform_scale(scale: object) -> tuple[float, float] | None:
-    """``(r_h, r_w)`` as Python floats for a number or a pair (validated), else ``None``."""
-    if isinstance(scale, torch.Tensor) or scale is None:
-        return None
-    if isinstance(scale, Sequence) and not isinstance(scale, str):
-        if len(scale) != 2:
-            return None  # parse_scale names the problem
-        return check_factor(scale[0], "scale[0]"), check_factor(scale[1], "scale[1]")
-    v = check_factor(scale, "scale")
-    return v, v
-
-
 def render_plan(
     lr_size: tuple[int, int],
     batch: int,
@@ -235,7 +217,7 @@ def render_plan(
         r = torch.tensor([[size[0] / h, size[1] / w]], dtype=torch.float64)
         out_size: tuple[int, int] | None = size
     else:
-        uniform = _uniform_scale(scale)
+        uniform = uniform_factors(scale)
         if uniform is not None:  # Python numbers: sizes stay Python (symbolic under dynamo)
             r = torch.tensor([list(uniform)], dtype=torch.float64)
             out_size = rule_output_size((h, w), uniform)
@@ -243,7 +225,7 @@ def render_plan(
         else:
             r = parse_scale(scale, device="cpu", dtype=torch.float64)
             check_scale_batch(r, batch, "scale")
-            sizes = output_sizes((h, w), r).expand(batch, 2)
+            sizes = rule_output_sizes((h, w), r).expand(batch, 2)
             out_size = None
             if not is_compiling() and bool((sizes == sizes[:1]).all()):
                 out_size = (int(sizes[0, 0]), int(sizes[0, 1]))

@@ -24,7 +24,8 @@ ambient scale for drop-in layers :mod:`scaleeq.context`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Union
 
 import torch
@@ -33,6 +34,7 @@ from ._checks import is_compiling
 
 __all__ = [
     "MAX_SIDE",
+    "ScaleCondition",
     "ScaleLike",
     "as_scale_tensor",
     "check_factor",
@@ -43,15 +45,43 @@ __all__ = [
     "parse_scale",
     "round_half_up",
     "rule_output_size",
+    "rule_output_sizes",
+    "uniform_factors",
 ]
 
-ScaleLike = Union[float, int, tuple[float, float], Sequence[float], torch.Tensor]  # noqa: UP007
+ScaleLike = Union[float, int, tuple[float, float], Sequence[float], torch.Tensor, "ScaleCondition"]
 
 #: The largest output side scaleeq represents: float64 holds every integer up to it exactly,
 #: and sizes stay far from int64 overflow. Larger scales (a scale above it would
 #: take even a 1-pixel input past it, and overflows float32 scale features) or sizes get a
 #: ``ValueError``.
 MAX_SIDE = 2**53
+
+
+@dataclass(frozen=True, eq=False)
+class ScaleCondition:
+    """A call's scale, parsed once, as scaleeq's models hand it to every scale-aware layer.
+
+    A model validates its input and parses the scale once per call (its render plan), wraps
+    the result in a ``ScaleCondition`` and passes that down: layers given one trust it (no
+    parse, no checks) and share its encodings, computed once per encoding, device and dtype
+    (:meth:`encoded`). :func:`parse_scale` returns :attr:`value` as it is.
+
+    Attributes:
+        value: ``(N, 2)`` float64 on the CPU, already validated (``N`` = 1 or the batch): the
+            requested ``(r_h, r_w)``, or what the model conditions on instead (the official
+            EQSR's cell ``2 / H``).
+    """
+
+    value: torch.Tensor
+    _encodings: dict[Hashable, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def encoded(self, key: Hashable, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The encoding stored under ``key``, computed by ``compute()`` on first use."""
+        out = self._encodings.get(key)
+        if out is None:
+            out = self._encodings[key] = compute()
+        return out
 
 
 def check_factor(value: object, name: str) -> float:
@@ -73,9 +103,14 @@ def parse_scale(
     """Parse a scale argument into a tensor of shape ``(N, 2)``, ``N`` = 1 or the batch size.
 
     Scalar and pair arguments give ``N = 1`` (uniform over the batch), which layers use to take
-    faster paths; per-sample tensors keep their batch dimension.
+    faster paths; per-sample tensors keep their batch dimension. A :class:`ScaleCondition` was
+    parsed by the model that made it: its value comes back unchecked.
     """
     device = torch.device(device) if device is not None else None
+    if isinstance(scale, ScaleCondition):  # parsed by the caller: trusted
+        return scale.value.to(
+            device=device or scale.value.device, dtype=dtype or torch.get_default_dtype()
+        )
     if isinstance(scale, torch.Tensor):
         if not (scale.is_floating_point() or scale.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{name} must be a real-valued tensor, got dtype {scale.dtype}")
@@ -119,6 +154,20 @@ def parse_scale(
         v = check_factor(scale, name)
         values = [v, v]
     return torch.tensor([values], device=device, dtype=dtype or torch.get_default_dtype())
+
+
+def uniform_factors(scale: object) -> tuple[float, float] | None:
+    """``(r_h, r_w)`` as Python floats for a number or a pair (validated: the parser's form
+    that stays symbolic under ``torch.compile``), else ``None`` (a tensor, or something
+    :func:`parse_scale` will name the problem of)."""
+    if isinstance(scale, torch.Tensor | ScaleCondition) or scale is None:
+        return None
+    if isinstance(scale, Sequence) and not isinstance(scale, str):
+        if len(scale) != 2:
+            return None
+        return check_factor(scale[0], "scale[0]"), check_factor(scale[1], "scale[1]")
+    v = check_factor(scale, "scale")
+    return v, v
 
 
 def check_scale_batch(scale: torch.Tensor, batch_size: int, name: str) -> None:
@@ -214,9 +263,17 @@ def output_sizes(
     Raises:
         ValueError: the scale is invalid or a size is < 1.
     """
-    h, w = in_size
     t = parse_scale(scale, device="cpu", dtype=torch.float64, name=name)
-    exact = t * torch.tensor([h, w], dtype=torch.float64)
+    return rule_output_sizes(in_size, t, name)
+
+
+def rule_output_sizes(
+    in_size: tuple[int, int], r: torch.Tensor, name: str = "scale"
+) -> torch.Tensor:
+    """:func:`output_sizes` of a parsed scale ``r`` ``(N, 2)`` float64 (CPU), not parsed again:
+    ``(N, 2)`` int64; still refuses sizes below 1 or above :data:`MAX_SIDE`."""
+    h, w = in_size
+    exact = r * torch.tensor([h, w], dtype=torch.float64)
     if not is_compiling() and bool((exact > MAX_SIDE).any()):  # before int64 could overflow
         raise _too_large((h, w), exact.max().item(), name)
     sizes = round_half_up(exact)

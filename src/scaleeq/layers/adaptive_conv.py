@@ -20,8 +20,8 @@ from .._checks import (
     is_compiling,
 )
 from ..context import resolve_layer_scale
-from ..scale import ScaleLike, check_scale_batch
-from .encoding import ScaleEncoding
+from ..scale import ScaleCondition, ScaleLike, check_scale_batch
+from .encoding import ScaleEncoding, encode_condition
 
 __all__ = ["AdaptiveConv2d", "Impl"]
 
@@ -224,9 +224,12 @@ class AdaptiveConv2d(nn.Module):
 
     def style(self, scale: ScaleLike, *, device: torch.device | None = None) -> torch.Tensor:
         """The modulation ``1 + s`` of shape ``(N, C_in)``, ``N`` = 1 for a shared scale."""
-        enc = self.encoding(
-            scale, device=device or self.weight.device, dtype=self.to_style.weight.dtype
-        )
+        device = torch.device(device or self.weight.device)
+        dtype = self.to_style.weight.dtype
+        if isinstance(scale, ScaleCondition):  # the call's encoding, shared by its layers
+            enc = encode_condition(self.encoding, scale, device=device, dtype=dtype)
+        else:
+            enc = self.encoding(scale, device=device, dtype=dtype)
         return 1 + self.to_style(enc)
 
     def _demod(self, style: torch.Tensor) -> torch.Tensor:
@@ -235,6 +238,12 @@ class AdaptiveConv2d(nn.Module):
         return torch.rsqrt(style.square() @ energy.t() + self.eps)
 
     def forward(self, x: torch.Tensor, scale: ScaleLike | None = None) -> torch.Tensor:
+        """``x`` ``(B, C_in, H, W)`` at ``scale`` (any scale argument with 1 or ``B`` samples;
+        ``None``: the active :func:`~scaleeq.scale_context`). Given the
+        :class:`~scaleeq.scale.ScaleCondition` of a model's call, it trusts ``x`` and the scale
+        (the model checked both) and uses the call's shared encoding."""
+        if isinstance(scale, ScaleCondition):
+            return self._modulated(x, self.style(scale, device=x.device).to(x.dtype))
         check_tensor(x, "x", ndim=4, layout="(B, C_in, H, W)")
         check_channels(x, "x", self.in_channels)
         check_matching(x, "x", self.weight)
@@ -248,7 +257,10 @@ class AdaptiveConv2d(nn.Module):
         scale = resolve_layer_scale(scale, type(self).__name__)
         style = self.style(scale, device=x.device)  # (N, I)
         check_scale_batch(style, x.shape[0], "scale")
-        style = style.to(x.dtype)
+        return self._modulated(x, style.to(x.dtype))
+
+    def _modulated(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """The convolution of checked ``x`` ``(B, I, H, W)`` with styles ``(N, I)``."""
         conv = dict(stride=self.stride, padding=self.padding)
         if style.shape[0] == 1:  # one scale for the whole batch: fold into the weight
             w = self.weight * style[0][None, :, None, None]

@@ -18,7 +18,7 @@ from .._checks import (
     check_tensor,
     is_compiling,
 )
-from ..scale import ScaleLike
+from ..scale import ScaleCondition, ScaleLike
 from .adaptive_conv import AdaptiveConv2d
 
 __all__ = ["AFEBlock", "AFETokenBlock", "LayerNorm2d", "SqueezeExcitation"]
@@ -154,10 +154,14 @@ class AFEBlock(nn.Module):
             nn.init.zeros_(self.pw_out.bias)
 
     def forward(self, x: torch.Tensor, scale: ScaleLike | None = None) -> torch.Tensor:
-        check_tensor(x, "x", ndim=4, layout="(B, C, H, W)")
-        check_channels(x, "x", self.dim)
-        check_matching(x, "x", self.pw_in.weight)
-        check_min_size(x, "x")
+        """``x`` ``(B, C, H, W)`` at ``scale`` (any scale argument with 1 or ``B`` samples;
+        ``None``: the active :func:`~scaleeq.scale_context`). Given a model's
+        :class:`~scaleeq.scale.ScaleCondition`, ``x`` is trusted (the model checked its input)."""
+        if not isinstance(scale, ScaleCondition):
+            check_tensor(x, "x", ndim=4, layout="(B, C, H, W)")
+            check_channels(x, "x", self.dim)
+            check_matching(x, "x", self.pw_in.weight)
+            check_min_size(x, "x")
         a = self.pw_in(x)
         a = a + self.conv(F.gelu(self.norm1(a)), scale)
         out = self.pw_out(self.se(F.gelu(self.norm2(a))))
@@ -183,13 +187,18 @@ class AFETokenBlock(AFEBlock):
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, x_size: tuple[int, int], scale: ScaleLike | None = None
     ) -> torch.Tensor:
-        check_tensor(x, "x", ndim=3, layout="(B, L, C)")
-        if any(isinstance(v, torch.SymInt) for v in x_size):  # symbolic sizes (export)
+        if isinstance(scale, ScaleCondition):  # a model's call: x and x_size are trusted
             h, w = x_size
         else:
-            h, w = check_pair(tuple(int(v) for v in x_size), "x_size")
-        if not is_compiling() and x.shape[1] != h * w:
-            raise ValueError(f"x has {x.shape[1]} tokens but x_size={(h, w)} needs H * W = {h * w}")
-        check_channels(x, "x", self.dim, dim=2)
+            check_tensor(x, "x", ndim=3, layout="(B, L, C)")
+            if any(isinstance(v, torch.SymInt) for v in x_size):  # symbolic sizes (export)
+                h, w = x_size
+            else:
+                h, w = check_pair(tuple(int(v) for v in x_size), "x_size")
+            if not is_compiling() and x.shape[1] != h * w:
+                raise ValueError(
+                    f"x has {x.shape[1]} tokens but x_size={(h, w)} needs H * W = {h * w}"
+                )
+            check_channels(x, "x", self.dim, dim=2)
         img = x.transpose(1, 2).reshape(x.shape[0], self.dim, h, w)
         return super().forward(img, scale).flatten(2).transpose(1, 2)

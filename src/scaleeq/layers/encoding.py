@@ -1,19 +1,80 @@
-"""The scale encoding of the EQSR paper (Eq. 2): sine-cosine features of a per-axis scale."""
+"""Scale encodings: the EQSR paper's sine-cosine features of a per-axis scale (Eq. 2), and how
+a layer gets the encoding of a call's :class:`~scaleeq.scale.ScaleCondition` (computed once per
+call and shared by every layer that uses the same encoding)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 
 import torch
 from torch import nn
 
 from .._checks import check_int, float_dtype_for
-from ..scale import ScaleLike, parse_scale
+from ..scale import ScaleCondition, ScaleLike, parse_scale
 
-__all__ = ["ScaleEncoding"]
+__all__ = ["ScaleEncoder", "ScaleEncoding", "encode_condition"]
 
 
-class ScaleEncoding(nn.Module):
+class ScaleEncoder(nn.Module):
+    """Base of scaleeq's scale encodings: ``forward`` parses any scale argument and calls
+    :meth:`encode`, the math on a parsed scale; encoders with equal :meth:`cache_key` give
+    equal features, so one call computes them once for all its layers.
+
+    Attributes:
+        out_features: features per sample.
+    """
+
+    out_features: int
+
+    def cache_key(self) -> Hashable:
+        """Encoders with the same key compute the same features (default: this instance)."""
+        return id(self)
+
+    def encode(self, r: torch.Tensor, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Features ``(N, out_features)`` of a parsed scale ``r`` ``(N, 2)`` float64 (CPU)."""
+        raise NotImplementedError
+
+    def forward(
+        self,
+        scale: ScaleLike,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> torch.Tensor:
+        """Encode ``scale`` (number, pair, tensor ``()``, ``(N,)``, ``(N, 2)``, or a
+        :class:`~scaleeq.scale.ScaleCondition`) into ``(N, out_features)`` features.
+
+        Args:
+            device: device of the result (default: the tensor's, else CPU).
+            dtype: dtype of the result (default: ``torch.get_default_dtype()``).
+        """
+        if device is None:
+            device = scale.device if isinstance(scale, torch.Tensor) else torch.device("cpu")
+        device = torch.device(device)
+        dtype = dtype or torch.get_default_dtype()
+        if isinstance(scale, ScaleCondition):
+            return encode_condition(self, scale, device=device, dtype=dtype)
+        return self.encode(self._parse(scale), device=device, dtype=dtype)
+
+    def _parse(self, scale: ScaleLike) -> torch.Tensor:
+        return parse_scale(scale, device="cpu", dtype=torch.float64, name="scale")
+
+
+def encode_condition(
+    encoding: nn.Module, cond: ScaleCondition, *, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """``encoding``'s features ``(N, out_features)`` of ``cond``, computed once per call for
+    each encoder key, device and dtype (a user's own encoding module: once per instance,
+    called with the parsed ``(N, 2)`` scale)."""
+    if isinstance(encoding, ScaleEncoder):
+        key: Hashable = (encoding.cache_key(), device, dtype)
+        return cond.encoded(key, lambda: encoding.encode(cond.value, device=device, dtype=dtype))
+    key = (id(encoding), device, dtype)
+    return cond.encoded(key, lambda: encoding(cond.value, device=device, dtype=dtype))
+
+
+class ScaleEncoding(ScaleEncoder):
     """Sine-cosine encoding of a per-axis scale (EQSR paper, Eq. 2).
 
     For each axis' factor ``r`` the features are
@@ -41,30 +102,16 @@ class ScaleEncoding(nn.Module):
         self.num_freqs = num_freqs
         self.out_features = 2 * (2 * num_freqs + 1)
 
-    def forward(
-        self,
-        scale: ScaleLike,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:
-        """Encode ``scale`` (any scale argument) into ``(N, out_features)`` features.
+    def cache_key(self) -> Hashable:
+        return ("ScaleEncoding", self.num_freqs)  # no parameters: equal settings, equal features
 
-        Args:
-            scale: number, pair or tensor ``()``, ``(N,)``, ``(N, 2)``.
-            device: device of the result (default: the tensor's, else CPU).
-            dtype: dtype of the result (default: ``torch.get_default_dtype()``).
-        """
-        if device is None:
-            device = scale.device if isinstance(scale, torch.Tensor) else torch.device("cpu")
+    def encode(self, r: torch.Tensor, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         fdt = float_dtype_for(device)
-        # validated where the scale lives (a render plan's scale is on the CPU: no device
-        # sync), then moved
-        r = parse_scale(scale, dtype=fdt, name="scale").to(device)  # (N, 2)
-        freqs = (2.0 ** torch.arange(self.num_freqs, device=r.device, dtype=fdt)) * (math.pi / 10)
+        r = r.to(device=device, dtype=fdt)  # (N, 2)
+        freqs = (2.0 ** torch.arange(self.num_freqs, device=device, dtype=fdt)) * (math.pi / 10)
         ang = r[:, :, None] * freqs  # (N, 2, n)
         feats = torch.cat([r[:, :, None], torch.sin(ang), torch.cos(ang)], dim=2)  # (N, 2, 2n+1)
-        return feats.flatten(1).to(dtype or torch.get_default_dtype())
+        return feats.flatten(1).to(dtype)
 
     def extra_repr(self) -> str:
         return f"num_freqs={self.num_freqs}, out_features={self.out_features}"

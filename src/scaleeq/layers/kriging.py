@@ -36,7 +36,7 @@ from .._checks import (
     is_compiling,
 )
 from ..geometry import RenderPlan, lr_box, resolve_plan
-from ..ops.aggregate import BACKENDS, distance_kernel, kriging_aggregate
+from ..ops.aggregate import BACKENDS, aggregate, distance_kernel
 from ..ops.coords import AxisQueries, Window
 from ..scale import ScaleLike
 from .afe import LayerNorm2d
@@ -144,18 +144,9 @@ class KrigingBlock(nn.Module):
         mask: torch.Tensor | None,
         context: torch.Tensor | None,
     ) -> torch.Tensor:
-        """NCHW interface: ``z`` ``(B, D, H, W)`` in, ``(B, D, H, W)`` out (see :meth:`forward_cl`)."""
-        out = self.forward_cl(z.permute(0, 2, 3, 1).contiguous(), dist, mask, context)
-        return out.permute(0, 3, 1, 2).contiguous()
-
-    def forward_cl(
-        self,
-        z: torch.Tensor,
-        dist: torch.Tensor,
-        mask: torch.Tensor | None,
-        context: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Channels-last form used by the upsampler: ``z`` ``(B, H, W, D)`` in and out.
+        """Channels-last, as the upsampler keeps its latent: ``z`` ``(B, H, W, D)`` in and out;
+        ``dist`` ``(B, k*k, H, W)``, ``mask`` ``(B, 1, H, W)`` or ``None``, ``context``
+        ``(B, C_ctx)`` for the ``"lr"`` gate or ``None``.
 
         The 1x1 convolutions run as matrix products on the pixel-major latent; the two that
         feed or read the NCHW aggregation (``conv1``, ``conv2``) multiply by the transposed
@@ -169,9 +160,7 @@ class KrigingBlock(nn.Module):
         if mask is not None:  # zero outside the image, as the full render's zero padding
             y = y * mask
         kernel = _nchw_convs(self.kernel_gen, y).view(b, self.groups, self.kernel_size**2, h, w)
-        z = _nchw_linear_add(
-            kriging_aggregate(y, kernel, dist, backend=self.backend), self.conv2, z
-        )
+        z = _nchw_linear_add(aggregate(y, kernel, dist, backend=self.backend), self.conv2, z)
         hidden = _linear(
             F.layer_norm(z, (d,), self.norm2.weight, self.norm2.bias, self.norm2.eps), self.ffn[0]
         )
@@ -464,7 +453,7 @@ class NeuralKrigingUpsampler(nn.Module):
         context = feat.mean(dim=(2, 3)) if self.channel_attention == "lr" else None
         z = z0
         for blk in self.blocks:
-            z = blk.forward_cl(z, dist, mask, context)
+            z = blk(z, dist, mask, context)
             if self.block_act:
                 z = F.relu(z)
         z = z.add_(z0) if not torch.is_grad_enabled() else z + z0

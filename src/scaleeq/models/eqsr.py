@@ -18,7 +18,7 @@ checkpoints (see :func:`scaleeq.models.load_official_eqsr`).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -28,9 +28,10 @@ from .._checkpoint import maybe_checkpoint
 from .._checks import check_channels, check_matching, check_tensor
 from ..geometry import RenderPlan, resolve_plan
 from ..layers.afe import AFETokenBlock
+from ..layers.encoding import ScaleEncoder
 from ..layers.kriging import NeuralKrigingUpsampler
 from ..ops.coords import Window
-from ..scale import ScaleLike, check_scale_batch, output_sizes, parse_scale
+from ..scale import ScaleCondition, ScaleLike, check_scale_batch, output_sizes, parse_scale
 from ._swin import (
     OverlapCrossAttentionBlock,
     PatchEmbed,
@@ -49,7 +50,7 @@ __all__ = ["EQSR", "OfficialCellEncoding"]
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
-class OfficialCellEncoding(nn.Module):
+class OfficialCellEncoding(ScaleEncoder):
     """The official code's scale code: 81 features of the HR *cell height* ``c = 2 / H_hr``.
 
     ``[c, sin(a_0), cos(a_0), sin(a_1), cos(a_1), ..., sin(a_39), cos(a_39)]`` with
@@ -70,21 +71,20 @@ class OfficialCellEncoding(nn.Module):
     num_freqs = 40
     out_features = 2 * num_freqs + 1
 
-    def forward(
-        self,
-        cell: ScaleLike,
-        *,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> torch.Tensor:
-        if device is None:
-            device = cell.device if isinstance(cell, torch.Tensor) else torch.device("cpu")
-        c = parse_scale(cell, device="cpu", dtype=torch.float64, name="cell")[:, :1]
-        c = c.to(device=device, dtype=torch.float32)  # (N, 1), rounded once like the official
+    def cache_key(self) -> Hashable:
+        return "OfficialCellEncoding"  # no parameters, no settings
+
+    def _parse(self, scale: ScaleLike) -> torch.Tensor:
+        return parse_scale(scale, device="cpu", dtype=torch.float64, name="cell")
+
+    def encode(self, r: torch.Tensor, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        c = r[:, :1].to(
+            device=device, dtype=torch.float32
+        )  # (N, 1), rounded once like the official
         base = (torch.tensor(math.pi, dtype=torch.float32, device=device) * c) / 10
         ang = base * (2.0 ** torch.arange(self.num_freqs, device=device, dtype=torch.float32))
         feats = torch.stack([torch.sin(ang), torch.cos(ang)], dim=2).flatten(1)  # (N, 80)
-        return torch.cat([c, feats], dim=1).to(dtype or torch.get_default_dtype())
+        return torch.cat([c, feats], dim=1).to(dtype)
 
     def extra_repr(self) -> str:
         return f"num_freqs={self.num_freqs}, out_features={self.out_features}"
@@ -347,14 +347,11 @@ class EQSR(nn.Module):
             raise ValueError(f"name must be one of {sorted(cls.PRESETS)}, got {name!r}")
         return cls(**{**cls.PRESETS[name], **overrides})
 
-    def _condition(self, r: torch.Tensor, lr_size: tuple[int, int]) -> torch.Tensor:
-        """What the AFE blocks see: the scale ``r`` ``(N, 2)``, or in official mode the cell
-        ``2 / round(h * r_h)`` (both columns; only the first is read)."""
-        if not self.official:
-            return r
-        h, w = lr_size
-        hr = output_sizes((h, w), r).to(r.dtype)  # the output-size rule (validates too)
-        return 2.0 / hr
+    def _condition(self, r: torch.Tensor, sizes: torch.Tensor) -> ScaleCondition:
+        """What the AFE blocks see, from the parsed scale ``r`` ``(N, 2)`` and the output
+        sizes ``(N, 2)`` it gives: ``r`` itself, or in official mode the cell ``2 / H``
+        (both columns; only the first is read)."""
+        return ScaleCondition(2.0 / sizes.to(r.dtype) if self.official else r)
 
     def forward_features(self, x: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
         """The transformer body on a padded, normalised, embedded map.
@@ -396,13 +393,21 @@ class EQSR(nn.Module):
         Raises:
             TypeError, ValueError: bad ``lr`` or ``scale`` (named in the message).
         """
-        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
-        check_channels(lr, "lr", self.mean.shape[1])
-        check_matching(lr, "lr", self.conv_first.weight)
+        self._check_lr(lr)
         b, _, h, w = lr.shape
         r = parse_scale(scale, device="cpu", dtype=torch.float64, name="scale")
         check_scale_batch(r, b, "scale")
-        cond = self._condition(r, (h, w))
+        sizes = output_sizes((h, w), r) if self.official else r  # the output-size rule
+        return self._features(lr, self._condition(r, sizes))
+
+    def _check_lr(self, lr: torch.Tensor) -> None:
+        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        check_channels(lr, "lr", self.mean.shape[1])
+        check_matching(lr, "lr", self.conv_first.weight)
+
+    def _features(self, lr: torch.Tensor, cond: ScaleCondition) -> torch.Tensor:
+        """:meth:`features` of a checked ``lr`` at a parsed condition."""
+        h, w = lr.shape[-2:]
         x = (pad_to_multiple(lr, self.window_size) - self.mean.to(lr.dtype)) * self.img_range
         shallow = self.conv_first(x)
         feat = self.conv_after_body(self.forward_features(shallow, cond)) + shallow
@@ -430,6 +435,9 @@ class EQSR(nn.Module):
             ``(B, C_in, H, W)``, or ``(B, C_in, height, width)`` for a window.
         """
         plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
+        return self._render(feat, plan)
+
+    def _render(self, feat: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
         out = self.upsampler(feat, plan=plan)
         return out / self.img_range + self.mean.to(out.dtype)
 
@@ -447,6 +455,8 @@ class EQSR(nn.Module):
         One :class:`~scaleeq.geometry.RenderPlan` per call: its ``scale`` (the requested ``r``)
         conditions the AFE blocks, and the same plan drives the upsampler.
         """
-        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        self._check_lr(lr)
         plan = resolve_plan(lr, scale=scale, size=size, window=window, plan=plan, name="lr")
-        return self.render(self.features(lr, plan.scale), plan=plan)
+        r = plan.scale
+        cond = self._condition(r, plan.sizes[: r.shape[0]])  # sizes: the plan's, per sample
+        return self._render(self._features(lr, cond), plan)

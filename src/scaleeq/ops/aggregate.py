@@ -38,6 +38,7 @@ from .coords import AxisQueries
 __all__ = [
     "BACKENDS",
     "Backend",
+    "aggregate",
     "distance_kernel",
     "kriging_aggregate",
     "resolve_backend",
@@ -234,6 +235,14 @@ def kriging_aggregate(
         check_tensor(dist, "dist", ndim=4, layout="(B, k*k, H, W)")
         if dist.shape != (b, kk, h, w):
             raise ValueError(f"dist must have shape {(b, kk, h, w)}, got {tuple(dist.shape)}")
+    return aggregate(x, kernel, dist, backend=backend)
+
+
+def aggregate(
+    x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, *, backend: str = "auto"
+) -> torch.Tensor:
+    """:func:`kriging_aggregate` without its checks, for callers that built consistent
+    operands themselves (the kriging blocks): same shapes, same result."""
     concrete = resolve_backend(backend, x.device)
     if concrete == "reference":
         return aggregate_reference(x, kernel, dist)

@@ -12,7 +12,7 @@ from torch import nn
 from .._checks import check_channels, check_matching, check_tensor, is_compiling
 from ..geometry import RenderPlan, render_plan, resolve_plan, sample_image
 from ..ops.coords import Window, pad_to
-from ..scale import ScaleLike, check_scale_batch, parse_scale
+from ..scale import ScaleCondition, ScaleLike, check_scale_batch, parse_scale
 from .adapters.base import Adapter
 
 __all__ = ["ArbitraryScaleSR"]
@@ -83,13 +83,19 @@ class ArbitraryScaleSR(nn.Module):
         Args:
             lr: ``(B, 3, h, w)``.
             scale: what the AFE blocks are conditioned on: any scale argument with 1 or ``B``
-                samples (``forward`` passes its plan's ``scale``).
+                samples (``forward`` passes its plan's scale, parsed once).
 
         Equal to the original model's pre-tail features while the AFE blocks are at their
         identity initialisation; ``(B, C, ceil(h / s), ceil(w / s))`` at :attr:`stride` ``s``.
         With a skip the input is appended as ``3 s^2`` channels (pixel-unshuffled at stride
         ``s``, after reflect padding to a multiple of ``s``).
         """
+        self._check_lr(lr)
+        r = parse_scale(scale, device="cpu", dtype=torch.float64)
+        check_scale_batch(r, lr.shape[0], "scale")
+        return self._features(lr, scale if isinstance(scale, ScaleCondition) else ScaleCondition(r))
+
+    def _check_lr(self, lr: torch.Tensor) -> None:
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
         first = self.adapter.input_conv(self.backbone)
         if first is not None:
@@ -99,9 +105,10 @@ class ArbitraryScaleSR(nn.Module):
             param = next(self.upsampler.parameters(), None)
             if param is not None:
                 check_matching(lr, "lr", param)
-        r = parse_scale(scale, device="cpu", dtype=torch.float64)
-        check_scale_batch(r, lr.shape[0], "scale")
-        feat = self.adapter.features(self.backbone, lr, r)
+
+    def _features(self, lr: torch.Tensor, cond: ScaleCondition) -> torch.Tensor:
+        """:meth:`features` of a checked ``lr`` at a parsed condition."""
+        feat = self.adapter.features(self.backbone, lr, cond)
         if self.skip != "none":  # carry the image along for the skip (see render)
             feat = torch.cat([feat, _fold(lr, self.stride)], dim=1)
         return feat
@@ -140,9 +147,14 @@ class ArbitraryScaleSR(nn.Module):
             )
         elif scale is not None or size is not None or window is not None:
             raise TypeError("give either plan= or scale= / size= / window=, not both")
-        fplan = plan.at_stride((s, s))  # the plan itself at stride 1
         if s > 1:
-            fplan.check_input(feat, "feat")
+            plan.at_stride((s, s)).check_input(feat, "feat")
+        return self._render(feat, plan)
+
+    def _render(self, feat: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
+        """:meth:`render` of ``feat`` from :meth:`features` with the plan of its input."""
+        s = self.stride
+        fplan = plan.at_stride((s, s))  # the plan itself at stride 1
         if self.skip != "none":
             k = 3 * s * s
             feat, img = feat[:, :-k], _unfold(feat[:, -k:], s, plan.lr_size)
@@ -160,10 +172,13 @@ class ArbitraryScaleSR(nn.Module):
         window: Window | None = None,
         plan: RenderPlan | None = None,
     ) -> torch.Tensor:
-        """Upscale ``lr`` ``(B, 3, h, w)`` by ``scale`` or to ``size`` (the ``window`` of it)."""
-        check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
+        """Upscale ``lr`` ``(B, 3, h, w)`` by ``scale`` or to ``size`` (the ``window`` of it).
+
+        Checks ``lr`` and parses the scale once (the plan); the body and the render trust them.
+        """
+        self._check_lr(lr)
         plan = resolve_plan(lr, scale=scale, size=size, window=window, plan=plan, name="lr")
-        return self.render(self.features(lr, plan.scale), plan=plan)
+        return self._render(self._features(lr, ScaleCondition(plan.scale)), plan)
 
     # -- training -----------------------------------------------------------------------------
     def set_grad_checkpointing(self, enable: bool = True, *, use_reentrant: bool = False) -> int:

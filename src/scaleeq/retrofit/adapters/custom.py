@@ -30,6 +30,7 @@ class CustomAdapter(Adapter):
         return None
 
     def features(self, bb, lr, scale):
+        scale = scale.value  # the user's body gets the parsed (N, 2) tensor
         body = getattr(bb, self.body)
         forward = getattr(body, "forward", body)
         try:
