@@ -304,7 +304,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"### GPU check: {env['card']}",
         "",
-        f"torch {env['torch']}, Triton {env['triton']}, CUDA {env.get('cuda')}, driver {env.get('driver')}.",
+        f"torch {env['torch']}, Triton {env['triton']}, CUDA {env.get('cuda')}, "
+        f"driver {env.get('driver')}.",
         f"Tests (`pytest -m cuda`): {report['tests']['summary']}",
         "",
         "| measurement | value |",

@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{name:<12}{1e3 * r['median_s']:>12.1f}{r['peak_growth_mib']:>12.0f}")
         tr = report["train_ratios"]
         print(
-            f"lean/reference: time {tr['time_lean_over_reference']:.2f}x, peak {tr['peak_lean_over_reference']:.2f}x"
+            f"lean/reference: time {tr['time_lean_over_reference']:.2f}x, "
+            f"peak {tr['peak_lean_over_reference']:.2f}x"
         )
     renders = [c for c in results if c.startswith("render/")]
     if renders:
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
         for c in renders:
             r = results[c]
             print(
-                f"{c:<18}{'x'.join(map(str, r['output'][2:])):>14}{r['time_s']:>10.1f}{r['peak_growth_mib']:>10.0f}"
+                f"{c:<18}{'x'.join(map(str, r['output'][2:])):>14}"
+                f"{r['time_s']:>10.1f}{r['peak_growth_mib']:>10.0f}"
             )
     if args.json:
         with open(args.json, "w") as f:

@@ -48,7 +48,8 @@ def train():
     asr(batch, scale=scale, window=window).mean().backward()
 out = {"file": scaleeq.__file__}
 n = int(sys.argv[3])
-for name, fn, reps in (("forward_x3", infer, n), ("upscale_x3", tiled, n), ("train_step", train, max(3, n // 3))):
+for name, fn, reps in (("forward_x3", infer, n), ("upscale_x3", tiled, n),
+                       ("train_step", train, max(3, n // 3))):
     for _ in range(2):
         fn()
     ts = []
@@ -120,7 +121,8 @@ def _compare(args: argparse.Namespace, new_src: str, baseline_src: str) -> dict:
     for case in CASES:
         r = result[case]
         print(
-            f"{case:<12} {1e3 * r['old_s']:>9.1f} {1e3 * r['new_s']:>9.1f} {r['ratio_new_over_old']:>8.3f}"
+            f"{case:<12} {1e3 * r['old_s']:>9.1f} {1e3 * r['new_s']:>9.1f} "
+            f"{r['ratio_new_over_old']:>8.3f}"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

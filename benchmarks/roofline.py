@@ -88,7 +88,8 @@ r = float(cfg["scale"])
 scale = torch.tensor([[r, r]], dtype=torch.float64)
 bf16 = cfg["precision"] == "bf16"
 def ctx():
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else torch.autocast("cpu", enabled=False)
+    return (torch.autocast("cpu", dtype=torch.bfloat16) if bf16
+            else torch.autocast("cpu", enabled=False))
 def features():
     with ctx():
         return model.features(lr, scale)

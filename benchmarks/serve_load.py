@@ -261,13 +261,18 @@ def main() -> None:
     lat = report["latency_512_jpeg_2x_4x"]
     print(f"features (first request): {feature_s:.2f} s")
     print(
-        f"512x512 JPEG at 2x-4x: 1 client p50 {lat['one_client_p50_s']:.3f} s; 4 clients p95 {lat['four_clients_p95_s']:.3f} s (target met: {lat['met']})"
+        f"512x512 JPEG at 2x-4x: 1 client p50 {lat['one_client_p50_s']:.3f} s; "
+        f"4 clients p95 {lat['four_clients_p95_s']:.3f} s (target met: {lat['met']})"
     )
     print(
-        f"load: {load['clients']} clients x {load['duration_s']:.0f} s: statuses {load['status_counts']}, errors {load['errors']}, {load['tiles_per_s']:.2f} tiles/s, p50 {load['p50_s']:.3f} s, p95 {load['p95_s']:.3f} s"
+        f"load: {load['clients']} clients x {load['duration_s']:.0f} s: "
+        f"statuses {load['status_counts']}, errors {load['errors']}, "
+        f"{load['tiles_per_s']:.2f} tiles/s, p50 {load['p50_s']:.3f} s, p95 {load['p95_s']:.3f} s"
     )
     print(
-        f"RSS: idle {rss_idle / MiB:.0f} MiB, max {load['rss_max_bytes'] / MiB:.0f} MiB, growth {report['rss_growth_bytes'] / MiB:.0f} MiB vs caps {caps / MiB:.0f} MiB + model {stats['model_bytes'] / MiB:.1f} MiB"
+        f"RSS: idle {rss_idle / MiB:.0f} MiB, max {load['rss_max_bytes'] / MiB:.0f} MiB, "
+        f"growth {report['rss_growth_bytes'] / MiB:.0f} MiB vs caps {caps / MiB:.0f} MiB "
+        f"+ model {stats['model_bytes'] / MiB:.1f} MiB"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

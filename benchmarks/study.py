@@ -106,8 +106,9 @@ def run_variant(variant: str, cfg: dict, out: Path, device: str) -> dict:
         training_images(), patch=cfg["patch"], samples_per_epoch=10_000, seed=0
     )
     t0 = time.perf_counter()
-    result = train(model, data, steps=cfg["steps"], batch_size=cfg["batch"], lr=cfg["lr"], lr_step=cfg["steps"] * 2 // 3,
-                   checkpoint=out / f"{variant}.state.pt", checkpoint_every=250, device=device, log=lambda m: None)  # fmt: skip
+    result = train(model, data, steps=cfg["steps"], batch_size=cfg["batch"], lr=cfg["lr"],
+                   lr_step=cfg["steps"] * 2 // 3, checkpoint=out / f"{variant}.state.pt",
+                   checkpoint_every=250, device=device, log=lambda m: None)  # fmt: skip
     train_s = time.perf_counter() - t0
     model.eval()
     report = evaluate(model, str(BENCH), scales=SCALES, ssim=False, device=device, bicubic=True)
@@ -226,8 +227,13 @@ def plots(records: dict, img_dir: Path, prefix: str = "study") -> list[str]:
 
 
 def markdown(records: dict, costs: list[dict], cfg: dict, preset: str) -> str:
-    lines = [f"Preset `{preset}`: EDSR body {cfg['blocks']} x {cfg['feat']}, upsampler width {cfg['width']}, "
-             f"{cfg['steps']} steps, batch {cfg['batch']}, {cfg['patch']}x{cfg['patch']} LR patches, Adam {cfg['lr']}, skip {cfg.get('skip', 'bicubic')}" + (', zero-initialised output layers' if cfg.get('zero_tail') else '') + ".", ""]  # fmt: skip
+    lines = [f"Preset `{preset}`: EDSR body {cfg['blocks']} x {cfg['feat']}, "
+             f"upsampler width {cfg['width']}, "
+             f"{cfg['steps']} steps, batch {cfg['batch']}, "
+             f"{cfg['patch']}x{cfg['patch']} LR patches, Adam {cfg['lr']}, "
+             f"skip {cfg.get('skip', 'bicubic')}"
+             + (', zero-initialised output layers' if cfg.get('zero_tail') else '')
+             + ".", ""]  # fmt: skip
     for set_name in ("Set5", "Set14"):
         lines += [
             f"**{set_name}, PSNR-Y (dB)**",
@@ -264,11 +270,15 @@ def markdown(records: dict, costs: list[dict], cfg: dict, preset: str) -> str:
             + f" | {rec['upsampler_params']:,} | {rec['train_seconds_this_run']:.0f} |"
         )
     if costs:
-        lines += ["", "**Upsampler cost: render 1024x1024 from 256x256x64 (default tiling/chunking, CPU, one process per case, median of interleaved rounds)**", "",
-                  "| variant | width | params | MACs / output pixel | time s | peak growth MiB |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += ["", "**Upsampler cost: render 1024x1024 from 256x256x64 (default "
+                  "tiling/chunking, CPU, one process per case, median of interleaved rounds)**", "",
+                  "| variant | width | params | MACs / output pixel | time s | peak growth MiB |",
+                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
         for c in costs:
             lines.append(
-                f"| {c['variant']} | {c['width']} | {c['params']:,} | {c['macs_per_pixel'] / 1e6:.3f} M | {c['render_1024_seconds']:.1f} | {c['peak_growth_mib']:.0f} |"
+                f"| {c['variant']} | {c['width']} | {c['params']:,} | "
+                f"{c['macs_per_pixel'] / 1e6:.3f} M | {c['render_1024_seconds']:.1f} | "
+                f"{c['peak_growth_mib']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -48,7 +48,8 @@ PRESETS: dict[str, dict] = {
         "eval_every": 50_000,
         "ckpt_every": 10_000,
     },
-    # the built-in model (``scaleeq.pretrained``): CBSD68 + built-in photographs, ~1.5-2 h on 2 cores
+    # the built-in model (``scaleeq.pretrained``): CBSD68 + built-in photographs,
+    # ~1.5-2 h on 2 cores
     "cbsd": {
         "steps": 3600,
         "batch": 16,
@@ -231,8 +232,8 @@ def run(
     result = train(
         model, dataset, steps=args.steps, batch_size=args.batch, lr=args.lr, lr_step=args.lr_step,
         ema_decay=args.ema, checkpoint=out / "train_state.pt", checkpoint_every=args.ckpt_every,
-        evaluate_fn=evaluate_fn, eval_every=args.eval_every, device=device, progress=not args.no_progress,
-        precision=args.precision,
+        evaluate_fn=evaluate_fn, eval_every=args.eval_every, device=device,
+        progress=not args.no_progress, precision=args.precision,
     )  # fmt: skip
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -1,12 +1,13 @@
 """Package a trained ``--preset cbsd`` run as the built-in model (``scaleeq.pretrained``).
 
-    python examples/export_pretrained.py runs/cbsd [--out src/scaleeq/weights/edsr_star_cbsd.safetensors]
+    python examples/export_pretrained.py runs/cbsd
+        [--out src/scaleeq/weights/edsr_star_cbsd.safetensors]
 
 Takes the weights from ``<run>/train_state.pt`` (``--weights live``, default, or ``ema``: the
 training loop's EMA starts from the initial weights, so after a few thousand steps at decay
-0.999 it still carries some of the initialisation), stores them as fp16 safetensors with the model's configuration, and checks that the fp16 file's
-fp32 outputs stay within 1e-3 of the trained model's on a benchmark image at x2, x3.7 and
-(2, 3) (prints the differences).
+0.999 it still carries some of the initialisation), stores them as fp16 safetensors with the
+model's configuration, and checks that the fp16 file's fp32 outputs stay within 1e-3 of the
+trained model's on a benchmark image at x2, x3.7 and (2, 3) (prints the differences).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"scale {scale}: max |fp32 - fp16-stored| = {float((a - b).abs().max()):.2e}")
     size = Path(args.out).stat().st_size
     print(
-        f"step {state['step']}; wrote {args.out} ({size / 2**20:.2f} MiB); worst difference {worst:.2e}"
+        f"step {state['step']}; wrote {args.out} ({size / 2**20:.2f} MiB); "
+        f"worst difference {worst:.2e}"
     )
     if worst > 1e-3:
         raise SystemExit("fp16 storage moves the outputs by more than 1e-3: store fp32 instead")

@@ -1,7 +1,7 @@
 """Train EDSR* (EDSR retrofitted with AFE blocks and the Neural Kriging upsampler).
 
-    python examples/train_edsr_star.py --preset demo                       # CPU, minutes
-    python examples/train_edsr_star.py --preset cbsd --out runs/cbsd        # the built-in model, ~2 h
+    python examples/train_edsr_star.py --preset demo                  # CPU, minutes
+    python examples/train_edsr_star.py --preset cbsd --out runs/cbsd  # the built-in model, ~2 h
     python examples/train_edsr_star.py --data DIV2K/train_HR --eval-data benchmarks/
     python examples/train_edsr_star.py --data ... --pretrained edsr_baseline_x2.pth
     torchrun --nproc_per_node 4 examples/train_edsr_star.py --data ...

@@ -1,7 +1,8 @@
-"""Train SwinIR* (SwinIR retrofitted with AFE blocks and the Neural Kriging upsampler).
+r"""Train SwinIR* (SwinIR retrofitted with AFE blocks and the Neural Kriging upsampler).
 
 python examples/train_swinir_star.py --preset demo
-torchrun --nproc_per_node 4 examples/train_swinir_star.py --data DIV2K/train_HR --eval-data benchmarks/
+torchrun --nproc_per_node 4 examples/train_swinir_star.py --data DIV2K/train_HR \
+    --eval-data benchmarks/
 """
 
 from __future__ import annotations
