@@ -336,7 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--skip-tests", action="store_true")
+    p.add_argument("--skip-tests", action="store_true", help="measure only")
+    p.add_argument("--skip-measure", action="store_true", help="run the CUDA tests only")
     p.add_argument("--test-timeout", type=int, default=300)
     args = p.parse_args(argv)
     if args.dry:
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
         {"summary": "skipped"} if args.skip_tests else _run_tests(args.dry, args.test_timeout)
     )
     print(f"tests: {report['tests']['summary']}", flush=True)
-    report["measurements"] = measure(args.dry, args.repeats)
+    report["measurements"] = {} if args.skip_measure else measure(args.dry, args.repeats)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     card = re.sub(r"[^A-Za-z0-9]+", "_", report["environment"]["card"]).strip("_").lower()
     out = Path(args.out)

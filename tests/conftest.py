@@ -30,7 +30,10 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=200, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread per pytest-xdist worker (the default run uses one worker per core), else up to 2.
+torch.set_num_threads(
+    1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads())
+)
 
 # No tqdm monitor thread: test runners that fork per test run (mutmut) deadlock in the child
 # when the parent's monitor thread holds tqdm's lock at the fork; the tests do not need it.

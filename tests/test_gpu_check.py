@@ -13,18 +13,30 @@ pytest.importorskip("triton")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 
 
-def test_dry_run_passes_every_check_and_writes_the_report(tmp_path):
+def _dry(tmp_path, *flags: str) -> dict:
     res = subprocess.run(
-        [sys.executable, str(SCRIPT), "--dry", "--out", str(tmp_path)],
+        [sys.executable, str(SCRIPT), "--dry", "--out", str(tmp_path), *flags],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    report = json.loads((tmp_path / "gpu_cpu_dry.json").read_text())
+    assert (tmp_path / "gpu_cpu_dry.md").read_text().startswith("### GPU check: cpu-dry")
+    return json.loads((tmp_path / "gpu_cpu_dry.json").read_text())
+
+
+# The rehearsal in two halves (each about half the time of a whole run), so that parallel test
+# workers can run them side by side; a real GPU run does both in one call.
+def test_dry_run_passes_every_cuda_test(tmp_path):
+    report = _dry(tmp_path, "--skip-measure")
     assert report["tests"]["counts"]["passed"] >= 10 and "failed" not in report["tests"]["counts"]
+    assert report["measurements"] == {}
+
+
+def test_dry_run_measures_every_section(tmp_path):
+    report = _dry(tmp_path, "--skip-tests")
+    assert report["tests"] == {"summary": "skipped"}
     m = report["measurements"]
     for section in ("aggregation_train", "aggregation_inference", "rendering",
                     "training_throughput", "adaptive_conv"):  # fmt: skip
         assert section in m and "error" not in m[section], m.get(section)
     assert set(m["aggregation_train"]) >= {"triton", "lean", "reference"}
     assert m["training_throughput"]["star_vs_plain"] > 0
-    assert (tmp_path / "gpu_cpu_dry.md").read_text().startswith("### GPU check: cpu-dry")

@@ -167,7 +167,8 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
     _save_image(out[0], args.output, args.bits)
     if not args.quiet:
         print(
-            f"{args.input} ({w}x{h}) -> {args.output} ({out.shape[-1]}x{out.shape[-2]}) in {time.perf_counter() - t0:.1f}s"
+            f"{args.input} ({w}x{h}) -> {args.output} ({out.shape[-1]}x{out.shape[-2]}) "
+            f"in {time.perf_counter() - t0:.1f}s"
         )
 
 
@@ -219,7 +220,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                 r_w, r_h = parse_pair(item, "--scales", integer=False)
             except CLIError:
                 raise CLIError(
-                    f"--scales must be a comma-separated list of numbers or WIDTHxHEIGHT pairs, got {args.scales!r}"
+                    "--scales must be a comma-separated list of numbers or WIDTHxHEIGHT pairs, "
+                    f"got {args.scales!r}"
                 ) from None
             scales.append((r_h, r_w))
             continue
@@ -227,7 +229,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
             scales.append(float(item))
         except ValueError:
             raise CLIError(
-                f"--scales must be a comma-separated list of numbers or WIDTHxHEIGHT pairs, got {args.scales!r}"
+                "--scales must be a comma-separated list of numbers or WIDTHxHEIGHT pairs, "
+                f"got {args.scales!r}"
             ) from None
     flat = [v for s in scales for v in (s if isinstance(s, tuple) else (s,))]
     if not scales or not all(math.isfinite(v) and v > 0 for v in flat):
@@ -305,7 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--size", help="output size WIDTHxHEIGHT, e.g. 1920x1080")
     up.add_argument(
         "--checkpoint",
-        help="file written by ArbitraryScaleSR.save (default: the built-in model, scaleeq.pretrained)",
+        help=(
+            "file written by ArbitraryScaleSR.save (default: the built-in model, "
+            "scaleeq.pretrained)"
+        ),
     )
     up.add_argument(
         "--tile",

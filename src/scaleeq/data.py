@@ -316,7 +316,8 @@ class ArbitraryScalePatches(Dataset):
             for i, img in enumerate(images):
                 if not isinstance(img, torch.Tensor) or img.ndim != 3 or img.shape[0] != 3:
                     raise ValueError(
-                        f"source[{i}] must be a (3, H, W) tensor, got {getattr(img, 'shape', type(img).__name__)}"
+                        f"source[{i}] must be a (3, H, W) tensor, got "
+                        f"{getattr(img, 'shape', type(img).__name__)}"
                     )
             small = [i for i, img in enumerate(images) if min(img.shape[1:]) < patch]
             if small:

@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = demo_model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     print(
-        f"training the demo model ({sum(p.numel() for p in model.parameters()):,} parameters) for {args.steps} steps"
+        f"training the demo model ({sum(p.numel() for p in model.parameters()):,} parameters) "
+        f"for {args.steps} steps"
     )
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):
@@ -124,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
         opt.step()
         if step % 50 == 0 or step == 1:
             print(
-                f"step {step:4d}/{args.steps}  L1 {loss.item():.4f}  ({time.perf_counter() - t0:.0f}s)"
+                f"step {step:4d}/{args.steps}  L1 {loss.item():.4f}  "
+                f"({time.perf_counter() - t0:.0f}s)"
             )
     model.eval()
     test = synthetic_images(8, 96, generator=torch.Generator().manual_seed(10_000 + args.seed))
@@ -141,7 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
     for row in rows:
         gain = row["psnr_model"] - row["psnr_bicubic"]
         print(
-            f"{row['scale']:>6.1f} {row['psnr_bicubic']:>11.2f} {row['psnr_model']:>9.2f} {gain:>+6.2f}"
+            f"{row['scale']:>6.1f} {row['psnr_bicubic']:>11.2f} {row['psnr_model']:>9.2f} "
+            f"{gain:>+6.2f}"
         )
     report = {"steps": args.steps, "results": rows}
     if args.json:

@@ -153,7 +153,8 @@ def _items(source: object) -> list:
     if isinstance(source, Sequence) and all(isinstance(t, torch.Tensor) for t in source):
         return list(source)
     raise TypeError(
-        f"data must be a folder, a list of (3, H, W) tensors or a dict of them, got {type(source).__name__}"
+        "data must be a folder, a list of (3, H, W) tensors or a dict of them, "
+        f"got {type(source).__name__}"
     )
 
 

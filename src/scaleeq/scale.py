@@ -9,8 +9,8 @@ Every public entry point of scaleeq accepts a *scale argument* in one of these f
   axes); a leading dimension of 1 broadcasts over the batch.
 
 :func:`as_scale_tensor` turns any of them into a float tensor of shape ``(B, 2)`` holding
-``(r_h, r_w)`` per sample. Factors must be finite and > 0 (at most 2**53, ``MAX_SIDE``); ``r < 1`` (downscaling) is accepted
-here and rejected by the operations where it makes no sense.
+``(r_h, r_w)`` per sample. Factors must be finite and > 0 (at most 2**53, ``MAX_SIDE``);
+``r < 1`` (downscaling) is accepted here and rejected by the operations where it makes no sense.
 
 Output-size rule: an input of size ``(h, w)`` at scale ``(r_h, r_w)`` gives
 ``(round(h * r_h), round(w * r_w))`` with halves rounded up; an explicit ``size=(H, W)`` gives
@@ -237,7 +237,8 @@ def _too_large(in_size: tuple[int, int], out: object, name: str) -> ValueError:
 
 def _empty_output(in_size: tuple[int, int], out: tuple[int, int], name: str) -> ValueError:
     return ValueError(
-        f"{name} maps input size {tuple(in_size)} to output size {tuple(out)}; both sides must be >= 1"
+        f"{name} maps input size {tuple(in_size)} to output size {tuple(out)}; "
+        "both sides must be >= 1"
     )
 
 

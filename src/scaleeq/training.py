@@ -77,7 +77,8 @@ def train(
     log: Callable[[str], None] = print,
     precision: str = "fp32",
 ) -> TrainResult:
-    """Train ``model`` for ``steps`` iterations in total (resuming from ``checkpoint`` if it exists).
+    """Train ``model`` for ``steps`` iterations in total (resuming from ``checkpoint`` if it
+    exists).
 
     Args:
         model: called as ``model(lr, scale=(B, 2), window=(top, left, P, P))`` (e.g. an
@@ -150,8 +151,9 @@ def train(
     def save(step: int) -> None:
         if checkpoint is not None and rank == 0:
             save_atomic(
-                {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "ema": ema, "step": step, "rng": torch.get_rng_state()},
+                {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "ema": ema, "step": step,
+                 "rng": torch.get_rng_state()},
                 checkpoint,
             )  # fmt: skip
 
@@ -217,7 +219,8 @@ def train(
         bar.close()
     if rank == 0 and steps > start:
         log(
-            f"trained steps {start}..{steps} in {time.perf_counter() - t0:.0f}s, last loss {result.losses[-1]:.4f}"
+            f"trained steps {start}..{steps} in {time.perf_counter() - t0:.0f}s, "
+            f"last loss {result.losses[-1]:.4f}"
         )
     save(result.end_step)
     run_eval(result.end_step)

@@ -200,7 +200,8 @@ class AdaptiveConv2d(nn.Module):
         if conv.groups != 1 or conv.dilation != (1, 1) or conv.padding_mode != "zeros":
             raise ValueError(
                 "conv must have groups=1, dilation=1 and padding_mode='zeros', got "
-                f"groups={conv.groups}, dilation={conv.dilation}, padding_mode={conv.padding_mode!r}"
+                f"groups={conv.groups}, dilation={conv.dilation}, "
+                f"padding_mode={conv.padding_mode!r}"
             )
         layer = cls(
             conv.in_channels,

@@ -168,7 +168,10 @@ class AFEBlock(nn.Module):
         return (x if self.skip == "input" else a) + out
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, hidden={self.hidden}, skip={self.skip!r}, identity_init={self.identity_init}"
+        return (
+            f"dim={self.dim}, hidden={self.hidden}, skip={self.skip!r}, "
+            f"identity_init={self.identity_init}"
+        )
 
 
 class AFETokenBlock(AFEBlock):

@@ -9,7 +9,8 @@ Pipeline for a region of the HR grid (the whole output, or a window plus its hal
 2. **Blocks** — each: ``y = 1x1(LN(z))``; a data kernel ``K = 1x1(ReLU(3x3(y)))`` per pixel and
    channel group; the aggregation ``sum_j K_j R_j y(p + o_j)`` with the RBF distance kernel
    ``R``; ``z += 1x1(.)``; then ``z += FFN(LN(z))`` gated by channel attention.
-3. **Tail** — ``1x1(act(z + z0))`` to the output channels (``z0`` the head output; ``act`` GELU by default, ReLU in the official configuration).
+3. **Tail** — ``1x1(act(z + z0))`` to the output channels (``z0`` the head output; ``act`` GELU
+   by default, ReLU in the official configuration).
 
 Only 1x1 ops and the ``k x k`` aggregation touch HR resolution, so cost is linear in output
 pixels, and every spatial op has a bounded footprint: a window rendered with a halo of
@@ -281,7 +282,8 @@ class NeuralKrigingUpsampler(nn.Module):
         >>> up = NeuralKrigingUpsampler(16, hidden=32, blocks=1)
         >>> up(torch.randn(2, 16, 10, 12), scale=2.5).shape
         torch.Size([2, 3, 25, 30])
-        >>> up(torch.randn(2, 16, 10, 12), scale=torch.tensor([2.0, 3.7]), window=(0, 4, 8, 8)).shape
+        >>> feat = torch.randn(2, 16, 10, 12)
+        >>> up(feat, scale=torch.tensor([2.0, 3.7]), window=(0, 4, 8, 8)).shape
         torch.Size([2, 3, 8, 8])
     """
 
@@ -434,7 +436,8 @@ class NeuralKrigingUpsampler(nn.Module):
         if not plan.whole and self.channel_attention == "eca":
             raise ValueError(
                 "window rendering needs a window-exact channel attention; this upsampler uses "
-                "channel_attention='eca' (official), which reads the whole HR map: render whole outputs"
+                "channel_attention='eca' (official), which reads the whole HR map: render "
+                "whole outputs"
             )
         halo = 0 if plan.whole else self.halo
         m = self.kernel_size // 2
@@ -475,7 +478,7 @@ class NeuralKrigingUpsampler(nn.Module):
         qx: AxisQueries,
         lr_box: tuple[int, int, int, int],
     ) -> torch.Tensor:
-        """``act(W_f feat[nearest] + W_y enc(off_y) + W_x enc(off_x) + b)`` as ``(B, ny, nx, D)``."""
+        """``act(W_f feat[nearest] + W_y enc(off_y) + W_x enc(off_x) + b)``, ``(B, ny, nx, D)``."""
         y0, y1, x0, x1 = lr_box  # the LR rows / columns the queries read, [y0, y1) x [x0, x1)
         # projected on the LR grid (only the rows / columns the queries read), then gathered
         proj = self.head_feat(feat[:, :, y0:y1, x0:x1].permute(0, 2, 3, 1))  # (B, h', w', D)
@@ -488,7 +491,8 @@ class NeuralKrigingUpsampler(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"in_channels={self.in_channels}, out_channels={self.out_channels}, hidden={self.hidden}, "
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
+            f"hidden={self.hidden}, "
             f"kernel_size={self.kernel_size}, backend={self.backend!r}, rounding={self.rounding!r}"
         )
 

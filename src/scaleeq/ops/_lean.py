@@ -1,9 +1,10 @@
 """Plain-torch kriging aggregation that never materialises the KxK-unfolded input.
 
 The forward accumulates the K*K shifted products in place into the output; the backward
-recomputes them tap by tap (autograd wiring lives in :mod:`scaleeq.ops.aggregate`). Only the inputs are saved for backward, and the largest temporary
-is one input-sized product per tap. Out-of-image neighbours are handled by slicing the valid
-range of each shift instead of padding, so no padded copy of the input is made either.
+recomputes them tap by tap (autograd wiring lives in :mod:`scaleeq.ops.aggregate`). Only the
+inputs are saved for backward, and the largest temporary is one input-sized product per tap.
+Out-of-image neighbours are handled by slicing the valid range of each shift instead of
+padding, so no padded copy of the input is made either.
 """
 
 from __future__ import annotations

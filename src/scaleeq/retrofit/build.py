@@ -122,7 +122,8 @@ def retrofit(
         for name, value in (("body", body), ("tail", tail)):
             if not isinstance(value, str) or not isinstance(getattr(model, value, None), nn.Module):
                 raise ValueError(
-                    f"{name}={value!r} must name a submodule of the model; it has {[n for n, _ in model.named_children()]}"
+                    f"{name}={value!r} must name a submodule of the model; it has "
+                    f"{[n for n, _ in model.named_children()]}"
                 )
     elif layout is None:
         layout = detect(model).name

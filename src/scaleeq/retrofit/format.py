@@ -224,10 +224,12 @@ def read_checkpoint(
         ) from e
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(
-            f"{path} is not a scaleeq ArbitraryScaleSR checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})"
+            f"{path} is not a scaleeq ArbitraryScaleSR checkpoint "
+            f"(format {meta.get('format') if isinstance(meta, dict) else None!r})"
         )
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(
-            f"{path}: unsupported checkpoint version {meta.get('version')!r} (expected {FORMAT_VERSION})"
+            f"{path}: unsupported checkpoint version {meta.get('version')!r} "
+            f"(expected {FORMAT_VERSION})"
         )
     return meta, tensors

@@ -226,7 +226,8 @@ def from_parts(
         )
         if cls is None or base.get("config") is None:
             raise ValueError(
-                f"{path} holds a retrofitted {base.get('module')}.{base.get('class')}, which scaleeq "
+                f"{path} holds a retrofitted {base.get('module')}.{base.get('class')}, "
+                "which scaleeq "
                 "cannot rebuild by itself: pass model=<a new instance of that architecture>"
             )
         config = _check_arguments(path, "base.config", base["config"], cls, defaulted)

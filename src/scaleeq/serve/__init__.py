@@ -1,4 +1,5 @@
-"""``scaleeq serve``: a IIIF Image API 3.0 server (level 2) that super-resolves any region at any size.
+"""``scaleeq serve``: a IIIF Image API 3.0 server (level 2) that super-resolves any region at any
+size.
 
 Upscaled requests (``^`` sizes, and the ``name@kx`` virtual images) are rendered by the model
 as exact windows of the whole super-resolved image, so tiles of any zoom level join without

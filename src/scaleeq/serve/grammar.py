@@ -1,4 +1,5 @@
-"""The IIIF Image API 3.0 request grammar: parse and resolve region, size, rotation, quality, format.
+"""The IIIF Image API 3.0 request grammar: parse and resolve region, size, rotation, quality,
+format.
 
 ``{identifier}/{region}/{size}/{rotation}/{quality}.{format}`` (https://iiif.io/api/image/3.0/).
 Parsing needs no third-party package; every failure raises :class:`IIIFError` with the HTTP

@@ -1,4 +1,5 @@
-"""The IIIF image service behind ``scaleeq serve``: images, the region/size mapping, caches, renders.
+"""The IIIF image service behind ``scaleeq serve``: images, the region/size mapping, caches,
+renders.
 
 Nothing here needs the web stack (only torch, numpy and Pillow); :mod:`scaleeq.serve.app`
 wraps :class:`ImageService` in an ASGI application.

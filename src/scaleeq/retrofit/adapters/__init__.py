@@ -86,5 +86,6 @@ def detect(model: nn.Module) -> type[Adapter]:
     raise ValueError(
         f"retrofit does not recognise {type(model).__name__}: it has the submodules {children}. "
         f"Recognised families: {', '.join(families)}. For another model, name its parts: "
-        "retrofit(model, body='<submodule mapping the image to features>', tail='<fixed-scale tail>')"
+        "retrofit(model, body='<submodule mapping the image to features>', "
+        "tail='<fixed-scale tail>')"
     )

@@ -121,7 +121,8 @@ def interleave(
 
 
 def run_body(body: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``body(x, scale)`` for an :class:`Interleaved` body, ``body(x)`` otherwise (``afe="none"``)."""
+    """``body(x, scale)`` for an :class:`Interleaved` body, ``body(x)`` otherwise
+    (``afe="none"``)."""
     return body(x, scale) if isinstance(body, Interleaved) else body(x)
 
 

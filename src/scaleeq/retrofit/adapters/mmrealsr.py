@@ -13,8 +13,8 @@ the estimated degrees).
 -> ``conv_last``) starts from. The first step of the tail is a *function*, not a module, so no
 module's input is the cut: the nearest module, ``conv_up1``, receives its nearest x2
 upsampling. :meth:`~MMRealSRAdapter.tail_module` names ``conv_up1`` and
-:func:`~scaleeq.retrofit.adapters.base.check_cut` reads its input at every second pixel (:meth:`~MMRealSRAdapter.cut_reference`: exact, nearest x2 repeats each
-pixel).
+:func:`~scaleeq.retrofit.adapters.base.check_cut` reads its input at every second pixel
+(:meth:`~MMRealSRAdapter.cut_reference`: exact, nearest x2 repeats each pixel).
 
 **AFE blocks** go before every ``afe_every``-th (RRDB, modulation) pair (default: a quarter of
 the trunk, so 4 blocks), i.e. on the modulated features entering the RRDB.

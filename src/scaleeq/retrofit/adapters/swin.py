@@ -4,11 +4,12 @@ As in their official code, BasicSR and spandrel: ``conv_first``, ``patch_embed``
 ``norm``, ``patch_unembed``, ``conv_after_body``, ``forward_features``, ``mean``,
 ``img_range``, ``window_size``; tails ``pixelshuffle``, ``pixelshuffledirect`` and
 ``nearest+conv``; spandrel's SwinIR may put a pixel-unshuffle front end before ``conv_first``
-(``start_unshuffle``: features at that stride over the input). Each entry of ``layers`` is wrapped to run an AFE token block first. The
-adapter runs the body loop of ``forward_features`` itself (patch embedding, ``ape``,
-``pos_drop``, the layers with HAT's ``params``, norm, unembedding) so that it can hand the
-scale to each layer; :func:`~scaleeq.retrofit.adapters.base.check_cut` verifies at retrofit
-time that the loop reproduces the model's own features.
+(``start_unshuffle``: features at that stride over the input). Each entry of ``layers`` is
+wrapped to run an AFE token block first. The adapter runs the body loop of
+``forward_features`` itself (patch embedding, ``ape``, ``pos_drop``, the layers with HAT's
+``params``, norm, unembedding) so that it can hand the scale to each layer;
+:func:`~scaleeq.retrofit.adapters.base.check_cut` verifies at retrofit time that the loop
+reproduces the model's own features.
 """
 
 from __future__ import annotations
