@@ -211,7 +211,7 @@ def test_dctlsa_is_traced_across_several_windows(case, tmp_path, monkeypatch):
     (onnxruntime then fails at larger sizes); export raises the traced size to 2 x 2 windows.
     (The export itself takes many minutes: the slow ONNX check runs it.)"""
     pytest.importorskip("onnxscript")
-    import scaleeq.onnx as sonnx
+    import scaleeq.onnx.export as sonnx
 
     seen = []
     monkeypatch.setattr(sonnx, "_export", lambda *args, batch: seen.append(args[4]) or None)
