@@ -199,7 +199,7 @@ ROWS = [
     ["pretrained", "spandrel", "demo"],
     ["retrofit", "training"],
     ["models", "data"],
-    ["layers", "contracts", "resize"],
+    ["layers", "contracts", "resize", "images"],
     ["geometry", "context"],
     ["scale", "ops", "allocator"],
     ["_checks", "_io", "_checkpoint", "precision", "_torchvision"],

@@ -114,7 +114,7 @@ def _load_checkpoint(checkpoint: str, device: str):
 
 
 def _cmd_upscale(args: argparse.Namespace) -> None:
-    from .data import check_output, load_image
+    from .images import check_output, load_image
     from .infer import upscale
 
     if (args.scale is None) == (args.size is None):
@@ -198,7 +198,7 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _save_image(img: torch.Tensor, path: str, bits: int) -> None:
-    from .data import save_image
+    from .images import save_image
 
     try:
         save_image(img, path, bits=bits)

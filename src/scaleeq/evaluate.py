@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .contracts import is_sr_model, is_upsampler
-from .data import IMAGE_SUFFIXES, list_images, load_image
+from .images import IMAGE_SUFFIXES, list_images, load_image
 from .infer import upscale
 from .metrics import psnr_y, ssim_y
 from .precision import autocast, check_precision

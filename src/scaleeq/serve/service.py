@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES
 from ..precision import autocast, check_precision
 from .cache import ByteLRU
 from .grammar import (
@@ -421,7 +421,7 @@ class ImageService:
                 return hit
             from PIL import Image
 
-            from ..data import load_image
+            from ..images import load_image
 
             try:
                 lr = load_image(img.path)[None]
