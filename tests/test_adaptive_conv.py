@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,8 +13,13 @@ from hypothesis import strategies as st
 from torch import nn
 
 from scaleeq import AdaptiveConv2d, ScaleEncoding, as_scale_tensor, scale_context
+from scaleeq.layers.adaptive_conv import _auto_impl
 
+from ._helpers import FLOAT_ARG, FUZZ, IGNORE_EVEN_SAME_PADDING, INT_ARG, named_or_finite
 from .conftest import TOL
+
+# the fuzz tests' constructors may be given an even kernel with padding="same" (torch warns)
+pytestmark = IGNORE_EVEN_SAME_PADDING
 
 
 def per_sample_kernel_reference(layer: AdaptiveConv2d, x: torch.Tensor, scale) -> torch.Tensor:
@@ -224,3 +232,184 @@ class TestErrors:
             AdaptiveConv2d.from_conv(nn.Linear(3, 3))  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="groups=1"):
             AdaptiveConv2d.from_conv(nn.Conv2d(4, 4, 3, groups=2))
+
+
+# -- Tests written for surviving mutants of the mutation-testing run (docs/testing.md) ----------
+# Each states an invariant or compares with an independent reference; none takes its expected
+# value from the code under test.
+
+
+def test_auto_impl_follows_the_documented_cpu_rule():
+    cpu, other = torch.device("cpu"), torch.device("meta")
+    assert _auto_impl(cpu, 128, 128) == "grouped"  # up to 128 x 128 channels on the CPU
+    assert _auto_impl(cpu, 1, 128 * 128) == "grouped"
+    assert _auto_impl(cpu, 128, 129) == "scale"
+    assert _auto_impl(cpu, 129, 128) == "scale"
+    assert _auto_impl(other, 4, 4) == "scale"  # elsewhere: input scaling
+
+
+@pytest.mark.parametrize(
+    "conv",
+    [
+        torch.nn.Conv2d(3, 5, 3, stride=2, padding=1, bias=True, dtype=torch.float64),
+        torch.nn.Conv2d(3, 5, (3, 1), padding="same", bias=False, dtype=torch.float64),
+    ],
+)
+def test_from_conv_is_the_same_convolution_at_every_scale(conv):
+    layer = AdaptiveConv2d.from_conv(conv)
+    assert layer.weight.dtype == torch.float64 and layer.encoding.num_freqs == 8
+    assert not layer.demodulate
+    x = torch.rand(2, 3, 9, 8, dtype=torch.float64)
+    for scale in (1.5, 3.7):
+        torch.testing.assert_close(layer(x, scale), conv(x), rtol=1e-12, atol=1e-12)
+    assert AdaptiveConv2d.from_conv(conv, demodulate=True).demodulate
+
+
+def test_from_conv_keeps_the_device_and_refuses_what_it_cannot_copy():
+    meta = AdaptiveConv2d.from_conv(torch.nn.Conv2d(2, 2, 3, device="meta"))
+    assert meta.weight.device.type == "meta" and meta.style(2.0).device.type == "meta"
+    for bad in (
+        torch.nn.Conv2d(2, 2, 3, dilation=2),
+        torch.nn.Conv2d(2, 2, 3, groups=2),
+        torch.nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
+    ):
+        with pytest.raises(ValueError, match="groups=1, dilation=1 and padding_mode='zeros'"):
+            AdaptiveConv2d.from_conv(bad)
+
+
+def test_adaptive_conv_errors_name_the_layout_size_and_scale():
+    layer = AdaptiveConv2d(2, 2, 5, padding=0)
+    with pytest.raises(ValueError, match=r"^x must be a 4-D tensor of shape \(B, C_in, H, W\)"):
+        layer(torch.rand(2, 8, 8), 2.0)
+    with pytest.raises(
+        ValueError, match=r"too small for kernel_size \(5, 5\) with padding \(0, 0\)"
+    ):
+        layer(torch.rand(1, 2, 3, 8), 2.0)
+    with pytest.raises(ValueError, match=r"^scale holds 3 per-sample scales"):
+        layer(torch.rand(2, 2, 8, 8), torch.tensor([2.0, 3.0, 4.0]))
+    same = AdaptiveConv2d(2, 2, (2, 2), padding="same")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: an even kernel with "same" may copy the input
+        assert same(torch.rand(1, 2, 1, 1), 2.0).shape == (1, 2, 1, 1)  # any non-empty input
+
+
+@torch.no_grad()  # reads parameter values only
+def test_initialisation_follows_nn_conv2d_and_the_documented_style_init():
+    """Weights and bias drawn like ``nn.Conv2d`` (uniform within 1 / sqrt(fan_in)), bias on by
+    default, the style MLP at zero (``zero_init``) or N(0, 0.02^2)."""
+    torch.manual_seed(0)
+    layer = AdaptiveConv2d(32, 64, 3)
+    bound = 1 / math.sqrt(32 * 9)  # what nn.Conv2d's kaiming_uniform(a=sqrt(5)) gives
+    ref = torch.nn.Conv2d(32, 64, 3)
+    torch.testing.assert_close(ref.weight.abs().max(), torch.tensor(bound), rtol=0.02, atol=0)
+    for p in (layer.weight, layer.bias):
+        assert p is not None
+        assert float(p.max()) <= bound and float(p.min()) >= -bound
+        assert float(p.max()) > 0.9 * bound and float(p.min()) < -0.9 * bound  # the full range
+    assert float(layer.to_style.weight.abs().max()) == 0.0
+    torch.manual_seed(0)
+    small = AdaptiveConv2d(32, 64, 3, zero_init=False).to_style.weight
+    assert 0.017 < float(small.std()) < 0.023 and float(small.abs().max()) > 0
+
+
+@pytest.mark.parametrize("padding, size", [("valid", (5, 6)), ("same", (7, 8)), (2, (9, 10))])
+def test_padding_modes_give_nn_conv2d_sizes_and_values(padding, size):
+    torch.manual_seed(0)
+    layer = AdaptiveConv2d(3, 4, 3, padding=padding, demodulate=False)
+    ref = torch.nn.Conv2d(3, 4, 3, padding=padding)
+    ref.load_state_dict({"weight": layer.weight, "bias": layer.bias})
+    x = torch.rand(1, 3, 7, 8)
+    out = layer(x, 2.0)  # the style is 1 at initialisation: a plain convolution
+    assert out.shape[-2:] == size
+    torch.testing.assert_close(out, ref(x))
+
+
+def test_adaptive_conv_argument_errors_name_the_argument():
+    with pytest.raises(ValueError, match=r"^in_channels"):
+        AdaptiveConv2d(0, 2, 3)
+    with pytest.raises(ValueError, match=r"^out_channels"):
+        AdaptiveConv2d(2, 0, 3)
+    for name in ("kernel_size", "stride", "padding"):
+        args = {"kernel_size": 3, name: (1, 2, 3)}
+        with pytest.raises(TypeError, match=rf"^{name} must be an int or a pair of ints"):
+            AdaptiveConv2d(2, 2, **args)
+
+
+def test_adaptive_conv_keeps_its_settings_and_encoding():
+    """The documented eps default (1e-8), the chosen formulation (also in the repr) and a
+    user's encoding module are kept as given."""
+    from scaleeq.layers import ScaleEncoding
+
+    assert AdaptiveConv2d(2, 2, 3).eps == 1e-8
+    layer = AdaptiveConv2d(2, 2, 3, impl="grouped")
+    assert layer.impl == "grouped" and "impl='grouped'" in repr(layer)
+    enc = ScaleEncoding(3)
+    layer = AdaptiveConv2d(2, 5, 3, encoding=enc)
+    assert layer.encoding is enc and layer.to_style.in_features == enc.out_features
+
+
+@pytest.mark.parametrize("kernel", [(3, 2), (2, 3)])
+def test_same_padding_with_one_even_kernel_side_matches_nn_conv2d(kernel):
+    torch.manual_seed(0)
+    layer = AdaptiveConv2d(2, 3, kernel, padding="same", demodulate=False)
+    ref = torch.nn.Conv2d(2, 3, kernel, padding="same")
+    ref.load_state_dict({"weight": layer.weight, "bias": layer.bias})
+    x = torch.rand(1, 2, 6, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: an even kernel with "same" may copy the input
+        torch.testing.assert_close(layer(x, 2.0), ref(x))
+
+
+def test_from_conv_keeps_unpadded_and_asymmetric_padding_and_num_freqs():
+    for padding in (0, (0, 2)):
+        conv = torch.nn.Conv2d(3, 4, 3, padding=padding, dtype=torch.float64)
+        layer = AdaptiveConv2d.from_conv(conv, num_freqs=4)
+        assert layer.encoding.num_freqs == 4
+        x = torch.rand(1, 3, 7, 8, dtype=torch.float64)
+        torch.testing.assert_close(layer(x, 2.5), conv(x), rtol=1e-12, atol=1e-12)
+
+
+# -- Property-based fuzzing of the public API (issue 12) ----------------------------------------
+# For random good and bad argument values a call either raises ValueError / TypeError whose
+# message names the argument, or returns a finite output of the documented size; any other
+# exception, a silent NaN, a wrong size or a slow example fails. Strategies, settings and checks:
+# tests/_helpers.py.
+
+
+@FUZZ
+@given(
+    channels=st.tuples(INT_ARG, INT_ARG),
+    kernel_size=st.one_of(INT_ARG, st.tuples(st.integers(-1, 4), st.integers(-1, 4))),
+    stride=st.one_of(INT_ARG, st.tuples(st.integers(-1, 3), st.integers(-1, 3))),
+    padding=st.one_of(
+        st.sampled_from(["same", "valid", "full", -1, 0, 1, 2, (1, 0), (-1, 1), 1.5]),
+    ),
+    num_freqs=INT_ARG,
+    eps=FLOAT_ARG,
+    impl=st.sampled_from(["auto", "scale", "grouped", "fast"]),
+)
+def test_adaptive_conv_constructor(channels, kernel_size, stride, padding, num_freqs, eps, impl):
+    kwargs = {
+        "kernel_size": kernel_size, "stride": stride, "padding": padding,
+        "num_freqs": num_freqs, "eps": eps, "impl": impl,
+    }  # fmt: skip
+    c_in, c_out = channels
+    try:
+        conv = AdaptiveConv2d(c_in, c_out, zero_init=False, **kwargs)
+    except (ValueError, TypeError) as e:
+        words = (*kwargs, "in_channels", "out_channels")
+        assert any(k in str(e) for k in words), f"{type(e).__name__} names no argument: {e}"
+        return
+    x = torch.rand(2, c_in, 6, 5)
+    with torch.no_grad():
+        out = named_or_finite(lambda: conv(x, 2.0), ("x ", "x must", "kernel", "padding", "input"))
+    if out is None:
+        return
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    if conv.padding == "same":
+        ph, pw = None, None
+        assert out.shape == (2, c_out, 6, 5)
+    else:
+        ph, pw = conv.padding
+        expected = ((6 + 2 * ph - kh) // sh + 1, (5 + 2 * pw - kw) // sw + 1)
+        assert out.shape == (2, c_out, *expected)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from scaleeq import AFEBlock, AFETokenBlock, scale_context
+
+from ._helpers import FLOAT_ARG, FUZZ, IGNORE_EVEN_SAME_PADDING, INT_ARG
+
+# the fuzz tests' constructors may be given an even kernel with padding="same" (torch warns)
+pytestmark = IGNORE_EVEN_SAME_PADDING
 
 
 def trained_like(block: AFEBlock) -> AFEBlock:
@@ -151,3 +158,88 @@ class TestErrors:
             AFEBlock(4, se_ratio=0)
         with pytest.raises(ValueError, match="dim"):
             AFEBlock(0)
+
+
+# -- Tests written for surviving mutants of the mutation-testing run (docs/testing.md) ----------
+# Each states an invariant or compares with an independent reference; none takes its expected
+# value from the code under test.
+
+
+def test_afe_block_documented_defaults_and_structure():
+    """AFEBlock(dim): a 3x3 demodulated AdaptiveConv2d without bias, scale encoding with 8
+    frequencies (2 * (2 * 8 + 1) = 34 features), SE bottleneck int(0.25 * hidden) but at least 1,
+    1x1 projections with bias; se_ratio = 1 is allowed (the range is (0, 1])."""
+    from scaleeq import AFEBlock
+
+    blk = AFEBlock(8)
+    assert blk.conv.kernel_size == (3, 3) and blk.conv.bias is None
+    assert blk.conv.encoding.out_features == 34 and blk.conv.demodulate is True
+    assert blk.se.fc1.out_features == 2 and blk.pw_in.bias is not None
+    assert blk.identity_init is False and AFEBlock(8, identity_init=True).identity_init is True
+    assert AFEBlock(2).se.fc1.out_features == 1  # int(0.5) = 0 -> at least 1
+    assert AFEBlock(8, se_ratio=1.0).se.fc1.out_features == 8
+    for kwargs, name in (({"dim": 0}, "dim"), ({"dim": 4, "hidden": 0}, "hidden"),
+                         ({"dim": 4, "se_ratio": -1.0}, "se_ratio")):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"^{name} must be"):
+            AFEBlock(**kwargs)
+    with pytest.raises(ValueError, match=r"^x must be a 4-D tensor of shape \(B, C, H, W\), got"):
+        blk(torch.rand(8, 5, 5), 2.0)
+
+
+def test_afe_block_passes_its_arguments_down_and_token_block_errors_are_exact():
+    from scaleeq import AFEBlock, AFETokenBlock, ScaleEncoding
+    from scaleeq.layers.afe import LayerNorm2d
+
+    enc = ScaleEncoding(2)
+    blk = AFEBlock(8, hidden=6, num_freqs=4, demodulate=False)
+    assert blk.hidden == 6 and blk.conv.encoding.out_features == 18 and not blk.conv.demodulate
+    assert AFEBlock(8, encoding=enc).conv.encoding is enc
+    with pytest.raises(ValueError, match=r"^se_ratio must be in \(0, 1\]"):
+        AFEBlock(8, se_ratio=1.5)
+    # LayerNorm2d normalises over channels with the eps it was given, not layer_norm's 1e-5
+    ln = LayerNorm2d(2, eps=1e-6)
+    x = torch.tensor([0.0, 2e-3], dtype=torch.float64).view(1, 2, 1, 1)  # variance 1e-6
+    ln = ln.double()
+    torch.testing.assert_close(ln(x).flatten(),
+                               torch.tensor([-1.0, 1.0], dtype=torch.float64) / math.sqrt(2.0),
+                               rtol=1e-9, atol=1e-9)  # fmt: skip
+    tok = AFETokenBlock(4)
+    with pytest.raises(ValueError, match=r"^x must be a 3-D tensor of shape \(B, L, C\), got"):
+        tok(torch.rand(1, 4, 2, 2), (2, 2), 2.0)
+    with pytest.raises(TypeError, match=r"^x_size must be an int or a pair of ints"):
+        tok(torch.rand(1, 4, 4), (1, 2, 2), 2.0)
+
+
+# -- Property-based fuzzing of the public API (issue 12) ----------------------------------------
+# For random good and bad argument values a call either raises ValueError / TypeError whose
+# message names the argument, or returns a finite output of the documented size; any other
+# exception, a silent NaN, a wrong size or a slow example fails. Strategies, settings and checks:
+# tests/_helpers.py.
+
+
+@FUZZ
+@given(
+    dim=INT_ARG,
+    hidden=st.one_of(st.none(), INT_ARG),
+    kernel_size=INT_ARG,
+    num_freqs=INT_ARG,
+    se_ratio=FLOAT_ARG,
+    skip=st.sampled_from(["input", "hidden", "none"]),
+    identity_init=st.booleans(),
+)
+def test_afe_block_constructor(dim, hidden, kernel_size, num_freqs, se_ratio, skip, identity_init):
+    kwargs = {
+        "hidden": hidden, "kernel_size": kernel_size, "num_freqs": num_freqs,
+        "se_ratio": se_ratio, "skip": skip, "identity_init": identity_init,
+    }  # fmt: skip
+    try:
+        block = AFEBlock(dim, **kwargs)
+    except (ValueError, TypeError) as e:
+        assert any(k in str(e) for k in (*kwargs, "dim")), f"{type(e).__name__}: {e}"
+        return
+    x = torch.rand(1, dim, 6, 5)
+    with torch.no_grad():
+        out = block(x, 2.0)
+    assert out.shape == x.shape and bool(torch.isfinite(out).all())
+    if identity_init:
+        torch.testing.assert_close(out, x)

@@ -13,6 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from scaleeq.ops import axis_queries, distance_kernel, kriging_aggregate
+from scaleeq.ops._lean import lean_backward, lean_forward, shifted_sum
+from scaleeq.ops.aggregate import _is_exporting
 
 
 def aggregate_loop(x, kernel, dist):
@@ -245,3 +247,228 @@ def test_shifted_sum_the_export_form_matches_the_direct_loop(with_dist, k):
     x, kernel, dist = random_inputs(2, 2, 3, 4, 7, k, dtype=torch.float64)
     dist = dist if with_dist else None
     torch.testing.assert_close(shifted_sum(x, kernel, dist), aggregate_loop(x, kernel, dist))
+
+
+# -- Tests written for surviving mutants of the mutation-testing run (docs/testing.md) ----------
+# Each states an invariant or compares with an independent reference; none takes its expected
+# value from the code under test.
+
+
+# -- ops/_lean.py -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "needs", [(True, False, False), (False, True, False), (False, False, True)]
+)
+def test_lean_backward_gives_exactly_the_needed_gradients_in_any_layout(needs):
+    g = torch.Generator().manual_seed(5)
+    b, grp, c, h, w = 2, 2, 4, 5, 6
+    x = torch.rand(b, c, h, w, generator=g, dtype=torch.float64).to(
+        memory_format=torch.channels_last
+    )
+    kernel = torch.rand(b, w, h, grp, 9, generator=g, dtype=torch.float64).permute(0, 3, 4, 2, 1)
+    dist = torch.rand(b, 9, h, w, generator=g, dtype=torch.float64)
+    gy = torch.rand(b, c, h, w, generator=g, dtype=torch.float64)
+    leaves = [t.detach().clone().requires_grad_(True) for t in (x, kernel, dist)]
+    want = torch.autograd.grad(shifted_sum(*leaves), leaves, gy)  # out-of-place autograd path
+    got = lean_backward(gy, x, kernel, dist, needs)
+    for need, gt, wt in zip(needs, got, want, strict=True):
+        if need:
+            torch.testing.assert_close(gt, wt)
+        else:
+            assert gt is None
+
+
+# -- ops/aggregate.py ---------------------------------------------------------------------------
+
+
+def test_distance_kernel_of_a_5x5_window_matches_direct_distances():
+    n, big, k, m = 4, 7, 5, 2  # LR 4x4 -> HR 7x7, a 5x5 neighbourhood
+    q = axis_queries(n, torch.tensor([big]), torch.tensor([-m]), big + 2 * m, dtype=torch.float64)
+    r = distance_kernel(q, q, torch.tensor(0.7, dtype=torch.float64), k)
+    assert r.shape == (1, k * k, big, big)
+
+    def centre(i):  # nearest LR pixel of HR index i (clamped), no ties at these sizes
+        return min(max(round((i + 0.5) * n / big - 0.5), 0), n - 1)
+
+    for i in range(big):
+        for j in range(big):
+            py, px = (i + 0.5) * n / big - 0.5, (j + 0.5) * n / big - 0.5
+            for t in range(k * k):
+                cy, cx = centre(i + t // k - m), centre(j + t % k - m)
+                want = math.exp(-((py - cy) ** 2 + (px - cx) ** 2) / (2 * 0.7**2))
+                assert abs(r[0, t, i, j].item() - want) < 1e-12
+
+
+def test_is_exporting_is_true_only_while_torch_export_traces():
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(_is_exporting())
+            return x + 1
+
+    assert _is_exporting() is False
+    torch.export.export(Probe(), (torch.ones(2),), strict=False)
+    assert seen and all(s is True for s in seen)
+
+
+def _aggregate_inputs(dist_grad=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 4, 5, 6, dtype=torch.float64, generator=g).requires_grad_()
+    kernel = torch.randn(2, 2, 9, 5, 6, dtype=torch.float64, generator=g).requires_grad_()
+    dist = torch.rand(2, 9, 5, 6, dtype=torch.float64, generator=g).requires_grad_(dist_grad)
+    return x, kernel, dist
+
+
+def _reference_grads(x, kernel, dist, gy):
+    from scaleeq.ops._reference import aggregate_reference
+
+    leaves = [t.detach().requires_grad_(t.requires_grad) for t in (x, kernel, dist)]
+    aggregate_reference(*leaves).backward(gy)
+    return [t.grad for t in leaves]
+
+
+class _FakeTriton:
+    """Stands in for ``scaleeq.ops._triton`` (interpreting, so CPU tensors are allowed): runs
+    the lean kernels and records what it was handed."""
+
+    def __init__(self):
+        self.calls = []
+
+    def interpreting(self):
+        return True
+
+    def aggregate_triton_forward(self, x, kernel, dist):
+        self.calls.append(("forward", x, kernel, dist))
+        return lean_forward(x, kernel, dist)
+
+    def aggregate_triton_backward(self, gy, x, kernel, dist, needs):
+        self.calls.append(("backward", gy, x, kernel, dist, needs))
+        return lean_backward(gy, x, kernel, dist, needs)
+
+
+@pytest.mark.parametrize("path", ["function", "custom_op"])
+@pytest.mark.parametrize("dist_grad", [True, False])
+def test_triton_backend_hands_the_kernels_exactly_their_inputs(monkeypatch, path, dist_grad):
+    """backend="triton" runs the Triton forward and backward (eager autograd.Function, or the
+    custom op torch.compile sees) with the caller's tensors, a contiguous output gradient and
+    the needed-gradient flags; other backends never touch Triton."""
+    import scaleeq.ops.aggregate as agg
+
+    fake = _FakeTriton()
+    monkeypatch.setattr(agg, "_triton_module", lambda: fake)
+    monkeypatch.setattr(agg, "triton_available", lambda: True)
+    if path == "custom_op":
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    x, kernel, dist = _aggregate_inputs(dist_grad)
+    gy = torch.randn(2, 6, 5, 4, dtype=torch.float64).transpose(1, 3)  # not contiguous
+    y = agg.kriging_aggregate(x, kernel, dist, backend="triton")
+    assert [c[0] for c in fake.calls] == ["forward"]
+    assert all(a is b for a, b in zip(fake.calls[0][1:], (x, kernel, dist), strict=True))
+    y.backward(gy)
+    assert [c[0] for c in fake.calls] == ["forward", "backward"]
+    _, got_gy, *saved, needs = fake.calls[1]
+    assert got_gy.is_contiguous() and torch.equal(got_gy, gy)
+    assert all(torch.equal(a, b) for a, b in zip(saved, (x, kernel, dist), strict=True))
+    assert needs == (True, True, dist_grad)
+    want = _reference_grads(x, kernel, dist, gy)
+    torch.testing.assert_close(x.grad, want[0])
+    torch.testing.assert_close(kernel.grad, want[1])
+    assert (dist.grad is None) if not dist_grad else torch.allclose(dist.grad, want[2])
+    fake.calls.clear()
+    for backend in ("lean", "reference", "auto"):  # CPU tensors: no Triton
+        agg.kriging_aggregate(x, kernel, dist, backend=backend).sum().backward()
+    assert fake.calls == []
+
+
+def test_export_and_compile_paths_agree_with_the_eager_function(monkeypatch):
+    """The shifted-sum form used while exporting and the custom op used under torch.compile give
+    the eager function's values and gradients."""
+    import scaleeq.ops.aggregate as agg
+
+    x, kernel, dist = _aggregate_inputs()
+    gy = torch.randn(2, 4, 5, 6, dtype=torch.float64)
+    want_y = agg.kriging_aggregate(x, kernel, dist).detach()  # the default backend, eager
+    want = _reference_grads(x, kernel, dist, gy)
+    for name in ("_is_exporting", "is_compiling"):
+        with monkeypatch.context() as m:
+            m.setattr(agg if name == "_is_exporting" else torch.compiler, name, lambda: True)
+            leaves = [t.detach().requires_grad_() for t in (x, kernel, dist)]
+            y = agg.kriging_aggregate(*leaves, backend="lean")
+            torch.testing.assert_close(y, want_y)
+            y.backward(gy)
+            for got, ref in zip(leaves, want, strict=True):
+                torch.testing.assert_close(got.grad, ref)
+
+
+def test_eager_calls_do_not_dispatch_through_the_custom_op(monkeypatch):
+    import scaleeq.ops.aggregate as agg
+
+    def refuse(*args):
+        raise AssertionError("the custom op was called outside torch.compile")
+
+    monkeypatch.setattr(agg, "_aggregate_op", refuse)
+    x, kernel, dist = _aggregate_inputs()
+    agg.kriging_aggregate(x, kernel, dist, backend="lean").sum().backward()
+
+
+def _saved_bytes(fn) -> int:
+    sizes = []
+
+    def pack(t):
+        sizes.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(sizes)
+
+
+def test_lean_saves_only_its_inputs_and_reference_is_plain_autograd():
+    """The documented memory contract of "lean" (saves its inputs for backward, nothing else),
+    and "reference" an independent plain-autograd computation (it saves the unfolded input),
+    so that comparing the two is not comparing lean with itself."""
+    x, kernel, dist = _aggregate_inputs()
+    inputs = sum(t.numel() * t.element_size() for t in (x, kernel, dist))
+    assert _saved_bytes(lambda: kriging_aggregate(x, kernel, dist, backend="lean")) == inputs
+    unfolded = x.numel() * 9 * x.element_size()
+    assert _saved_bytes(lambda: kriging_aggregate(x, kernel, dist, backend="reference")) >= unfolded
+
+
+def test_resolve_backend_rule(monkeypatch):
+    import scaleeq.ops.aggregate as agg
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    fake = _FakeTriton()
+    monkeypatch.setattr(agg, "_triton_module", lambda: fake)
+    for available in (True, False):
+        monkeypatch.setattr(agg, "triton_available", lambda a=available: a)
+        assert agg.resolve_backend("auto", cuda) == ("triton" if available else "lean")
+        assert agg.resolve_backend("auto", cpu) == "lean"
+        assert agg.resolve_backend("lean", cuda) == "lean"
+        assert agg.resolve_backend("reference", cpu) == "reference"
+    with pytest.raises(
+        ValueError, match=r"needs the triton package \(pip install scaleeq\[triton\]\)"
+    ):
+        agg.resolve_backend("triton", cuda)
+    monkeypatch.setattr(agg, "triton_available", lambda: True)
+    assert agg.resolve_backend("triton", cuda) == "triton"
+    assert agg.resolve_backend("triton", cpu) == "triton"  # the fake interprets
+    monkeypatch.setattr(fake, "interpreting", lambda: False)
+    assert agg.resolve_backend("triton", cuda) == "triton"
+    with pytest.raises(ValueError, match="needs CUDA tensors .* got tensors on cpu"):
+        agg.resolve_backend("triton", cpu)
+
+
+def test_kriging_aggregate_errors_name_argument_and_layout():
+    x, kernel, dist = (t.detach() for t in _aggregate_inputs())
+    cases = [
+        ((x[0], kernel, dist), r"^x must be a 4-D tensor of shape \(B, C, H, W\)"),
+        ((x, kernel[0], dist), r"^kernel must be a 5-D tensor of shape \(B, G, k\*k, H, W\)"),
+        ((x, kernel, dist[0]), r"^dist must be a 4-D tensor of shape \(B, k\*k, H, W\)"),
+        ((x, kernel[:, :, :4], dist[:, :4]), "kernel dim 2 must be k\\*k for an odd k, got 4"),
+    ]
+    for args, message in cases:
+        with pytest.raises(ValueError, match=message):
+            kriging_aggregate(*args)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -144,3 +145,64 @@ def test_ceil_div_uses_no_negative_floor_division():
         assert ceil_div(Truncating(n), 2) == -(-n // 2)
         assert pad_to(Truncating(n), 4) == -n % 4
     assert -(-Truncating(11) // 2) == 5  # the old spelling would give 5, not 6
+
+
+# -- Tests written for surviving mutants of the mutation-testing run (docs/testing.md) ----------
+# Each states an invariant or compares with an independent reference; none takes its expected
+# value from the code under test.
+
+
+def test_nearest_index_rounds_half_to_even_like_python():
+    # ties (u = k + 1/2) need an even LR length: 8 -> 1 gives u = 3.5, 10 -> 1 gives u = 4.5
+    for lr_len, hr_len in [(7, 7), (7, 14), (7, 3), (7, 35), (4, 1), (8, 1), (10, 1), (12, 3)]:
+        index = torch.arange(-3, hr_len + 3)
+        got = nearest_index(index, lr_len, torch.tensor(hr_len)).tolist()
+        # u = ((2 i + 1) n - N) / (2 N); Python's round() of a Fraction is half-to-even
+        want = [round(Fraction((2 * i + 1) * lr_len - hr_len, 2 * hr_len)) for i in index.tolist()]
+        assert got == want
+
+
+def test_axis_queries_dtype_and_device():
+    q = axis_queries(4, torch.tensor([8]), torch.tensor([0]), 8, dtype=torch.float32)
+    assert q.pos.dtype == q.offset.dtype == torch.float32
+    q = axis_queries(4, torch.tensor([8]), torch.tensor([0]), 8, device="meta")
+    assert {t.device.type for t in (q.index, q.valid, q.nearest, q.pos, q.offset)} == {"meta"}
+
+
+@pytest.mark.parametrize(("lr_len", "hr_len"), [(16, 56), (16, 40), (5, 17), (7, 7), (3, 30)])
+def test_official_rounding_is_grid_sample_nearest_on_float32_make_coord(lr_len, hr_len):
+    # The official (LIIF-style) code: pixel centres -1 + 1/n + (2/n) i in float32, the LR pixel
+    # chosen by grid_sample(mode="nearest", align_corners=False), the relative coordinate
+    # (query - chosen centre) * n. Reproduced here with torch's own grid_sample.
+    def make_coord(n):
+        return (torch.tensor(-1 + 1 / n, dtype=torch.float32)
+                + torch.tensor(2 / n, dtype=torch.float32)
+                * torch.arange(n, dtype=torch.float32))  # fmt: skip
+
+    g = make_coord(hr_len)
+    grid = torch.stack([g, torch.zeros_like(g)], dim=-1)[None, None]  # (1, 1, N, 2): x, y
+    lr_idx = torch.arange(lr_len, dtype=torch.float32).view(1, 1, 1, lr_len)
+    want_nearest = F.grid_sample(lr_idx, grid, mode="nearest", align_corners=False)[0, 0, 0]
+    lr_coord = make_coord(lr_len).view(1, 1, 1, lr_len)
+    q_coord = F.grid_sample(lr_coord, grid, mode="nearest", align_corners=False)[0, 0, 0]
+    want_rel = (g - q_coord) * lr_len
+    q = axis_queries(lr_len, torch.tensor([hr_len]), torch.tensor([0]), hr_len, rounding="official")
+    assert q.index.tolist() == [list(range(hr_len))] and q.valid.all()
+    assert q.nearest[0].tolist() == want_nearest.long().tolist()
+    assert torch.equal(2 * q.offset[0], want_rel)
+    torch.testing.assert_close(q.pos[0], ((g + 1) * lr_len - 1) / 2, rtol=0, atol=0)
+    q64 = axis_queries(lr_len, torch.tensor([hr_len]), torch.tensor([0]), hr_len,
+                       rounding="official", dtype=torch.float64)  # fmt: skip
+    assert q64.pos.dtype == q64.offset.dtype == torch.float64
+    # a halo of 3 queries each side: the chosen LR pixel clamps to the border (int64)
+    halo = axis_queries(lr_len, torch.tensor([hr_len]), torch.tensor([-3]), hr_len + 6,
+                        rounding="official")  # fmt: skip
+    gh = torch.tensor(-1 + 1 / hr_len, dtype=torch.float32) + torch.tensor(
+        2 / hr_len, dtype=torch.float32
+    ) * torch.arange(-3, hr_len + 3, dtype=torch.float32)
+    grid_h = torch.stack([gh, torch.zeros_like(gh)], dim=-1)[None, None]
+    want_h = F.grid_sample(
+        lr_idx, grid_h, mode="nearest", padding_mode="border", align_corners=False
+    )
+    assert halo.nearest.dtype == torch.int64
+    assert halo.nearest[0].tolist() == want_h[0, 0, 0].long().tolist()

@@ -19,7 +19,17 @@ from scaleeq.models._swin import (
     window_reverse,
 )
 
-from ._helpers import perturbed
+from ._helpers import (
+    FEW,
+    SCALE_WORDS,
+    SIZE_ARG,
+    _check_hw,
+    _expected_hw,
+    fuzz_eqsr,
+    named_or_finite,
+    perturbed,
+    scale_args,
+)
 
 
 def round_half_up(v: float) -> int:
@@ -430,3 +440,29 @@ class TestEQSRErrors:
             EQSR(window_size=0)
         with pytest.raises(ValueError, match="img_range must be > 0"):
             EQSR.from_preset("tiny", img_range=0.0)
+
+
+# -- Property-based fuzzing of the public API (issue 12) ----------------------------------------
+# For random good and bad argument values a call either raises ValueError / TypeError whose
+# message names the argument, or returns a finite output of the documented size; any other
+# exception, a silent NaN, a wrong size or a slow example fails. Strategies, settings and checks:
+# tests/_helpers.py.
+
+
+# shared tiny modules (built once; calls never change them)
+@pytest.fixture(scope="module")
+def eqsr():
+    return fuzz_eqsr()
+
+
+@FEW
+@given(scale=scale_args(batch=1), size=SIZE_ARG)
+def test_eqsr_scale_and_size(eqsr, scale, size):
+    lr = torch.rand(1, 3, 6, 5)
+    if scale is None and size is None:
+        scale = 2.0
+    expected = _expected_hw(scale, size, None, (6, 5))
+    with torch.no_grad():
+        named_or_finite(
+            lambda: eqsr(lr, scale=scale, size=size), SCALE_WORDS, lambda o: _check_hw(expected, o)
+        )

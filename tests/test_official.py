@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,108 @@ def test_foreign_state_dicts_are_rejected():
         load_official_eqsr(EQSR.from_preset("tiny").state_dict())
     with pytest.raises(TypeError, match="state_dict must be a mapping"):
         load_official_eqsr([1, 2, 3])  # type: ignore[arg-type]
+
+
+# -- Tests written for surviving mutants of the mutation-testing run (docs/testing.md) ----------
+# Each states an invariant or compares with an independent reference; none takes its expected
+# value from the code under test.
+
+
+# the official names of the backbone entries are scaleeq's own (docstring of
+# convert_eqsr_state_dict), so an official-format backbone for any configuration is the state
+# dict of an official-mode EQSR built with it (plus the derived index buffer the official model
+# stores); the expected configuration is the one the test chose, not one the code computed
+OTHER_CONFIGS = [
+    dict(in_chans=1, embed_dim=12, depths=(2, 3), num_heads=(3, 2), window_size=4,
+         overlap_ratio=0.25, mlp_ratio=3.0, qkv_bias=False, patch_norm=False),
+    # first group of depth 1 has no window attention: the window is read off the SA buffer
+    dict(in_chans=3, embed_dim=8, depths=(1, 2, 2), num_heads=(2, 4, 1), window_size=6,
+         overlap_ratio=0.5, mlp_ratio=1.5, qkv_bias=True, patch_norm=True),
+]  # fmt: skip
+
+
+def _official_backbone(cfg: dict) -> dict[str, torch.Tensor]:
+    from scaleeq.models import EQSR
+
+    sd = EQSR(official=True, **cfg).state_dict()
+    sd = {k: v for k, v in sd.items() if ".afe." not in k and not k.startswith("upsampler.")}
+    w = cfg["window_size"]
+    sd["relative_position_index_SA"] = torch.zeros(w * w, w * w, dtype=torch.long)
+    return sd
+
+
+@pytest.mark.parametrize("cfg", OTHER_CONFIGS)
+def test_official_configuration_is_read_off_the_shapes_of_other_models(cfg):
+    from scaleeq.models.official import _infer_official_config
+
+    got = _infer_official_config(_official_backbone(cfg))
+    assert got == {**cfg, "depths": cfg["depths"], "num_heads": cfg["num_heads"]}
+    assert isinstance(got["window_size"], int) and isinstance(got["in_chans"], int)
+
+
+def test_official_window_needs_an_attention_table_or_the_sa_buffer():
+    from scaleeq.models.official import _infer_official_config
+
+    sd = _official_backbone(OTHER_CONFIGS[1])  # depth-1 first group: only the buffer is left
+    del sd["relative_position_index_SA"]
+    with pytest.raises(ValueError, match="cannot infer the window size"):
+        _infer_official_config(sd)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "layers.0.residual_group.blocks.0.attn.relative_position_bias_table",
+        "layers.0.residual_group.overlap_attn.relative_position_bias_table",
+    ],
+)
+def test_a_non_square_position_table_is_named(key):
+    from scaleeq.models.official import _infer_official_config
+
+    sd = _official_backbone(OTHER_CONFIGS[0])
+    sd[key] = torch.zeros(sd[key].shape[0] + 1, sd[key].shape[1])
+    with pytest.raises(ValueError, match=rf"^{re.escape(key)} has \d+ rows, not a square number"):
+        _infer_official_config(sd)
+
+
+def test_a_foreign_state_dict_error_lists_its_first_five_keys():
+    from scaleeq.models import load_official_eqsr
+
+    foreign = {f"k{i}": torch.zeros(1) for i in (6, 2, 4, 0, 5, 1, 3)}
+    with pytest.raises(ValueError, match=re.escape("starts with ['k0', 'k1', 'k2', 'k3', 'k4']")):
+        load_official_eqsr(foreign)
+
+
+class _NotATensor:  # a pickled object that weights_only loading must refuse
+    pass
+
+
+def test_load_official_eqsr_loads_files_with_weights_only(tmp_path):
+    from scaleeq.models import load_official_eqsr
+
+    path = tmp_path / "ckpt.pth"
+    torch.save({"conv_first.weight": torch.zeros(1), "payload": _NotATensor()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_official_eqsr(path)
+
+
+def _official_upsampler_with_head(width: int) -> dict[str, torch.Tensor]:
+    if not FIXTURE.exists():
+        pytest.skip("shared/fixtures/eqsr_official_tiny not beside the checkout")
+    sd = {
+        k: v for k, v in torch.load(FIXTURE / "state_dict.pt").items() if k.startswith("upsample.")
+    }
+    sd["upsample.head.0.weight"] = torch.randn(sd["upsample.head.0.bias"].shape[0], width, 1, 1)
+    return sd
+
+
+def test_dsf_conversion_default_prefix_dtype_and_the_smallest_head():
+    from scaleeq.models.official import convert_dsf_state_dict
+
+    # one feature channel + 2 offsets + 4 * 2 encodings: the smallest head that still has a feature
+    out = convert_dsf_state_dict(_official_upsampler_with_head(1 + 2 + 8), num_freqs=2)
+    assert out["head_feat.weight"].shape[1] == 1
+    assert out["head_x.weight"].shape[1] == 1 + 2 * 2
+    assert all(v.dtype == torch.float32 for v in out.values())  # float32 in, float32 out
+    with pytest.raises(ValueError, match="too few for num_freqs=2"):
+        convert_dsf_state_dict(_official_upsampler_with_head(2 + 8), num_freqs=2)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from torch import nn
 
 import scaleeq
@@ -11,6 +13,20 @@ from scaleeq import ArbitraryScaleSR, NeuralKrigingUpsampler, retrofit
 from scaleeq.models import EDSR, RCAN, SwinIR
 from scaleeq.retrofit import detect_layout
 
+from ._helpers import (
+    FEW,
+    FLOAT_ARG,
+    FUZZ,
+    INT_ARG,
+    SCALE_WORDS,
+    SIZE_ARG,
+    WINDOW_ARG,
+    _check_hw,
+    _expected_hw,
+    fuzz_retrofitted_edsr,
+    named_or_finite,
+    scale_args,
+)
 from ._standins import BasicSREDSR, EDSRPyTorch, SwinLike, basicsr_rcan, pre_tail_module
 
 SCALES = [1.5, 2.0, 3.7, (2.5, 1.5), 8.0]
@@ -336,3 +352,203 @@ def test_bicubic_skip_starts_as_bicubic_and_keeps_windows_exact(tmp_path):
         assert torch.equal(scaleeq.load(tmp_path / "skip.pt").eval()(lr, scale=2.6), full)
     with pytest.raises(ValueError, match="skip must be"):
         retrofit(model, skip="lanczos")
+
+
+# -- Issue 16's hand-made mutants: wrong-number bugs the suite used to miss ----------------------
+# The test states an invariant or compares against an independent reference, so the mutation it
+# names fails it.
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_damaged_or_nonfinite_checkpoints_are_refused(tmp_path, suffix):
+    pytest.importorskip("safetensors")
+    import scaleeq
+    from scaleeq.models import EDSR
+
+    torch.manual_seed(0)
+    asr = scaleeq.retrofit(
+        EDSR.from_preset("tiny"), upsampler=NeuralKrigingUpsampler(16, hidden=16, blocks=1)
+    )
+    path = tmp_path / f"m{suffix}"
+    asr.save(path)
+    scaleeq.load(path)  # intact: loads
+    if suffix == ".safetensors":  # flip one byte of the last tensor's data
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x10
+        path.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match="is damaged"):
+            scaleeq.load(path)
+    with torch.no_grad():
+        asr.upsampler.tail.bias[0] = float("nan")
+    asr.save(path)
+    with pytest.raises(ValueError, match=r"non-finite weights .*upsampler.tail.bias"):
+        scaleeq.load(path)
+    loaded = scaleeq.load(path, allow_nonfinite=True)
+    assert torch.isnan(loaded.upsampler.tail.bias[0])
+
+
+# -- Issue 12's reliability promises: checkpoint metadata ------------------------------------------
+
+
+def _set(*keys, value):
+    def edit(meta):
+        *parents, last = keys
+        for k in parents:
+            meta = meta[k]
+        meta[last] = value
+
+    return edit
+
+
+def _drop(*keys):
+    def edit(meta):
+        *parents, last = keys
+        for k in parents:
+            meta = meta[k]
+        del meta[last]
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_set("layout", value="swin"), r"key 'layout' is 'swin', but .* layout 'basicsr'"),
+        (_set("layout", value=7), r"key 'layout' must be a str"),
+        (_set("upsampler", "config", "hidden", value="8"),
+         r"'upsampler.config.hidden' must be an int"),
+        (_set("base", "config", "num_feat", value=16.5), r"'base.config.num_feat' must be an int"),
+        (_set("base", "config", "res_scale", value=True),
+         r"'base.config.res_scale' must not be a bool"),
+        (_set("settings", "pixel_range", value="255"),
+         r"'settings.pixel_range' must be a finite number"),
+        (_set("upsampler", "config", "scale_mlp", value=1),
+         r"'upsampler.config.scale_mlp' must be true or false"),
+        (_set("upsampler", "config", "hidden", value=0),
+         r"'upsampler.config' is invalid: hidden must be"),
+        (_set("base", "config", "num_feat", value=-1),
+         r"'base.config' is invalid: num_feat must be"),
+        (_set("base", "config", "rgb_mean", value=[1, 2]),
+         r"'base.config' is invalid: rgb_mean must be"),
+        (_set("settings", "skip", value="cubic"),
+         r"'settings' cannot rebuild the model: skip must be"),
+        (_drop("upsampler", "config", "in_channels"), r"'upsampler.config.in_channels' is missing"),
+        (_drop("settings"), r"key 'settings' is missing"),
+        (_drop("base", "class"), r"key 'base.class' is missing"),
+        (_drop("base", "config", "num_block"),
+         r"missing and took their defaults: \['base.config.num_block'\]"),
+        (_set("extra", value=1), r"key 'extra' is not part of the format"),
+        (_set("upsampler", "config", "bogus", value=1),
+         r"'upsampler.config.bogus' is not an argument"),
+        (_set("settings", "upsampler", value=None), r"'settings.upsampler' is not an argument"),
+        (_set("upsampler", "class", value="Foo"),
+         r"'upsampler.class': unsupported upsampler 'Foo'"),
+        (_set("settings", value=[1]), r"key 'settings' must be a dict"),
+        (_set("sha256", value=5), r"key 'sha256' must be a str"),
+    ],
+)  # fmt: skip
+def test_edited_checkpoint_metadata_is_a_value_error_naming_the_key(tmp_path, edit, message):
+    """These used to load silently (layout), or fail with TypeError / KeyError / RuntimeError
+    from inside the constructors, or with a message that did not say which key was wrong."""
+    import scaleeq
+    from scaleeq import NeuralKrigingUpsampler
+    from scaleeq.models import EDSR
+
+    torch.manual_seed(0)
+    asr = scaleeq.retrofit(
+        EDSR.from_preset("tiny", upscale=2),
+        upsampler=NeuralKrigingUpsampler(16, hidden=8, blocks=1),
+    )
+    path = tmp_path / "m.pt"
+    asr.save(path)
+    scaleeq.load(path)  # intact: loads
+    payload = torch.load(path, weights_only=True)
+    edit(payload["scaleeq"])
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=message):
+        scaleeq.load(path)
+
+
+def test_edited_safetensors_metadata_is_checked_too(tmp_path):
+    pytest.importorskip("safetensors")
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    import scaleeq
+    from scaleeq import NeuralKrigingUpsampler
+    from scaleeq.models import EDSR
+
+    asr = scaleeq.retrofit(
+        EDSR.from_preset("tiny", upscale=2),
+        upsampler=NeuralKrigingUpsampler(16, hidden=8, blocks=1),
+    )
+    path = tmp_path / "m.safetensors"
+    asr.save(path)
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["scaleeq"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    meta["upsampler"]["config"]["lengthscale"] = float("nan")  # json writes NaN
+    save_file(tensors, str(path), metadata={"scaleeq": json.dumps(meta)})
+    with pytest.raises(ValueError, match=r"'upsampler.config.lengthscale' must be a finite number"):
+        scaleeq.load(path)
+
+
+# -- Property-based fuzzing of the public API (issue 12) ----------------------------------------
+# For random good and bad argument values a call either raises ValueError / TypeError whose
+# message names the argument, or returns a finite output of the documented size; any other
+# exception, a silent NaN, a wrong size or a slow example fails. Strategies, settings and checks:
+# tests/_helpers.py.
+
+
+# shared tiny modules (built once; calls never change them)
+@pytest.fixture(scope="module")
+def asr():
+    return fuzz_retrofitted_edsr()
+
+
+@FUZZ
+@given(scale=scale_args(batch=1), size=SIZE_ARG, window=WINDOW_ARG)
+def test_arbitrary_scale_sr_scale_size_window(asr, scale, size, window):
+    lr = torch.rand(1, 3, 6, 5)
+    if scale is None and size is None:
+        scale = 2.5
+    expected = _expected_hw(scale, size, window, (6, 5))
+    with torch.no_grad():
+        named_or_finite(
+            lambda: asr(lr, scale=scale, size=size, window=window),
+            SCALE_WORDS,
+            lambda out: _check_hw(expected, out),
+        )
+
+
+@FEW
+@given(
+    afe=st.sampled_from(["per_group", "none", "all"]),
+    afe_every=st.one_of(st.none(), INT_ARG),
+    skip=st.sampled_from(["none", "bicubic", "residual"]),
+    pixel_range=st.one_of(st.none(), FLOAT_ARG),
+    body=st.sampled_from([None, None, "body", "nope"]),
+    tail=st.sampled_from([None, None, "upsample", 3]),
+)
+def test_retrofit_options(afe, afe_every, skip, pixel_range, body, tail):
+    torch.manual_seed(0)
+    net = EDSR(num_feat=8, num_block=2, upscale=2)
+    kwargs = {
+        "afe": afe, "afe_every": afe_every, "skip": skip, "pixel_range": pixel_range,
+        "body": body, "tail": tail,
+    }  # fmt: skip
+    try:
+        model = scaleeq.retrofit(
+            net, upsampler=NeuralKrigingUpsampler(8, hidden=8, blocks=1), **kwargs
+        )
+    except (ValueError, TypeError) as e:
+        assert any(k in str(e) for k in kwargs), f"{type(e).__name__}: {e}"
+        return
+    with torch.no_grad():  # a body that does not read images fails naming the body
+        named_or_finite(
+            lambda: model(torch.rand(1, 3, 6, 5), scale=1.5),
+            ("the body 'body' named in retrofit(body=...)",),
+            lambda out: out.shape == (1, 3, 9, 8),
+        )

@@ -19,6 +19,9 @@ from scaleeq import (
     resolve_scale_and_size,
     scale_context,
 )
+from scaleeq.geometry import render_plan
+
+from ._helpers import FUZZ, SCALE_WORDS, SIZE_ARG, WINDOW_ARG, _check_hw, _expected_hw, scale_args
 
 
 class TestAsScaleTensor:
@@ -232,3 +235,67 @@ def test_a_meta_device_scale_is_a_named_error_everywhere():
     for call in calls.values():
         with pytest.raises(ValueError, match="must hold values; got a tensor on the meta device"):
             call()
+
+
+# -- Tests written for surviving mutants of the mutation-testing run (docs/testing.md) ----------
+# Each states an invariant or compares with an independent reference; none takes its expected
+# value from the code under test.
+
+
+def test_largest_side_is_accepted_and_one_more_doubling_is_not():
+    assert as_scale_tensor(float(2**53)).tolist() == [[2.0**53, 2.0**53]]
+    plan = render_plan((1, 1), 1, scale=float(2**53), max_pixels=2**200)
+    assert plan.out_size == (2**53, 2**53)
+    with pytest.raises(
+        ValueError,
+        match=r"^scale maps input size \(2, 1\) to output size "
+        r"\(18014398509481984, 9007199254740992\), beyond the largest supported side 2\*\*53",
+    ):
+        render_plan((2, 1), 1, scale=float(2**53), max_pixels=2**200)
+
+
+@pytest.mark.parametrize("scale", [(0.4, 0.5), (0.5, 0.04)])
+def test_a_uniform_scale_that_empties_either_side_is_refused(scale):
+    with pytest.raises(ValueError, match=r"^scale maps input size \(1, 10\) to output size"):
+        render_plan((1, 10), 1, scale=scale)
+
+
+def test_as_scale_tensor_names_its_argument_and_honours_device():
+    with pytest.raises(ValueError, match=r"^factor must be finite and > 0"):
+        as_scale_tensor(-1.0, name="factor")
+    with pytest.raises(ValueError, match=r"^factor holds 3 per-sample scales"):
+        as_scale_tensor(torch.ones(3), 2, name="factor")
+    assert as_scale_tensor(2.5, 2, device="meta").device.type == "meta"
+
+
+# -- Property-based fuzzing of the public API (issue 12) ----------------------------------------
+# For random good and bad argument values a call either raises ValueError / TypeError whose
+# message names the argument, or returns a finite output of the documented size; any other
+# exception, a silent NaN, a wrong size or a slow example fails. Strategies, settings and checks:
+# tests/_helpers.py.
+
+
+@FUZZ
+@given(
+    lr=st.tuples(st.integers(-1, 9), st.integers(-1, 9)),
+    batch=st.integers(-1, 3),
+    scale=scale_args(batch=2),
+    size=SIZE_ARG,
+    window=WINDOW_ARG,
+    max_pixels=st.one_of(st.none(), st.sampled_from([100, 10**6])),
+)
+def test_render_plan(lr, batch, scale, size, window, max_pixels):
+    if size is None and scale is None:
+        scale = 2.0
+    try:
+        plan = render_plan(lr, batch, scale=scale, size=size, window=window, max_pixels=max_pixels)
+    except (ValueError, TypeError) as e:
+        words = (*SCALE_WORDS, "batch", "input", "plan", "max_pixels")
+        assert any(w in str(e) for w in words), f"{type(e).__name__}: {e}"
+        return
+    assert plan.batch == batch >= 1 and min(lr) >= 1
+    assert plan.sizes.shape == (batch, 2) and bool((plan.sizes >= 1).all())
+    assert plan.batch * plan.height * plan.width <= (max_pixels or 2**28)
+    expected = _expected_hw(scale, size, None, lr)
+    if expected is not None and plan.out_size is not None:
+        _check_hw(expected, torch.empty(0, 0, *plan.out_size))

@@ -1,16 +1,13 @@
-"""Tests written for surviving mutants of src/scaleeq/data.py (docs/testing.md).
-
-Image I/O is checked against files written with Pillow / pypng and values computed by hand
-(value / 255, value / 65535, CMYK -> RGB as 255 - C with K = 0); the Fig. 4 patch sampler
-against its documented construction: the HR window is a window of one of the 8 rotations /
-reflections of the source image, the LR is ``imresize`` of the crop that holds it (recomputed
-here from the source image), scales and positions follow the documented rules. None takes its
-expected value from the code under test.
+"""The data pipeline: image I/O (load_image, save_image, list_images, check_output, 16-bit PNG)
+and the Fig. 4 patch sampler ArbitraryScalePatches (its use in training: tests/test_training.py).
 """
 
 from __future__ import annotations
 
+import math
+import struct
 import sys
+import zlib
 
 import numpy as np
 import png
@@ -18,14 +15,17 @@ import pytest
 import torch
 from PIL import Image
 
-from scaleeq.data import (
-    ArbitraryScalePatches,
-    check_output,
-    list_images,
-    load_image,
-    save_image,
-)
+from scaleeq.data import ArbitraryScalePatches, check_output, list_images, load_image, save_image
 from scaleeq.resize import imresize
+
+# -- Tests written for surviving mutants of data.py (docs/testing.md) ---------------------------
+# Image I/O is checked against files written with Pillow / pypng and values computed by hand
+# (value / 255, value / 65535, CMYK -> RGB as 255 - C with K = 0); the Fig. 4 patch sampler
+# against its documented construction: the HR window is a window of one of the 8 rotations /
+# reflections of the source image, the LR is ``imresize`` of the crop that holds it (recomputed
+# here from the source image), scales and positions follow the documented rules. None takes its
+# expected value from the code under test.
+
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -425,3 +425,233 @@ def test_writable_formats_only(tmp_path):
         check_output(tmp_path / "x.xyz", 8)
     check_output(tmp_path / "x.png", 16)
     check_output(tmp_path / "x.bmp", 8)
+
+
+# -- Issue 16's hand-made mutants: wrong-number bugs the suite used to miss ----------------------
+# Each states an invariant or compares against an independent reference, so the mutation
+# it names fails it.
+
+
+def test_fig4_crop_size_rounds_instead_of_truncating():
+    """patch 10 at r = 1.26 needs a 12.6-pixel crop: round gives 13, truncation 12."""
+    imgs = [torch.rand(3, 30, 30, generator=torch.Generator().manual_seed(0))]
+    data = ArbitraryScalePatches(imgs, patch=10, scale_range=(1.26, 1.26), augment=False)
+    for i in range(3):
+        scale = data.sample(0, i)["scale"]
+        assert scale.tolist() == [1.3, 1.3]  # crop / patch = 13 / 10
+    assert math.floor(10 * 1.26 + 0.5) == 13
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [("rgb8", 200 / 255), ("gray8", 100 / 255), ("palette", 60 / 255), ("rgba", 50 / 255),
+     ("gray16", 30000 / 65535), ("float", 0.25)],
+)  # fmt: skip
+def test_load_image_keeps_values_of_every_storage(tmp_path, kind, expected):
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+    from scaleeq.data import load_image
+
+    path = tmp_path / ("img.tiff" if kind == "float" else "img.png")
+    if kind == "rgb8":
+        im = image.fromarray(np.full((4, 5, 3), 200, np.uint8))
+    elif kind == "gray8":
+        im = image.fromarray(np.full((4, 5), 100, np.uint8))
+    elif kind == "palette":
+        im = image.new("P", (5, 4), 0)  # every pixel: palette entry 0
+        im.putpalette([60, 60, 60] * 256)
+    elif kind == "rgba":
+        a = np.full((4, 5, 4), 50, np.uint8)
+        a[..., 3] = 0  # fully transparent: the colour is still 50
+        im = image.fromarray(a)
+    elif kind == "gray16":
+        im = image.fromarray(np.full((4, 5), 30000, np.uint16))
+    else:
+        im = image.fromarray(np.full((4, 5), 0.25, np.float32))
+    im.save(path)
+    img = load_image(path)
+    assert img.shape == (3, 4, 5) and img.dtype == torch.float32
+    torch.testing.assert_close(img, torch.full((3, 4, 5), expected), rtol=0, atol=1e-6)
+
+
+def test_load_image_refuses_out_of_range_floats(tmp_path):
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+    from scaleeq.data import load_image
+
+    image.fromarray(np.full((4, 5), 3.0, np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(ValueError, match=r"f\.tiff.*\[0, 1\]"):
+        load_image(tmp_path / "f.tiff")
+
+
+# -- Issue 12's reliability promises: 16-bit colour PNG --------------------------------------------
+
+
+# Adam7 passes: (first row, first column, row step, column step)
+_ADAM7 = [
+    (0, 0, 8, 8),
+    (0, 4, 8, 8),
+    (4, 0, 8, 4),
+    (0, 2, 4, 4),
+    (2, 0, 4, 2),
+    (0, 1, 2, 2),
+    (1, 0, 2, 1),
+]
+
+
+def _png_with_filters(arr: np.ndarray, filters: list[int], interlace: bool = False) -> bytes:
+    """An independent, byte-by-byte PNG encoder using the given filter type for each row (the
+    filters are computed from the original bytes, as the PNG specification defines them);
+    ``interlace``: Adam7, each pass's reduced image filtered on its own."""
+    h, w, c = arr.shape
+    depth = 8 * arr.dtype.itemsize
+    passes = [arr[y0::dy, x0::dx] for y0, x0, dy, dx in _ADAM7] if interlace else [arr]
+    out = bytearray()
+    for sub in passes:
+        if sub.size:
+            out += _filtered_scanlines(sub, filters)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, int(interlace))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(bytes(out)))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _filtered_scanlines(arr: np.ndarray, filters: list[int]) -> bytearray:
+    h, w, c = arr.shape
+    raw = arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+    stride, bpp = w * c * arr.dtype.itemsize, c * arr.dtype.itemsize
+    rows = [raw[y * stride : (y + 1) * stride] for y in range(h)]
+    out = bytearray()
+    for y, row in enumerate(rows):
+        prev = rows[y - 1] if y else bytes(stride)
+        ft = filters[y % len(filters)]
+        out.append(ft)
+        for i in range(stride):
+            a = row[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            cc = prev[i - bpp] if i >= bpp else 0
+            if ft == 0:
+                pred = 0
+            elif ft == 1:
+                pred = a
+            elif ft == 2:
+                pred = b
+            elif ft == 3:
+                pred = (a + b) // 2
+            else:
+                p = a + b - cc
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
+                pred = a if pa <= pb and pa <= pc else (b if pb <= pc else cc)
+            out.append((row[i] - pred) % 256)
+    return out
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize("channels", [3, 4, 2])
+def test_load_image_reads_16_bit_colour_png_at_full_precision_with_every_filter(
+    tmp_path, channels, interlace
+):
+    """Pillow reads these at 8 bits; every filter type (None, Sub, Up, Average, Paeth) used,
+    and Adam7 interlacing (13 x 11: every pass, some of them partial)."""
+    pytest.importorskip("PIL")
+    pytest.importorskip("png")
+    from scaleeq.data import load_image
+
+    rng = np.random.default_rng(channels)
+    arr = rng.integers(0, 65536, (13, 11, channels)).astype(np.uint16)
+    arr[6:] = np.arange(11, dtype=np.uint16)[None, :, None] * 5000 + 17  # smooth rows too
+    path = tmp_path / "deep.png"
+    path.write_bytes(_png_with_filters(arr, [0, 1, 2, 3, 4], interlace))
+    img = load_image(path)
+    colour = arr[..., :1] if channels == 2 else arr[..., :3]  # alpha dropped
+    expected = torch.from_numpy(colour / 65535.0).permute(2, 0, 1).expand(3, -1, -1)
+    torch.testing.assert_close(img, expected.float(), rtol=0, atol=1e-7)
+
+
+def test_damaged_16_bit_png_is_a_named_error(tmp_path):
+    pytest.importorskip("PIL")
+    pytest.importorskip("png")
+    from scaleeq.data import load_image
+
+    good = _png_with_filters(np.zeros((4, 4, 3), np.uint16), [1])
+    data = bytearray(good)
+    data[50] ^= 0xFF  # inside the IDAT chunk: its CRC no longer matches
+    (tmp_path / "bad.png").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"cannot read image .*bad\.png.*Checksum error in IDAT"):
+        load_image(tmp_path / "bad.png")
+    (tmp_path / "short.png").write_bytes(good[:45])  # cut inside the IDAT chunk
+    with pytest.raises(ValueError, match=r"cannot read image .*short\.png.*too short"):
+        load_image(tmp_path / "short.png")
+
+
+@pytest.mark.parametrize(("bits", "suffix"), [(8, ".png"), (16, ".png"), (8, ".tiff")])
+def test_save_image_round_trips(tmp_path, bits, suffix):
+    image = pytest.importorskip("PIL.Image")
+    if bits == 16:
+        pytest.importorskip("png")
+    from scaleeq.data import load_image, save_image
+
+    torch.manual_seed(bits)
+    img = torch.rand(3, 5, 7)
+    img[0, 0, 0], img[1, 0, 0] = -0.5, 1.5  # clamped
+    path = save_image(img, tmp_path / f"x{suffix}", bits=bits)
+    back = load_image(path)
+    step = 1 / (2**bits - 1)
+    assert (back - img.clamp(0, 1)).abs().max() <= step / 2 + 1e-7
+    assert back[0, 0, 0] == 0 and back[1, 0, 0] == 1
+    assert ((back / step).round() * step - back).abs().max() < 1e-6  # quantised to `bits`
+    gray = save_image(img[:1], tmp_path / f"g{suffix}", bits=bits)
+    torch.testing.assert_close(load_image(gray), load_image(path)[:1].expand(3, -1, -1))
+    if bits == 16:  # Pillow as an independent reader: the high bytes (RGB), all 16 bits (gray)
+        values = (img.clamp(0, 1) * 65535).round().permute(1, 2, 0).numpy().astype(np.uint16)
+        with image.open(path) as im:
+            assert im.mode == "RGB" and (np.asarray(im) == values >> 8).all()
+        with image.open(gray) as im:
+            assert (np.asarray(im) == values[..., 0]).all()
+
+
+def test_16_bit_png_without_pypng_names_the_package(tmp_path, monkeypatch):
+    pytest.importorskip("PIL")
+    from scaleeq.data import load_image, save_image
+
+    path = tmp_path / "deep.png"
+    path.write_bytes(_png_with_filters(np.zeros((4, 4, 3), np.uint16), [0]))
+    monkeypatch.setitem(sys.modules, "png", None)  # `import png` fails
+    with pytest.raises(ImportError, match="pip install pypng"):
+        save_image(torch.rand(3, 4, 4), tmp_path / "x.png", bits=16)
+    with pytest.raises(ImportError, match="pip install pypng"):
+        load_image(path)
+    eight = save_image(torch.rand(3, 4, 4), tmp_path / "y.png")  # 8 bits: Pillow only
+    assert load_image(eight).shape == (3, 4, 4)
+
+
+def test_save_image_errors_name_the_path(tmp_path):
+    pytest.importorskip("PIL")
+    from scaleeq.data import save_image
+
+    img = torch.rand(3, 4, 4)
+    with pytest.raises(ValueError, match=r"bits=16 is supported for \.png files only.*x\.jpg"):
+        save_image(img, tmp_path / "x.jpg", bits=16)
+    with pytest.raises(ValueError, match="bits must be 8 or 16, got 12"):
+        save_image(img, tmp_path / "x.png", bits=12)
+    with pytest.raises(ValueError, match=r"x\.png.*NaN"):
+        save_image(img * float("nan"), tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"unknown image format '\.xyz'"):
+        save_image(img, tmp_path / "x.xyz")
+    with pytest.raises(ValueError, match="folder .*nowhere' does not exist"):
+        save_image(img, tmp_path / "nowhere" / "x.png")
+    with pytest.raises(ValueError, match="must have shape"):
+        save_image(torch.rand(2, 4, 4), tmp_path / "x.png")
+    with pytest.raises(TypeError, match="floating-point"):
+        save_image(torch.zeros(3, 4, 4, dtype=torch.uint8), tmp_path / "x.png")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
