@@ -43,7 +43,7 @@ def save(model: scaleeq.ArbitraryScaleSR, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--edsr", default="baseline", choices=sorted(EDSR.presets), help="EDSR size")
+    p.add_argument("--edsr", default="baseline", choices=sorted(EDSR.PRESETS), help="EDSR size")
     p.add_argument(
         "--pretrained", help="a fixed-scale EDSR state dict to start from (BasicSR format)"
     )

@@ -265,7 +265,7 @@ class TestSwinIRErrors:
             SwinIR(embed_dim=18, depths=(1,), num_heads=(4,))
         with pytest.raises(ValueError, match="resi_connection"):
             SwinIR(resi_connection="2conv")
-        with pytest.raises(ValueError, match="name must be one of"):
+        with pytest.raises(ValueError, match="preset must be one of"):
             SwinIR.from_preset("huge", upscale=2)
 
     def test_inputs(self):
@@ -430,7 +430,7 @@ class TestEQSRErrors:
             EQ(LR, scale=2.0, window=(10, 0, 5, 5))
 
     def test_constructor(self):
-        with pytest.raises(ValueError, match="name must be one of"):
+        with pytest.raises(ValueError, match="preset must be one of"):
             EQSR.from_preset("huge")
         with pytest.raises(ValueError, match="depths must be a non-empty sequence of ints >= 1"):
             EQSR(depths=(3, 0), num_heads=(2, 2))

@@ -200,9 +200,10 @@ ROWS = [
     ["retrofit", "training"],
     ["models", "data"],
     ["layers", "contracts", "resize", "images"],
+    ["sampling"],
     ["geometry", "context"],
     ["scale", "ops", "allocator"],
-    ["_checks", "_io", "_checkpoint", "precision", "_torchvision"],
+    ["_checks", "_io", "_checkpoint", "_config", "precision", "_torchvision"],
 ]
 
 

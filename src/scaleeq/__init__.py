@@ -1,5 +1,7 @@
 """scaleeq: scale-equivariant operators for arbitrary-scale super-resolution (EQSR, CVPR 2023)."""
 
+from . import data as data  # scaleeq.data and scaleeq.images without importing them by name
+from . import images as images
 from .context import current_scale, scale_context
 from .evaluate import evaluate
 from .geometry import RenderPlan, render_plan, resolve_scale_and_size

@@ -16,6 +16,7 @@ import torch
 __all__ = [
     "check_channels",
     "check_int",
+    "check_int_list",
     "check_matching",
     "check_min_size",
     "check_pair",
@@ -152,3 +153,17 @@ def check_matching(x: torch.Tensor, name: str, weight: torch.Tensor | None) -> N
         f"input ({name}.to({weight.dtype})) or the model (model.to({x.dtype})), or run under "
         "torch.autocast"
     )
+
+
+def check_int_list(value: object, name: str, *, length: int | None = None) -> list[int]:
+    """A non-empty sequence of ints >= 1 (of ``length`` items if given), as a list."""
+    if isinstance(value, int | str) or not hasattr(value, "__len__"):
+        raise TypeError(f"{name} must be a sequence of ints, got {value!r}")
+    items = list(value)  # type: ignore[call-overload]
+    if not items or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items
+    ):
+        raise ValueError(f"{name} must be a non-empty sequence of ints >= 1, got {value!r}")
+    if length is not None and len(items) != length:
+        raise ValueError(f"{name} must have {length} items (one per group), got {len(items)}")
+    return items

@@ -15,11 +15,14 @@ all read that plan instead of re-deriving sizes from the scale. The plan holds
 
 All tensors of a plan live on the CPU (they are small and exact); renderers move what they need.
 
-**Compilers.** A plan is built from Python numbers where it can be (a float or pair scale, an
-explicit size, int windows), so under ``torch.compile(dynamic=True)`` the output size is a
-symbolic expression of the scale and a new scale value reuses the compiled graph. Checks that
-read tensor values (a per-sample scale's sign, a per-sample window's bounds) run in eager mode
-and are skipped while tracing, as kornia does. Rendering the *whole* output at a per-sample
+**Compilers.** A plan is built from Python numbers where it can (a float or pair scale, an
+explicit size, int windows), so under dynamo the output size is a symbolic expression of the
+inputs. What compiles once for all scales: a per-sample scale *tensor* with a window (the
+training call) and an explicit ``size=(H, W)`` (ints are dynamic). A Python float scale stays
+symbolic under dynamo alone (``backend="eager"``), but AOT backends (``aot_eager``, inductor)
+specialise on it, so each new float value compiles again (docs/design.md, "Compilers"). Checks
+that read tensor values (a per-sample scale's sign, a per-sample window's bounds) run in eager
+mode and are skipped while tracing, as kornia does. Rendering the *whole* output at a per-sample
 tensor scale needs the output size as a Python int, which a trace can only get from
 ``Tensor.item()`` (``torch._dynamo.config.capture_scalar_outputs = True``); with a window (the
 training call) no such read is needed.
@@ -30,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import torch
-import torch.nn.functional as F
 
 from ._checks import is_compiling
 from .ops.coords import AxisQueries, Window, axis_queries, ceil_div, resolve_window
@@ -46,13 +48,10 @@ from .scale import (
 
 __all__ = [
     "MAX_RENDER_PIXELS",
-    "SAMPLE_MODES",
     "RenderPlan",
     "render_plan",
     "resolve_plan",
     "resolve_scale_and_size",
-    "sample_bicubic",
-    "sample_image",
 ]
 
 #: The size guard: the most HR pixels (``batch * height * width``) one call may render at
@@ -323,58 +322,6 @@ def resolve_plan(
         raise TypeError("give either plan= or scale= / size= / window=, not both")
     plan.check_input(x, name)
     return plan
-
-
-def sample_bicubic(img: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
-    """Bicubic interpolation of ``img`` at the plan's HR queries (its window).
-
-    Uses the same query positions as the upsampler, so it serves as an exact skip connection
-    for windowed rendering. (PyTorch's bicubic: ``a = -0.75``, border clamped.)
-
-    Args:
-        img: ``(B, C, h, w)`` with ``(h, w) == plan.lr_size``.
-        plan: the render plan.
-
-    Returns:
-        ``(B, C, height, width)``.
-    """
-    return sample_image(img, plan, "bicubic")
-
-
-#: The interpolations :func:`sample_image` offers (a skip connection's kinds).
-SAMPLE_MODES = ("nearest", "bilinear", "bicubic")
-
-
-def sample_image(img: torch.Tensor, plan: RenderPlan, mode: str) -> torch.Tensor:
-    """``img`` interpolated at the plan's HR queries (its window): ``"nearest"`` (each query's
-    nearest pixel, the rule of :mod:`scaleeq.ops.coords`), ``"bilinear"`` or ``"bicubic"``
-    (PyTorch's, ``a = -0.75``; borders clamped). The skip connections of retrofitted models
-    (an architecture's own global residual, carried to any scale) use it.
-
-    Args:
-        img: ``(B, C, h, w)`` with ``(h, w) == plan.lr_size`` (a stride-1 plan).
-        plan: the render plan.
-        mode: one of :data:`SAMPLE_MODES`.
-
-    Returns:
-        ``(B, C, height, width)``.
-    """
-    if mode not in SAMPLE_MODES:
-        raise ValueError(f"mode must be one of {SAMPLE_MODES}, got {mode!r}")
-    plan.check_input(img, "img")
-    lh, lw = plan.lr_size
-    qy, qx = plan.queries(dtype=torch.float64)
-    if mode == "nearest":
-        rows = qy.nearest.to(img.device)  # (B, height)
-        cols = qx.nearest.to(img.device)  # (B, width)
-        b, c = img.shape[:2]
-        idx = (rows[:, :, None] * lw + cols[:, None, :]).reshape(b, 1, -1)
-        out = img.reshape(b, c, lh * lw).gather(2, idx.expand(b, c, -1))
-        return out.reshape(b, c, rows.shape[1], cols.shape[1])
-    gy = ((qy.pos + 0.5) / lh * 2 - 1).to(device=img.device, dtype=img.dtype)  # normalised
-    gx = ((qx.pos + 0.5) / lw * 2 - 1).to(device=img.device, dtype=img.dtype)
-    grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
-    return F.grid_sample(img, grid, mode=mode, padding_mode="border", align_corners=False)
 
 
 def lr_box(

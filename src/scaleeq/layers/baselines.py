@@ -19,8 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_channels, check_int, check_tensor, is_compiling
-from ..geometry import RenderPlan, resolve_plan, sample_bicubic
+from .._config import store_config
+from ..geometry import RenderPlan, resolve_plan
 from ..ops.coords import Window
+from ..sampling import sample_bicubic
 from ..scale import ScaleLike
 
 __all__ = ["BicubicFeatureUpsampler", "LIIFUpsampler"]
@@ -33,16 +35,11 @@ class BicubicFeatureUpsampler(nn.Module):
         - feat: :math:`(B, C, h, w)`; output :math:`(B, out, H, W)` or the window.
     """
 
+    @store_config
     def __init__(
         self, in_channels: int, out_channels: int = 3, *, hidden: int = 256, layers: int = 2
     ) -> None:
         super().__init__()
-        self.config = {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "hidden": hidden,
-            "layers": layers,
-        }
         self.in_channels = in_channels
         dims = [in_channels] + [hidden] * layers
         body: list[nn.Module] = []
@@ -95,6 +92,7 @@ class LIIFUpsampler(nn.Module):
         - feat: :math:`(B, C, h, w)`; output :math:`(B, out, H, W)` or the window.
     """
 
+    @store_config
     def __init__(
         self,
         in_channels: int,
@@ -107,13 +105,6 @@ class LIIFUpsampler(nn.Module):
         super().__init__()
         check_int(layers, "layers")
         check_int(chunk, "chunk")
-        self.config = {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "hidden": hidden,
-            "layers": layers,
-            "chunk": chunk,
-        }
         self.in_channels = in_channels
         self.chunk = chunk
         self.first_feat = nn.Linear(9 * in_channels, hidden)

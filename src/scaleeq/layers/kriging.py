@@ -36,6 +36,7 @@ from .._checks import (
     float_dtype_for,
     is_compiling,
 )
+from .._config import store_config
 from ..geometry import RenderPlan, lr_box, resolve_plan
 from ..ops.aggregate import BACKENDS, aggregate, distance_kernel
 from ..ops.coords import AxisQueries, Window
@@ -253,7 +254,8 @@ class NeuralKrigingUpsampler(nn.Module):
         num_freqs: frequencies of the offset encoding.
         scale_mlp: follow the RBF distance kernel with a small per-pixel MLP over its ``k*k``
             taps (the paper's variant), initialised to the identity.
-        backend: aggregation backend, ``"auto"``, ``"reference"`` or ``"lean"``.
+        backend: aggregation backend: ``"auto"`` (Triton for CUDA tensors when it is
+            installed, else ``"lean"``), ``"reference"``, ``"lean"`` or ``"triton"``.
         group_channels: channels per data-kernel group.
         channel_attention: ``"lr"`` (default, window-exact), ``"eca"`` (official) or ``"none"``.
         lengthscale: initial RBF length-scale ``l`` in LR pixels (learnable).
@@ -287,6 +289,7 @@ class NeuralKrigingUpsampler(nn.Module):
         torch.Size([2, 3, 8, 8])
     """
 
+    @store_config
     def __init__(
         self,
         in_channels: int,
@@ -323,23 +326,6 @@ class NeuralKrigingUpsampler(nn.Module):
             raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
         check_positive_float(lengthscale, "lengthscale")
         check_positive_float(offset_unit, "offset_unit")
-        self.config = {  # constructor arguments: NeuralKrigingUpsampler(**config) rebuilds it
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "hidden": hidden,
-            "blocks": blocks,
-            "kernel_size": kernel_size,
-            "num_freqs": num_freqs,
-            "scale_mlp": scale_mlp,
-            "backend": backend,
-            "group_channels": group_channels,
-            "channel_attention": channel_attention,
-            "lengthscale": lengthscale,
-            "offset_unit": offset_unit,
-            "rounding": rounding,
-            "block_act": block_act,
-            "activation": activation,
-        }
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.hidden = hidden

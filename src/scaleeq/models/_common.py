@@ -1,15 +1,25 @@
-"""Pieces shared by the convolutional backbones: pixel-shuffle tails and config records."""
+"""Pieces shared by the backbones: the DIV2K mean, pixel-shuffle tails, argument checks."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import nn
 
 from .._checks import check_int, check_positive_float
 
-__all__ = ["PixelShuffleUpsample", "check_cnn_args", "check_upscale"]
+__all__ = [
+    "RGB_MEAN",
+    "PixelShuffleUpsample",
+    "check_cnn_args",
+    "check_upscale",
+    "preset_arguments",
+]
+
+#: Mean RGB of DIV2K in [0, 1], subtracted from the input by EDSR, RCAN, SwinIR, HAT and EQSR.
+RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 def check_cnn_args(
@@ -65,3 +75,17 @@ class PixelShuffleUpsample(nn.Sequential):
             for _ in range(int(math.log2(scale))):
                 stages += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2)]
         super().__init__(*stages)
+
+
+def preset_arguments(
+    presets: Mapping[str, Mapping[str, Any]], name: object, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The constructor arguments of preset ``name`` with ``overrides`` applied: the one rule
+    behind every model's ``from_preset``.
+
+    Raises:
+        ValueError: ``name`` is not a key of ``presets``.
+    """
+    if not isinstance(name, str) or name not in presets:
+        raise ValueError(f"preset must be one of {sorted(presets)}, got {name!r}")
+    return {**presets[name], **overrides}

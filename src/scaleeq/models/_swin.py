@@ -36,8 +36,6 @@ __all__ = [
     "SwinBlock",
     "SwinStage",
     "WindowAttention",
-    "check_int_list",
-    "check_positive_int",
     "check_x_size",
     "crop_padding",
     "drop_path_rates",
@@ -660,22 +658,3 @@ def drop_path_rates(rate: float, depths: list[int]) -> list[list[float]]:
         out.append(flat[start : start + d])
         start += d
     return out
-
-
-def check_int_list(value: object, name: str, *, length: int | None = None) -> list[int]:
-    """A non-empty sequence of ints >= 1 (of ``length`` items if given), as a list."""
-    if isinstance(value, int | str) or not hasattr(value, "__len__"):
-        raise TypeError(f"{name} must be a sequence of ints, got {value!r}")
-    items = list(value)  # type: ignore[call-overload]
-    if not items or not all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in items
-    ):
-        raise ValueError(f"{name} must be a non-empty sequence of ints >= 1, got {value!r}")
-    if length is not None and len(items) != length:
-        raise ValueError(f"{name} must have {length} items (one per group), got {len(items)}")
-    return items
-
-
-def check_positive_int(value: object, name: str) -> int:
-    """An int >= 1, else a named error."""
-    return check_int(value, name)

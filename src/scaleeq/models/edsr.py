@@ -8,11 +8,10 @@ import torch
 from torch import nn
 
 from .._checks import check_channels, check_tensor
-from ._common import PixelShuffleUpsample, check_cnn_args, check_upscale
+from .._config import store_config
+from ._common import RGB_MEAN, PixelShuffleUpsample, check_cnn_args, check_upscale, preset_arguments
 
 __all__ = ["EDSR", "ResidualBlock"]
-
-RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as used by EDSR and its successors
 
 
 class ResidualBlock(nn.Module):
@@ -53,13 +52,15 @@ class EDSR(nn.Module):
         - x: :math:`(B, 3, h, w)` in [0, 1]; output :math:`(B, 3, h s, w s)`.
     """
 
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "baseline": {"num_feat": 64, "num_block": 16, "res_scale": 1.0},
         "paper": {"num_feat": 256, "num_block": 32, "res_scale": 0.1},
         "light": {"num_feat": 32, "num_block": 8, "res_scale": 1.0},
         "tiny": {"num_feat": 16, "num_block": 2, "res_scale": 1.0},
     }
+    presets = PRESETS  # the former name, still accepted
 
+    @store_config
     def __init__(
         self,
         *,
@@ -83,16 +84,6 @@ class EDSR(nn.Module):
             num_feat=num_feat,
             num_block=num_block,
         )
-        self.config = {
-            "num_in_ch": num_in_ch,
-            "num_out_ch": num_out_ch,
-            "num_feat": num_feat,
-            "num_block": num_block,
-            "upscale": upscale,
-            "res_scale": res_scale,
-            "img_range": img_range,
-            "rgb_mean": tuple(rgb_mean),
-        }
         self.img_range = img_range
         self.register_buffer("mean", torch.tensor(rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, padding=1)
@@ -105,9 +96,7 @@ class EDSR(nn.Module):
     def from_preset(cls, name: str, *, upscale: int = 4, **overrides: Any) -> EDSR:
         """Build a named configuration: ``"baseline"`` (16 x 64), ``"paper"`` (32 x 256,
         res_scale 0.1), ``"light"`` (8 x 32) or ``"tiny"`` (2 x 16, for tests)."""
-        if name not in cls.presets:
-            raise ValueError(f"preset must be one of {sorted(cls.presets)}, got {name!r}")
-        return cls(**{**cls.presets[name], "upscale": upscale, **overrides})
+        return cls(**preset_arguments(cls.PRESETS, name, {"upscale": upscale, **overrides}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(x, "x", ndim=4, layout="(B, C, h, w)")

@@ -25,29 +25,27 @@ import torch
 from torch import nn
 
 from .._checkpoint import maybe_checkpoint
-from .._checks import check_channels, check_matching, check_tensor
+from .._checks import check_channels, check_int, check_int_list, check_matching, check_tensor
+from .._config import store_config
 from ..geometry import RenderPlan, resolve_plan
 from ..layers.afe import AFETokenBlock
 from ..layers.encoding import ScaleEncoder
 from ..layers.kriging import NeuralKrigingUpsampler
 from ..ops.coords import Window
 from ..scale import ScaleCondition, ScaleLike, check_scale_batch, output_sizes, parse_scale
+from ._common import RGB_MEAN, preset_arguments
 from ._swin import (
     OverlapCrossAttentionBlock,
     PatchEmbed,
     PatchUnEmbed,
     ResidualGroup,
     SwinBlock,
-    check_int_list,
-    check_positive_int,
     crop_padding,
     drop_path_rates,
     pad_to_multiple,
 )
 
 __all__ = ["EQSR", "OfficialCellEncoding"]
-
-RGB_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 class OfficialCellEncoding(ScaleEncoder):
@@ -240,6 +238,7 @@ class EQSR(nn.Module):
         ),
     }
 
+    @store_config
     def __init__(
         self,
         *,
@@ -264,27 +263,12 @@ class EQSR(nn.Module):
         super().__init__()
         depths = check_int_list(depths, "depths")
         num_heads = check_int_list(num_heads, "num_heads", length=len(depths))
-        self.config: dict[str, Any] = dict(
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            depths=tuple(depths),
-            num_heads=tuple(num_heads),
-            window_size=window_size,
-            overlap_ratio=overlap_ratio,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop_path_rate=drop_path_rate,
-            patch_norm=patch_norm,
-            img_range=img_range,
-            num_freqs=num_freqs,
-            upsampler_hidden=upsampler_hidden,
-            upsampler_blocks=upsampler_blocks,
-            backend=backend,
-            official=official,
-        )
-        for name in ("in_chans", "embed_dim", "window_size"):
-            check_positive_int(self.config[name], name)
+        for name, value in (
+            ("in_chans", in_chans),
+            ("embed_dim", embed_dim),
+            ("window_size", window_size),
+        ):
+            check_int(value, name)
         if not img_range > 0:
             raise ValueError(f"img_range must be > 0, got {img_range!r}")
         self.official = bool(official)
@@ -343,9 +327,7 @@ class EQSR(nn.Module):
         Raises:
             ValueError: unknown ``name``.
         """
-        if name not in cls.PRESETS:
-            raise ValueError(f"name must be one of {sorted(cls.PRESETS)}, got {name!r}")
-        return cls(**{**cls.PRESETS[name], **overrides})
+        return cls(**preset_arguments(cls.PRESETS, name, overrides))
 
     def _condition(self, r: torch.Tensor, sizes: torch.Tensor) -> ScaleCondition:
         """What the AFE blocks see, from the parsed scale ``r`` ``(N, 2)`` and the output

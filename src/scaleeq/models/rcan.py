@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from .._checks import check_channels, check_tensor
-from ._common import PixelShuffleUpsample, check_cnn_args, check_upscale
-from .edsr import RGB_MEAN
+from .._config import store_config
+from ._common import RGB_MEAN, PixelShuffleUpsample, check_cnn_args, check_upscale, preset_arguments
 
 __all__ = ["RCAB", "RCAN", "ChannelAttention", "ResidualGroup"]
 
@@ -76,12 +76,14 @@ class RCAN(nn.Module):
         - x: :math:`(B, 3, h, w)` in [0, 1]; output :math:`(B, 3, h s, w s)`.
     """
 
-    presets: ClassVar[dict[str, dict[str, Any]]] = {
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
         "paper": {"num_feat": 64, "num_group": 10, "num_block": 20, "reduction": 16},
         "light": {"num_feat": 32, "num_group": 4, "num_block": 4, "reduction": 8},
         "tiny": {"num_feat": 16, "num_group": 2, "num_block": 2, "reduction": 4},
     }
+    presets = PRESETS  # the former name, still accepted
 
+    @store_config
     def __init__(
         self,
         *,
@@ -109,18 +111,6 @@ class RCAN(nn.Module):
             num_block=num_block,
             reduction=reduction,
         )
-        self.config = {
-            "num_in_ch": num_in_ch,
-            "num_out_ch": num_out_ch,
-            "num_feat": num_feat,
-            "num_group": num_group,
-            "num_block": num_block,
-            "reduction": reduction,
-            "upscale": upscale,
-            "res_scale": res_scale,
-            "img_range": img_range,
-            "rgb_mean": tuple(rgb_mean),
-        }
         self.img_range = img_range
         self.register_buffer("mean", torch.tensor(rgb_mean).view(1, 3, 1, 1), persistent=False)
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, padding=1)
@@ -134,9 +124,7 @@ class RCAN(nn.Module):
     @classmethod
     def from_preset(cls, name: str, *, upscale: int = 4, **overrides: Any) -> RCAN:
         """Build ``"paper"`` (10 groups x 20 blocks x 64), ``"light"`` or ``"tiny"``."""
-        if name not in cls.presets:
-            raise ValueError(f"preset must be one of {sorted(cls.presets)}, got {name!r}")
-        return cls(**{**cls.presets[name], "upscale": upscale, **overrides})
+        return cls(**preset_arguments(cls.PRESETS, name, {"upscale": upscale, **overrides}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(x, "x", ndim=4, layout="(B, C, h, w)")

@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_tensor
+from .._checks import check_channels, check_int, check_int_list, check_tensor
+from .._config import store_config
+from ._common import RGB_MEAN, preset_arguments
 from ._swin import (
     PatchEmbed,
     PatchUnEmbed,
     ResidualGroup,
     SwinStage,
-    check_int_list,
-    check_positive_int,
     drop_path_rates,
     pad_to_multiple,
     residual_conv,
@@ -31,7 +31,6 @@ from ._swin import (
 __all__ = ["SwinIR"]
 
 Upsampler = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
-RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean, as in SwinIR / EDSR
 
 
 def _pixelshuffle_stages(upscale: int, num_feat: int) -> nn.Sequential:
@@ -123,6 +122,7 @@ class SwinIR(nn.Module):
         ),
     }
 
+    @store_config
     def __init__(
         self,
         *,
@@ -145,25 +145,14 @@ class SwinIR(nn.Module):
         super().__init__()
         depths = check_int_list(depths, "depths")
         num_heads = check_int_list(num_heads, "num_heads", length=len(depths))
-        self.config: dict[str, Any] = dict(
-            upscale=upscale,
-            in_chans=in_chans,
-            embed_dim=embed_dim,
-            depths=tuple(depths),
-            num_heads=tuple(num_heads),
-            window_size=window_size,
-            mlp_ratio=mlp_ratio,
-            qkv_bias=qkv_bias,
-            qk_scale=qk_scale,
-            drop_path_rate=drop_path_rate,
-            patch_norm=patch_norm,
-            img_range=img_range,
-            upsampler=upsampler,
-            resi_connection=resi_connection,
-            num_feat=num_feat,
-        )
-        for name in ("upscale", "in_chans", "embed_dim", "window_size", "num_feat"):
-            check_positive_int(self.config[name], name)
+        for name, value in (
+            ("upscale", upscale),
+            ("in_chans", in_chans),
+            ("embed_dim", embed_dim),
+            ("window_size", window_size),
+            ("num_feat", num_feat),
+        ):
+            check_int(value, name)
         if upsampler not in ("pixelshuffle", "pixelshuffledirect", "nearest+conv"):
             raise ValueError(
                 "upsampler must be 'pixelshuffle', 'pixelshuffledirect' or 'nearest+conv', "
@@ -233,9 +222,7 @@ class SwinIR(nn.Module):
         Raises:
             ValueError: unknown ``name``.
         """
-        if name not in cls.PRESETS:
-            raise ValueError(f"name must be one of {sorted(cls.PRESETS)}, got {name!r}")
-        return cls(**{**cls.PRESETS[name], "upscale": upscale, **overrides})
+        return cls(**preset_arguments(cls.PRESETS, name, {"upscale": upscale, **overrides}))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The transformer body: ``(B, C, H, W) -> (B, C, H, W)``, ``H, W`` multiples of the

@@ -9,9 +9,9 @@ from torch import nn
 
 from .._checks import check_int, check_positive_float
 from ..contracts import check_upsampler
-from ..geometry import SAMPLE_MODES
 from ..layers.afe import AFEBlock, AFETokenBlock
 from ..layers.kriging import NeuralKrigingUpsampler
+from ..sampling import SAMPLE_MODES
 from .adapters import adapter_class, detect
 from .adapters.base import check_cut
 from .model import ArbitraryScaleSR

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_channels, check_matching, check_tensor, is_compiling
-from ..geometry import RenderPlan, render_plan, resolve_plan, sample_image
+from ..geometry import RenderPlan, render_plan, resolve_plan
 from ..ops.coords import Window, pad_to
+from ..sampling import sample_image
 from ..scale import ScaleCondition, ScaleLike, check_scale_batch, parse_scale
 from .adapters.base import Adapter
 

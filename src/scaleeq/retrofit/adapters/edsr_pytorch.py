@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...models._common import RGB_MEAN
 from .base import Adapter, interleave, out_channels, run_body
 
 __all__ = ["EDSRPyTorchAdapter"]
@@ -72,7 +73,7 @@ def infer_pixel_range(model: nn.Module) -> float:
     if bias is None or weight is None or bias.numel() != 3:
         return 255.0
     std = 1.0 / weight.detach().flatten(1).diagonal()[:3].abs().clamp_min(1e-12)
-    mean = torch.tensor([0.4488, 0.4371, 0.4040])
+    mean = torch.tensor(RGB_MEAN)
     ratio = -bias.detach().cpu().float() * std.cpu().float() / mean
     value = float(ratio.mean())
     return value if value > 0 and bool((ratio - value).abs().max() < 1e-3 * value) else 255.0
