@@ -11,6 +11,14 @@ Neural Kriging upsampler, weights perturbed away from the identity init) renders
   through ``OnnxUpscaler`` (each run computes the backbone features again);
 - ``onnxruntime-split256`` / ``onnxruntime-split128``: ``export_onnx(..., split=True)``: the
   features graph once, then 4 / 16 runs of the render graph.
+- ``onnxruntime-default``: ``export_onnx(model, path)`` and ``OnnxUpscaler(path)`` with their
+  defaults: a split export whose render tile is half the upsampler's window budget (64 x 64
+  here), run with lean session options (no memory arena, no memory pattern).
+
+The ``onnxruntime-<tile>`` runners use onnxruntime's own default session options (memory
+arena on); ``onnxruntime-default`` uses ``OnnxUpscaler``'s. ``--keep-freed-memory`` applies
+:func:`scaleeq.allocator.keep_freed_memory` in every child (the ``scaleeq`` command's own
+setting); ``--backends`` picks a subset.
 
 Each backend runs in its own subprocess (so peak memory is its own), in alternating order over
 ``--rounds`` rounds; a subprocess loads the model, warms up once, then times ``--reps`` calls.
@@ -59,9 +67,11 @@ exec(sys.argv[7])
 if backend.startswith("onnxruntime"):
     import onnxruntime as ort
     from scaleeq.onnx import OnnxUpscaler
-    opts = ort.SessionOptions()
+    from scaleeq.onnx.files import lean_session_options
+    tile = backend.split("-")[1]
+    opts = lean_session_options(ort) if tile == "default" else ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    runner = OnnxUpscaler(onnx_path.replace("TILE", backend.split("-")[1]), session_options=opts)
+    runner = OnnxUpscaler(onnx_path.replace("TILE", tile), session_options=opts)
     call = lambda: runner.upscale(lr, scale=4)
 elif backend == "upscale":
     call = lambda: scaleeq.upscale(model, lr, scale=4)
@@ -73,6 +83,9 @@ def status(key):  # MiB, from /proc/self/status (Linux)
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1]) / 1024
+if sys.argv[8] == "1":
+    import scaleeq.allocator
+    scaleeq.allocator.keep_freed_memory()
 base = status("VmRSS")
 with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
     f.write("5")
@@ -92,6 +105,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--note", default="", help="what else ran on the machine")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="apply scaleeq.allocator.keep_freed_memory() in every child (the CLI's setting)",
+    )
+    parser.add_argument("--backends", help="comma-separated subset (eager and upscale always run)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO / "src"))
     import numpy as np
@@ -99,7 +118,10 @@ def main() -> None:
 
     from scaleeq.onnx import export_onnx
 
-    tiles = ("256", "128", "split256", "split128")
+    tiles = ["256", "128", "split256", "split128", "default"]
+    if args.backends:
+        chosen = {b.strip() for b in args.backends.split(",")}
+        tiles = [t for t in tiles if f"onnxruntime-{t}" in chosen]
     backends = ["eager", "upscale", *(f"onnxruntime-{t}" for t in tiles)]
     results: dict[str, dict] = {b: {"times": [], "peak_above_load_mib": []} for b in backends}
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,8 +129,12 @@ def main() -> None:
         scope: dict = {}
         exec(SETUP, scope)  # the children's model, weights included
         for t in tiles:
+            target = str(onnx_path).replace("TILE", t)
+            if t == "default":
+                export_onnx(scope["model"], target)
+                continue
             tile, split = int(t.removeprefix("split")), t.startswith("split")
-            export_onnx(scope["model"], str(onnx_path).replace("TILE", t), tile=tile, split=split)
+            export_onnx(scope["model"], target, tile=tile, split=split)
         outs = {}
         for r in range(args.rounds):
             order = backends if r % 2 == 0 else backends[::-1]
@@ -116,7 +142,8 @@ def main() -> None:
                 out_file = Path(tmp) / f"{b}.npy"
                 res = subprocess.run(
                     [sys.executable, "-c", CHILD, str(REPO / "src"), b, str(onnx_path),
-                     str(args.reps), str(args.threads), str(out_file), SETUP],
+                     str(args.reps), str(args.threads), str(out_file), SETUP,
+                     "1" if args.keep_freed_memory else "0"],
                     capture_output=True, text=True, check=True,
                 )  # fmt: skip
                 rep = json.loads(res.stdout.strip().splitlines()[-1])
@@ -149,6 +176,7 @@ def main() -> None:
         "onnxruntime": __import__("onnxruntime").__version__,
         "max_abs_diff_onnxruntime_vs_eager": diff,
         "load": args.note,
+        "keep_freed_memory": args.keep_freed_memory,
         "summary": summary,
     }
     print(json.dumps(report, indent=2))

@@ -23,7 +23,7 @@ pytest.importorskip("onnxscript")
 
 from scaleeq import NeuralKrigingUpsampler, retrofit  # noqa: E402
 from scaleeq.models import EDSR, EQSR, RCAN, SwinIR  # noqa: E402
-from scaleeq.onnx import OnnxUpscaler, export_onnx, features_path  # noqa: E402
+from scaleeq.onnx import DEFAULT_TILE, OnnxUpscaler, export_onnx, features_path  # noqa: E402
 from scaleeq.onnx import upscale as onnx_upscale  # noqa: E402
 
 from ._helpers import perturbed  # noqa: E402
@@ -233,6 +233,50 @@ def test_export_refuses_what_it_cannot_export(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+def test_default_tile_is_half_the_upsamplers_window_budget_as_a_square():
+    from scaleeq.onnx.files import default_tile
+
+    assert default_tile(8192) == (64, 64)  # latent 256: 2**21 // 256 pixels per window
+    assert default_tile(32768) == (128, 128)
+    assert default_tile(100) == (16, 16)  # at least 16
+    assert default_tile(2**30) == DEFAULT_TILE  # at most 256
+    assert default_tile(2 * 90 * 90) == (88, 88)  # a multiple of 8, rounded down
+
+
+def test_which_models_split_by_default():
+    from scaleeq.onnx import splits_by_default
+
+    assert splits_by_default(retrofit(EDSR.from_preset("tiny")))
+    assert splits_by_default(EQSR.from_preset("tiny"))
+    assert not splits_by_default(NeuralKrigingUpsampler(4, hidden=8, blocks=1))  # no features
+
+
+def test_an_sr_model_exports_split_at_the_lean_tile_by_default(tmp_path):
+    """Features once per image, then render tiles of half the upsampler's window budget: the
+    default that keeps onnxruntime's peak memory near scaleeq.upscale's."""
+    torch.manual_seed(0)
+    up = NeuralKrigingUpsampler(16, hidden=64, blocks=1)  # budget 2**21 // 64 -> 128 x 128
+    model = perturbed(retrofit(EDSR.from_preset("tiny"), upsampler=up)).eval()
+    path = export_onnx(model, tmp_path / "m.onnx")
+    assert features_path(path).is_file()
+    runner = OnnxUpscaler(path)
+    assert runner.tile == (128, 128) and runner.features_session is not None
+    x = torch.rand(1, 3, 11, 9, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = model(x, scale=3.3)
+    torch.testing.assert_close(runner.upscale(x, scale=3.3), ref, atol=TOL, rtol=0)
+
+
+def test_runners_use_lean_session_options_unless_given_their_own(nk):
+    _, path, runner = nk
+    options = runner.session.get_session_options()
+    assert not options.enable_cpu_mem_arena and not options.enable_mem_pattern
+    own = ort.SessionOptions()
+    own.enable_cpu_mem_arena = True
+    mine = OnnxUpscaler(path, session_options=own).session.get_session_options()
+    assert mine.enable_cpu_mem_arena
+
+
 def test_file_runs_in_plain_onnxruntime_without_scaleeq(nk, tmp_path):
     up, path, _ = nk
     x = torch.rand(1, 6, 20, 17, generator=torch.Generator().manual_seed(5))
@@ -306,8 +350,9 @@ SLOW_MODELS = {
 def test_sr_models_match_eager(name, tmp_path):
     torch.manual_seed(0)
     model = perturbed(SLOW_MODELS[name]()).eval()
-    path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE, in_channels=3)
+    path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE, in_channels=3, split=False)
     runner = OnnxUpscaler(path)
+    assert runner.features_session is None  # one graph: features and render in every run
     _check_against_eager(model, runner, 3)
     x = torch.rand(1, 3, 4, 3, generator=torch.Generator().manual_seed(6))  # smaller than a window
     with torch.no_grad():

@@ -6,7 +6,7 @@
     scaleeq upscale photo.png wide.png --scale 2.5x1.5 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png hd.png --size 1920x1080 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png deep.png --scale 2 --bits 16                   # 16-bit PNG
-    scaleeq export model.onnx [--checkpoint ck.safetensors] [--tile 256]     # ONNX (scale as input)
+    scaleeq export model.onnx [--checkpoint ck.safetensors] [--tile N] [--no-split]  # ONNX
     scaleeq upscale photo.png out.png --scale 3.3 --onnx model.onnx          # in onnxruntime
     scaleeq eval --checkpoint ck.pt --data benchmarks/ --scales 2,3,4,6,8 [--json out.json]
     scaleeq bench [--device cuda] [--json out.json]
@@ -182,18 +182,19 @@ def _load_onnx(path: str):
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from .onnx import export_onnx, features_path
+    from .onnx import export_onnx, features_path, splits_by_default
 
     model = _load_stored_model(args.checkpoint, "cpu", args.quiet)
     tile = (args.tile, args.tile) if args.tile is not None else None
+    split = splits_by_default(model) if args.split is None else args.split
     t0 = time.perf_counter()
     try:
-        path = export_onnx(model, args.output, split=args.split, **({"tile": tile} if tile else {}))
+        path = export_onnx(model, args.output, split=split, tile=tile)
     except (ImportError, ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     if not args.quiet:
         size = Path(path).stat().st_size / 2**20
-        also = f" and {features_path(path).name}" if args.split else ""
+        also = f" and {features_path(path).name}" if split else ""
         print(f"wrote {path}{also} ({size:.1f} MiB) in {time.perf_counter() - t0:.1f}s")
 
 
@@ -342,12 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile",
         type=int,
         default=None,
-        help="side of the output window one run renders, fixed in the file (default 256)",
+        help=(
+            "side of the output window one run renders, fixed in the file (default: half the "
+            "upsampler's window budget with --split, 64 for the default upsampler; 256 without)"
+        ),
     )
     ex.add_argument(
         "--split",
-        action="store_true",
-        help="two graphs: features once per image (OUTPUT's .features.onnx), then tiles",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=(
+            "two graphs: features once per image (OUTPUT's .features.onnx), then tiles "
+            "(default where the model's features are on the input's grid); --no-split: one graph"
+        ),
     )
     ex.add_argument("--quiet", action="store_true")
     ev = sub.add_parser("eval", help="PSNR-Y / SSIM-Y on benchmark folders")

@@ -30,8 +30,15 @@ Requires the ``onnx`` extra (``pip install 'scaleeq[onnx]'``: onnx, onnxscript, 
 
 from __future__ import annotations
 
-from .export import export_onnx
+from .export import export_onnx, splits_by_default
 from .files import DEFAULT_TILE, features_path
 from .runtime import OnnxUpscaler, upscale
 
-__all__ = ["DEFAULT_TILE", "OnnxUpscaler", "export_onnx", "features_path", "upscale"]
+__all__ = [
+    "DEFAULT_TILE",
+    "OnnxUpscaler",
+    "export_onnx",
+    "features_path",
+    "splits_by_default",
+    "upscale",
+]

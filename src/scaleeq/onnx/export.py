@@ -19,9 +19,9 @@ from .._io import atomic_write
 from ..contracts import is_sr_model, is_upsampler, model_kind
 from ..geometry import MAX_RENDER_PIXELS
 from ..retrofit.model import ArbitraryScaleSR
-from .files import DEFAULT_TILE, FORMAT_VERSION, META_KEY, features_path, require
+from .files import DEFAULT_TILE, FORMAT_VERSION, META_KEY, default_tile, features_path, require
 
-__all__ = ["export_onnx"]
+__all__ = ["export_onnx", "splits_by_default"]
 
 
 class _ExportWrapper(nn.Module):
@@ -74,16 +74,23 @@ def _in_channels(model: nn.Module) -> int | None:
     return int(conv.in_channels) if conv is not None else None
 
 
+def splits_by_default(model: nn.Module) -> bool:
+    """Whether :func:`export_onnx` writes ``model`` as two graphs when ``split`` is not given:
+    an SR model whose features are on the input's pixel grid (computed once per image, then
+    rendered tile by tile), not a bare upsampler or a model with a pixel-unshuffle front end."""
+    return model_kind(model) == "sr_model" and int(getattr(model, "stride", 1)) == 1
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
     *,
-    tile: int | tuple[int, int] = DEFAULT_TILE,
+    tile: int | tuple[int, int] | None = None,
     in_channels: int | None = None,
     example_size: tuple[int, int] = (17, 13),
     opset: int | None = None,
     check: bool = True,
-    split: bool = False,
+    split: bool | None = None,
     batch: int | None = None,
     input_size: tuple[int, int] | None = None,
 ) -> Path:
@@ -97,19 +104,26 @@ def export_onnx(
         path: the ``.onnx`` file to write (atomically).
         tile: the window size ``(th, tw)`` (or one int for both) every run of the graph renders:
             **fixed at export time** (the window's position, the scale and the input size are
-            inputs). Larger tiles mean fewer runs and more memory per run.
+            inputs). Larger tiles mean fewer runs and more memory per run. ``None``
+            (default): for a graph that renders from features (a split export, a bare
+            upsampler), :func:`~scaleeq.onnx.files.default_tile` of the upsampler's window
+            budget (64 x 64 for the default latent width 256), which keeps onnxruntime's peak
+            memory near :func:`scaleeq.upscale`'s; for a one-graph SR export, whose every run
+            computes the features again, :data:`DEFAULT_TILE` (256 x 256).
         in_channels: channels of ``lr``; default: read from the model (3 for RGB models).
         example_size: the LR size traced; any size works after export (keep it small, with
             sides of at least 2, for a fast export). Raised to the adapter's
             ``export_trace_size`` where it declares one (DCTLSA: across 2 x 2 windows).
         opset: ONNX opset; default: the exporter's (recorded in the file).
         check: run ``onnx.checker.check_model`` on the result.
-        split: for an SR model, write two graphs instead of one: ``path`` renders a window
-            from the backbone's features (inputs ``feat`` ``(B, C_f, h, w)``, ``scale``,
-            ``origin``) and :func:`features_path` (``model.features.onnx``) computes them
-            (inputs ``lr``, ``scale``; output ``feat``). The features are then computed once per
-            image instead of once per tile, so small tiles (less memory) cost little time.
-            Not for a model whose features are at a stride (a pixel-unshuffle front end).
+        split: ``None`` (default): ``True`` for an SR model whose features are on the input's
+            pixel grid, else ``False``. ``True``: two graphs instead of one: ``path`` renders
+            a window from the backbone's features (inputs ``feat`` ``(B, C_f, h, w)``,
+            ``scale``, ``origin``) and :func:`features_path` (``model.features.onnx``)
+            computes them (inputs ``lr``, ``scale``; output ``feat``), so the features are
+            computed once per image instead of once per tile and small tiles (less memory)
+            cost little time. Not for a model whose features are at a stride (a
+            pixel-unshuffle front end), nor a bare upsampler.
         batch: ``None`` (default): the batch is a dynamic input size, except for a retrofitted
             architecture whose adapter declares ``export_batch = 1`` (its window attention
             computes the batch from sizes: SwinIR, HAT, DAT, DCTLSA, CRAFT, ...); if another
@@ -145,6 +159,13 @@ def export_onnx(
     """
     onnx = require("onnx", "export_onnx")
     require("onnxscript", "export_onnx")
+    kind = model_kind(model)
+    up = model.upsampler if kind == "sr_model" else model
+    if split is None:
+        split = splits_by_default(model)
+    if tile is None:
+        from_features = split or kind != "sr_model"  # every run renders from features
+        tile = default_tile(up.default_window_pixels) if from_features else DEFAULT_TILE
     th, tw = check_pair(tile, "tile")
     check_int(th, "tile height")
     check_int(tw, "tile width")
@@ -158,7 +179,6 @@ def export_onnx(
         check_int(ew, "input_size width")
     if th * tw > MAX_RENDER_PIXELS:
         raise ValueError(f"tile {th} x {tw} exceeds the size guard of {MAX_RENDER_PIXELS} pixels")
-    up = model.upsampler if model_kind(model) == "sr_model" else model
     if not up.window_exact:
         raise ValueError(
             f"{type(up).__name__} renders whole outputs only (window_exact is False, e.g. the "

@@ -5,13 +5,25 @@ the import of the optional ``onnx`` extra's packages."""
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_TILE", "FORMAT_VERSION", "INSTALL_HINT", "META_KEY", "features_path", "require"]
+__all__ = [
+    "DEFAULT_TILE",
+    "FORMAT_VERSION",
+    "INSTALL_HINT",
+    "META_KEY",
+    "default_tile",
+    "features_path",
+    "lean_session_options",
+    "require",
+]
 
-#: Default tile (window) size of an exported graph, ``(th, tw)`` HR pixels.
+#: Tile (window) size of a one-graph export, whose every run computes the backbone's features
+#: again (so tiles are large), and the largest default tile of any export; ``(th, tw)`` HR
+#: pixels.
 DEFAULT_TILE = (256, 256)
 #: How to install what export and runtime need.
 INSTALL_HINT = "pip install 'scaleeq[onnx]' (onnx, onnxscript, onnxruntime)"
@@ -34,3 +46,33 @@ def features_path(path: str | os.PathLike) -> Path:
     (``model.onnx`` -> ``model.features.onnx``)."""
     path = Path(path)
     return path.with_name(path.stem + ".features" + (path.suffix or ".onnx"))
+
+
+def default_tile(window_pixels: int) -> tuple[int, int]:
+    """The default render tile of a graph that renders from features (a split export's render
+    graph, a bare upsampler): a square of half the upsampler's own window budget
+    (``default_window_pixels``, what :func:`scaleeq.upscale` renders at once), its side a
+    multiple of 8 in ``[16, 256]``. onnxruntime holds about twice as much per output pixel as
+    eager PyTorch (every intermediate is a fresh buffer), so half the pixels give about the
+    same peak memory as :func:`scaleeq.upscale` (docs/benchmarks.md, "ONNX export").
+
+    >>> default_tile(2**21 // 256)  # the default upsampler: latent width 256
+    (64, 64)
+    >>> default_tile(2**21 // 64)
+    (128, 128)
+    """
+    side = math.isqrt(max(int(window_pixels), 1) // 2) // 8 * 8
+    side = min(max(side, 16), DEFAULT_TILE[0])
+    return side, side
+
+
+def lean_session_options(ort: Any) -> Any:
+    """``onnxruntime.SessionOptions`` that keep memory near what a run needs: no CPU memory
+    arena (it keeps every size it ever allocated) and no memory pattern (planned for one input
+    size). :class:`~scaleeq.onnx.OnnxUpscaler` uses them unless given its own. Freed blocks
+    then go back to ``malloc``; with :func:`scaleeq.allocator.keep_freed_memory` (which the
+    ``scaleeq`` command applies) glibc reuses them instead of faulting in new pages."""
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
+    return options

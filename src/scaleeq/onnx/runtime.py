@@ -16,7 +16,7 @@ from ..geometry import RenderPlan, render_plan
 from ..infer import MAX_OUTPUT_PIXELS, with_progress
 from ..ops.coords import Window
 from ..scale import ScaleLike, parse_scale
-from .files import META_KEY, features_path, require
+from .files import META_KEY, features_path, lean_session_options, require
 
 __all__ = ["OnnxUpscaler", "upscale"]
 
@@ -28,7 +28,9 @@ class OnnxUpscaler:
         path: the ``.onnx`` file (of a split export: the render file; its features file is
             opened from the same folder).
         providers: onnxruntime execution providers (default: the CPU provider).
-        session_options: an ``onnxruntime.SessionOptions`` (threads, optimisation level).
+        session_options: an ``onnxruntime.SessionOptions`` (threads, optimisation level);
+            default: :func:`~scaleeq.onnx.files.lean_session_options` (no memory arena, no
+            memory pattern: peak memory near one run's needs).
 
     Attributes:
         tile: ``(th, tw)``, the window size of one run.
@@ -55,7 +57,7 @@ class OnnxUpscaler:
         ort = require("onnxruntime", "OnnxUpscaler")
         self.path = Path(path)
         options = {
-            "sess_options": session_options,
+            "sess_options": session_options or lean_session_options(ort),
             "providers": providers or ["CPUExecutionProvider"],
         }
         self.session, meta = self._open(ort, self.path, options)
