@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from scaleeq.demo import demo_model, main, make_batch, synthetic_images
+from scaleeq.demo import demo_model, main, synthetic_images, training_batches
 
 
 def test_tiny_model_window_equals_crop_and_starts_as_bicubic():
@@ -24,20 +24,23 @@ def test_tiny_model_window_equals_crop_and_starts_as_bicubic():
     torch.testing.assert_close(full, bic, rtol=1e-5, atol=1e-5)  # zero tail: plain bicubic at init
 
 
-def test_fig4_batches_have_per_sample_scales_and_windows():
+def test_fig4_batches_come_from_the_librarys_pipeline():
+    """Per-sample scales in [1, 4], patch x patch LR inputs and HR windows inside each
+    sample's HR crop of round(patch r) pixels; batch after batch (epochs roll over)."""
     gen = torch.Generator().manual_seed(0)
     images = synthetic_images(4, 104, generator=gen)
-    lr, scales, window, target = make_batch(images, 6, 24, gen)
-    assert lr.shape == (6, 3, 24, 24) and target.shape == (6, 3, 24, 24)
-    assert scales.shape == (6,) and len(set(scales.tolist())) > 1
-    assert bool(((scales >= 1) & (scales <= 4 + 1 / 24)).all())
-    top, left, h, w = window
-    hr_sizes = (scales * 24).round()
-    assert (
-        (h, w) == (24, 24)
-        and bool((top + 24 <= hr_sizes).all())
-        and bool((left + 24 <= hr_sizes).all())
-    )
+    batches = training_batches(images, batch=6, patch=24, seed=0)
+    seen = [next(batches) for _ in range(3)]
+    for b in seen:
+        assert b["lr"].shape == (6, 3, 24, 24) and b["hr"].shape == (6, 3, 24, 24)
+        scales = b["scale"]
+        assert scales.shape == (6, 2) and scales.dtype == torch.float64
+        assert bool(((scales >= 1) & (scales <= 4 + 1 / 24)).all())
+        crop = (scales * 24).round()
+        assert bool((b["top"] + 24 <= crop[:, 0]).all()) and bool(
+            (b["left"] + 24 <= crop[:, 1]).all()
+        )
+    assert len({float(s) for b in seen for s in b["scale"][:, 0]}) > 6  # scales vary
 
 
 def test_main_job_runs_and_reports_every_scale(tmp_path):

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from ._checks import check_int
 from .images import IMAGE_SUFFIXES, check_output, list_images, load_image, save_image
 from .resize import imresize
+from .scale import rule_output_size
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -167,8 +168,8 @@ class ArbitraryScalePatches(Dataset):
             self.per_axis > 0.0 and float(torch.rand((), generator=gen)) < self.per_axis
         ):
             r_w = _uniform(gen, lo, hi)
-        crop_h = min(math.floor(self.patch * r_h + 0.5), img.shape[1])
-        crop_w = min(math.floor(self.patch * r_w + 0.5), img.shape[2])
+        crop = rule_output_size((self.patch, self.patch), (r_h, r_w))  # the HR crop's size
+        crop_h, crop_w = min(crop[0], img.shape[1]), min(crop[1], img.shape[2])
         if crop_h < self.patch or crop_w < self.patch:
             raise ValueError(
                 f"image of size {tuple(img.shape[1:])} is smaller than the patch {self.patch}"

@@ -8,26 +8,33 @@ The model (:func:`demo_model`) is a small version of the EQSR recipe built with
 :func:`~scaleeq.retrofit`: an EDSR body with scale-aware :class:`~scaleeq.AFEBlock` layers, and
 a :class:`~scaleeq.NeuralKrigingUpsampler` tail whose output is added to a bicubic interpolation
 of the input. Training follows the paper's Fig. 4 at
-a small size: every sample of a batch has its own scale ``r ~ U(1, 4)``, an HR crop of
-``round(24 r)`` pixels, an LR input of 24x24, and only a 24x24 window of each sample's HR grid is
-rendered (through the same exact windowed path as inference).
+a small size, through the library's own pipeline (:class:`~scaleeq.data.ArbitraryScalePatches`):
+every sample of a batch has its own scale ``r ~ U(1, 4)``, an HR crop of ``round(24 r)`` pixels,
+an LR input of 24x24 (MATLAB bicubic, :func:`~scaleeq.resize.imresize`), and only a 24x24
+window of each sample's HR grid is rendered (through the same exact windowed path as
+inference).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import time
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 
+from .data import ArbitraryScalePatches
 from .layers import NeuralKrigingUpsampler
 from .models import EDSR
+from .resize import imresize
 from .retrofit import ArbitraryScaleSR, retrofit
 
-__all__ = ["demo_model", "main", "synthetic_images"]
+__all__ = ["demo_model", "main", "synthetic_images", "training_batches"]
 
 
 def synthetic_images(n: int, size: int, *, generator: torch.Generator) -> torch.Tensor:
@@ -65,38 +72,22 @@ def demo_model(width: int = 32) -> ArbitraryScaleSR:
     return retrofit(net, upsampler=up, skip="bicubic", afe_every=1)
 
 
-def _downscale(hr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(hr, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(
-        0, 1
-    )
-
-
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / F.mse_loss(a.clamp(0, 1), b)))
 
 
-def make_batch(
-    images: torch.Tensor, batch: int, patch: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, tuple, torch.Tensor]:
-    """Fig. 4 sampling: per-sample r ~ U(1, 4), HR crop round(patch r), LR patch x patch,
-    and a patch x patch window of each sample's HR grid (with its HR target)."""
-    lrs, targets, tops, lefts, scales = [], [], [], [], []
-    for _ in range(batch):
-        img = images[int(torch.randint(len(images), (), generator=generator))]
-        r = 1 + 3 * float(torch.rand((), generator=generator))
-        hr_size = math.floor(patch * r + 0.5)
-        y0 = int(torch.randint(img.shape[-2] - hr_size + 1, (), generator=generator))
-        x0 = int(torch.randint(img.shape[-1] - hr_size + 1, (), generator=generator))
-        hr = img[None, :, y0 : y0 + hr_size, x0 : x0 + hr_size]
-        lrs.append(_downscale(hr, (patch, patch)))
-        top = int(torch.randint(hr_size - patch + 1, (), generator=generator))
-        left = int(torch.randint(hr_size - patch + 1, (), generator=generator))
-        targets.append(hr[:, :, top : top + patch, left : left + patch])
-        tops.append(top)
-        lefts.append(left)
-        scales.append(hr_size / patch)
-    window = (torch.tensor(tops), torch.tensor(lefts), patch, patch)
-    return torch.cat(lrs), torch.tensor(scales, dtype=torch.float64), window, torch.cat(targets)
+def training_batches(
+    images: torch.Tensor, batch: int, patch: int, seed: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Fig. 4 batches from the library's own pipeline
+    (:class:`~scaleeq.data.ArbitraryScalePatches` over ``images`` ``(N, 3, S, S)``):
+    per-sample ``r ~ U(1, 4)``, ``patch x patch`` LR inputs (MATLAB bicubic), and a
+    ``patch x patch`` window of each sample's HR grid with its target; endless."""
+    data = ArbitraryScalePatches(list(images), patch=patch, scale_range=(1.0, 4.0), seed=seed)
+    loader = DataLoader(data, batch_size=batch, shuffle=False, drop_last=True)
+    for epoch in itertools.count():
+        data.set_epoch(epoch)
+        yield from loader
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -117,9 +108,10 @@ def main(argv: list[str] | None = None) -> dict:
         f"for {args.steps} steps"
     )
     t0 = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        lr, scales, window, target = make_batch(images, args.batch, args.patch, gen)
-        loss = F.l1_loss(model(lr, scale=scales, window=window), target)
+    batches = training_batches(images, args.batch, args.patch, args.seed)
+    for step, b in zip(range(1, args.steps + 1), batches, strict=False):
+        window = (b["top"], b["left"], args.patch, args.patch)
+        loss = F.l1_loss(model(b["lr"], scale=b["scale"], window=window), b["hr"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -133,7 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     with torch.no_grad():
         for r in (2.0, 3.0, 4.0, 6.0):
-            lr = _downscale(test, (round(96 / r), round(96 / r)))
+            lr = imresize(test, scale=1 / r).clamp(0, 1)  # MATLAB bicubic
             bic = F.interpolate(lr, size=(96, 96), mode="bicubic", align_corners=False)
             sr = model(lr, size=(96, 96))
             rows.append(
