@@ -10,7 +10,7 @@ import torch
 
 import scaleeq
 from scaleeq import allocator, cli
-from scaleeq.layers.kriging import _nchw_convs
+from scaleeq.layers.latent import nchw_convs
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -66,7 +66,7 @@ def test_kernel_stays_nchw_under_channels_last_weights():
     ref = seq(x)
     seq = seq.to(memory_format=torch.channels_last)
     assert not seq[0](x).is_contiguous()  # what torch gives: the weights' layout
-    out = _nchw_convs(seq, x)
+    out = nchw_convs(seq, x)
     assert out.is_contiguous()
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 

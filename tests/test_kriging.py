@@ -15,10 +15,12 @@ from torch import nn
 import scaleeq
 import scaleeq.geometry as geometry_mod
 import scaleeq.layers.kriging as kriging_mod
+import scaleeq.layers.kriging_block as block_mod
+import scaleeq.layers.latent as latent_mod
 from scaleeq import NeuralKrigingUpsampler, upscale
 from scaleeq.geometry import render_plan
 from scaleeq.layers import KrigingBlock, OffsetEncoding
-from scaleeq.layers.kriging import _linear_to_nchw
+from scaleeq.layers.latent import linear_to_nchw
 from scaleeq.models import convert_dsf_state_dict
 from scaleeq.ops import kriging_aggregate
 from scaleeq.ops.aggregate import distance_kernel
@@ -369,7 +371,7 @@ class TestErrors:
 # under test.
 
 
-# -- _linear_to_nchw: the eager per-sample form and the batched (compile / export) form ---------
+# -- linear_to_nchw: the eager per-sample form and the batched (compile / export) form ---------
 
 
 @pytest.mark.parametrize("compiling", [False, True])
@@ -380,7 +382,7 @@ def test_linear_to_nchw_equals_a_1x1_convolution_in_both_branches(
 ):
     # compiling=True takes the batched branch that torch.compile / torch.export trace: both
     # formulations must equal F.conv2d of the NCHW input, with and without a bias
-    monkeypatch.setattr(kriging_mod, "is_compiling", lambda: compiling)
+    monkeypatch.setattr(latent_mod, "is_compiling", lambda: compiling)
     g = torch.Generator().manual_seed(batch + 2 * bias)
     conv = nn.Conv2d(5, 7, 1, bias=bias)
     with torch.no_grad():
@@ -388,7 +390,7 @@ def test_linear_to_nchw_equals_a_1x1_convolution_in_both_branches(
         if bias:
             conv.bias.copy_(torch.randn(7, generator=g))
     x = torch.randn(batch, 4, 6, 5, generator=g)  # channels-last (B, H, W, C)
-    got = _linear_to_nchw(x, conv)
+    got = linear_to_nchw(x, conv)
     want = F.conv2d(x.permute(0, 3, 1, 2), conv.weight, conv.bias)
     assert got.shape == (batch, 7, 4, 6) and got.is_contiguous()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
@@ -512,13 +514,13 @@ def test_the_backend_argument_reaches_every_aggregation(monkeypatch):
     # NeuralKrigingUpsampler(backend=...) builds its blocks with that backend, and each block
     # passes it to the (unchecked) aggregation
     seen = []
-    real = kriging_mod.aggregate
+    real = block_mod.aggregate
 
     def spy(x, kernel, dist, *, backend="auto"):
         seen.append(backend)
         return real(x, kernel, dist, backend=backend)
 
-    monkeypatch.setattr(kriging_mod, "aggregate", spy)
+    monkeypatch.setattr(block_mod, "aggregate", spy)
     up = NeuralKrigingUpsampler(4, hidden=8, blocks=2, backend="reference")
     with torch.no_grad():
         up(torch.randn(1, 4, 3, 3), scale=2.0)
@@ -687,6 +689,7 @@ def test_traced_geometry_renders_like_eager(monkeypatch, window):
         eager = up(feat, scale=2.0, window=window)
         monkeypatch.setattr(geometry_mod, "is_compiling", lambda: True)
         monkeypatch.setattr(kriging_mod, "is_compiling", lambda: True)
+        monkeypatch.setattr(latent_mod, "is_compiling", lambda: True)
         traced = up(feat, scale=2.0, window=window)
     torch.testing.assert_close(traced, eager, rtol=1e-5, atol=1e-5)
 

@@ -20,21 +20,9 @@ from .._checks import (
 )
 from ..scale import ScaleCondition, ScaleLike
 from .adaptive_conv import AdaptiveConv2d
+from .norm import LayerNorm2d
 
 __all__ = ["AFEBlock", "AFETokenBlock", "LayerNorm2d", "SqueezeExcitation"]
-
-
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of each pixel of an NCHW map.
-
-    Shape:
-        - x: :math:`(B, C, H, W)`; output: same.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
 
 
 class SqueezeExcitation(nn.Module):
