@@ -29,14 +29,13 @@ ordinary tiles. Its coordinates are divided by 4 before the mapping above.
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import re
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,114 +43,23 @@ import numpy as np
 import torch
 
 from ..images import IMAGE_SUFFIXES
-from ..precision import autocast, check_precision
+from ..precision import autocast
 from .cache import ByteLRU
+from .config import ServiceConfig
+from .encode import MEDIA_TYPES, encode
 from .grammar import (
     FORMATS,
     IIIFError,
     ImageRequest,
-    Limits,
     canonical_path,
     resolve_region,
     resolve_size,
 )
+from .mapping import AxisMap, map_axis
 
 __all__ = ["AxisMap", "ImageService", "ServiceConfig", "map_axis"]
 
 _VIRTUAL = re.compile(r"^(.+)@([1-9][0-9]*)x$")
-_MEDIA_TYPES = {"jpg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
-_PIL_FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}
-
-
-def _div_round(a: int, b: int) -> int:
-    """``round(a / b)`` with halves up, for integers ``a >= 0``, ``b > 0``."""
-    return (2 * a + b) // (2 * b)
-
-
-@dataclass(frozen=True)
-class AxisMap:
-    """One axis of a request mapped onto a render.
-
-    ``full`` is the zoom level's whole-image length on this axis. If ``model`` is True, the
-    response's pixels are ``[start, start + length)`` of a model render of length ``full``;
-    otherwise ``(lo, hi)`` is the region in source pixels (floats) to resample to ``length``.
-    """
-
-    full: int
-    model: bool
-    start: int
-    length: int
-    lo: float
-    hi: float
-
-
-def map_axis(src: int, virtual: int, x: int, w: int, out: int) -> AxisMap:
-    """Map region ``[x, x + w)`` of an axis of ``virtual`` pixels (``src`` pixels in the source;
-    ``virtual = k * src`` for a ``@kx`` image) returned at ``out`` pixels.
-
-    >>> map_axis(64, 64, 20, 20, 50)        # x2.5: pixels 50..99 of a 160-pixel render
-    AxisMap(full=160, model=True, start=50, length=50, lo=20.0, hi=40.0)
-    >>> map_axis(64, 64, 0, 64, 32).model   # downscaled: resampled, not rendered
-    False
-    """
-    full = _div_round(virtual * out, w)
-    lo, hi = x * src / virtual, (x + w) * src / virtual
-    if full > src:
-        start = min(_div_round(x * full, virtual), full - out)
-        return AxisMap(full, True, max(0, start), out, lo, hi)
-    return AxisMap(full, False, 0, out, lo, hi)
-
-
-@dataclass
-class ServiceConfig:
-    """Settings of an :class:`ImageService` (see ``scaleeq serve --help`` and docs/serve.md).
-
-    Attributes:
-        tile: the tile size advertised in ``info.json``.
-        limits: ``maxWidth`` / ``maxHeight`` / ``maxArea`` of any response.
-        max_factor: the largest upscaling factor per axis relative to the source (400 above).
-        feature_scale: the scale the model's LR features are conditioned on: a number (one
-            feature map per image, reused by every zoom level; default 2.0, see docs/serve.md
-            for why) or ``"level"`` (each zoom level conditions on its own factor: one feature
-            map per image and level, exactly the model's own output at that factor).
-        block: side of the render blocks (pixels of the zoom level's render).
-        response_cache_bytes, feature_cache_bytes, block_cache_bytes, source_cache_bytes: caps.
-        virtual_factors: the ``@kx`` virtual images offered (empty: none).
-        jpeg_quality, webp_quality: encoder settings.
-        precision: compute precision of the model's features and renders (``"fp32"``,
-            ``"bf16"``, ``"fp16"``, ``"auto"``; :mod:`scaleeq.precision`). Tile geometry does not
-            depend on it, so tiles stay exact windows of one render at any precision.
-    """
-
-    tile: int = 512
-    limits: Limits = field(default_factory=lambda: Limits(4096, 4096, 4096 * 4096))
-    max_factor: float = 16.0
-    feature_scale: float | str = 2.0
-    block: int = 128
-    response_cache_bytes: int = 256 * 2**20
-    feature_cache_bytes: int = 1024 * 2**20
-    block_cache_bytes: int = 256 * 2**20
-    source_cache_bytes: int = 256 * 2**20
-    virtual_factors: tuple[int, ...] = (2, 4, 8)
-    jpeg_quality: int = 90
-    webp_quality: int = 90
-    precision: str = "fp32"
-
-    def __post_init__(self) -> None:
-        check_precision(self.precision)
-        for name in ("tile", "block"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 16:
-                raise ValueError(f"{name} must be an int >= 16, got {v!r}")
-        if not (isinstance(self.max_factor, int | float) and self.max_factor >= 1):
-            raise ValueError(f"max_factor must be a number >= 1, got {self.max_factor!r}")
-        fs = self.feature_scale
-        if fs != "level" and not (
-            isinstance(fs, int | float) and not isinstance(fs, bool) and 0 < fs < 1e3
-        ):
-            raise ValueError(f"feature_scale must be a positive number or 'level', got {fs!r}")
-        if any(not isinstance(k, int) or k < 2 for k in self.virtual_factors):
-            raise ValueError(f"virtual_factors must be ints >= 2, got {self.virtual_factors!r}")
 
 
 @dataclass
@@ -353,8 +261,9 @@ class ImageService:
         if hit is not None:
             return hit[0], hit[1], canon
         pixels = self.pixels(img, k, region, size)
-        body = self._encode(pixels, req)
-        media = _MEDIA_TYPES[req.format]
+        c = self.config
+        body = encode(pixels, req, jpeg_quality=c.jpeg_quality, webp_quality=c.webp_quality)
+        media = MEDIA_TYPES[req.format]
         self.responses.put(canon, (body, media), len(body) + len(canon))
         return body, media, canon
 
@@ -511,37 +420,6 @@ class ImageService:
             return block
 
     # ---- encoding ----------------------------------------------------------------------------
-
-    def _encode(self, pixels: np.ndarray, req: ImageRequest) -> bytes:
-        """Mirror, rotate (clockwise), apply the quality and encode in the request's format."""
-        from PIL import Image, ImageOps
-
-        im = Image.fromarray(pixels)
-        if req.mirror:
-            im = ImageOps.mirror(im)
-        if req.rotation:
-            im = im.transpose(
-                {
-                    90: Image.Transpose.ROTATE_270,
-                    180: Image.Transpose.ROTATE_180,
-                    270: Image.Transpose.ROTATE_90,
-                }[req.rotation]
-            )
-        if req.quality == "gray":
-            im = im.convert("L")
-        elif req.quality == "bitonal":
-            im = im.convert("L").point(lambda v: 255 if v >= 128 else 0)
-            if req.format != "jpg":
-                im = im.convert("1")
-        buf = io.BytesIO()
-        fmt = _PIL_FORMATS[req.format]
-        if req.format == "jpg":
-            im.save(buf, fmt, quality=self.config.jpeg_quality)
-        elif req.format == "webp":
-            im.save(buf, fmt, quality=self.config.webp_quality)
-        else:
-            im.save(buf, fmt, compress_level=1)
-        return buf.getvalue()
 
     def stats(self) -> dict[str, Any]:
         """Counters and cache sizes (served at ``/_scaleeq/stats``)."""
