@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from scaleeq import upscale
 from scaleeq.models import EQSR, SwinIR
-from scaleeq.models._swin import (
+from scaleeq.models.swin import (
     OverlapCrossAttentionBlock,
     SwinBlock,
-    pad_to_multiple,
     window_partition,
     window_reverse,
 )
+from scaleeq.ops.padding import pad_to_multiple
 
 from ._helpers import (
     FEW,

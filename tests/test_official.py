@@ -11,8 +11,8 @@ import torch
 
 from scaleeq import upscale
 from scaleeq.models import EQSR, SwinIR, convert_eqsr_state_dict, load_official_eqsr
-from scaleeq.models._swin import overlap_relative_position_index, relative_position_index
 from scaleeq.models.eqsr import OfficialCellEncoding
+from scaleeq.models.swin import overlap_relative_position_index, relative_position_index
 
 # ../shared beside the checkout; searched upwards so that a copy of tests/ one level deeper
 # (mutmut's mutants/tests) finds it too

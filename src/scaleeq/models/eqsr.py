@@ -32,17 +32,16 @@ from ..layers.afe import AFETokenBlock
 from ..layers.encoding import ScaleEncoder
 from ..layers.kriging import NeuralKrigingUpsampler
 from ..ops.coords import Window
+from ..ops.padding import crop_padding, pad_to_multiple
 from ..scale import ScaleCondition, ScaleLike, check_scale_batch, output_sizes, parse_scale
 from ._common import RGB_MEAN, preset_arguments
-from ._swin import (
+from .swin import (
     OverlapCrossAttentionBlock,
     PatchEmbed,
     PatchUnEmbed,
     ResidualGroup,
     SwinBlock,
-    crop_padding,
     drop_path_rates,
-    pad_to_multiple,
 )
 
 __all__ = ["EQSR", "OfficialCellEncoding"]

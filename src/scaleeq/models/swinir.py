@@ -17,14 +17,14 @@ from torch import nn
 
 from .._checks import check_channels, check_int, check_int_list, check_tensor
 from .._config import store_config
+from ..ops.padding import pad_to_multiple
 from ._common import RGB_MEAN, preset_arguments
-from ._swin import (
+from .swin import (
     PatchEmbed,
     PatchUnEmbed,
     ResidualGroup,
     SwinStage,
     drop_path_rates,
-    pad_to_multiple,
     residual_conv,
 )
 
@@ -78,7 +78,7 @@ class SwinIR(nn.Module):
         patch_norm: LayerNorm after the patch embedding.
         img_range: pixel range multiplier applied after subtracting the mean.
         upsampler: ``"pixelshuffle"``, ``"pixelshuffledirect"`` or ``"nearest+conv"``.
-        resi_connection: ``"1conv"`` or ``"3conv"`` (see ``_swin.residual_conv``).
+        resi_connection: ``"1conv"`` or ``"3conv"`` (see ``scaleeq.models.swin.residual_conv``).
         num_feat: tail width for ``"pixelshuffle"`` and ``"nearest+conv"``.
 
     The constructor arguments are kept in ``self.config``: ``SwinIR(**model.config)`` rebuilds

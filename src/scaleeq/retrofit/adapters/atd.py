@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...models._swin import crop_padding
 from ...ops.coords import ceil_div
+from ...ops.padding import crop_padding
 from .base import afe_layers, run_layers
 from .basicsr import MeanRangeAdapter
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..._checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
-from ...models._swin import crop_padding
+from ...ops.padding import crop_padding
 from .atd import flip_pad
 from .base import AFEThenLayer, Interleaved
 from .basicsr import MeanRangeAdapter

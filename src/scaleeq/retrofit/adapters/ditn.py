@@ -26,7 +26,7 @@ from torch import nn
 
 from ..._checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
-from ...models._swin import crop_padding, pad_to_multiple
+from ...ops.padding import crop_padding, pad_to_multiple
 from .base import Adapter
 
 __all__ = ["DITNAdapter", "UFONEWithAFE"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...models._swin import pad_to_multiple
+from ...ops.padding import pad_to_multiple
 from .base import Adapter, interleave, run_body
 
 __all__ = ["FDATAdapter"]

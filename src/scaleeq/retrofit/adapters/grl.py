@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...models._swin import crop_padding
 from ...ops.coords import pad_to
+from ...ops.padding import crop_padding
 from .base import afe_layers, run_layers
 from .basicsr import MeanRangeAdapter
 

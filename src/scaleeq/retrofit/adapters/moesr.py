@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...models._swin import crop_padding, pad_to_multiple
+from ...ops.padding import crop_padding, pad_to_multiple
 from .base import Adapter, interleave, run_body
 
 __all__ = ["MoESRAdapter"]

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._checks import is_compiling
-from ...models._swin import crop_padding
 from ...ops.coords import ceil_div, pad_to
+from ...ops.padding import crop_padding
 from .base import Adapter, interleave, run_body
 
 __all__ = ["OmniSRAdapter", "zero_pad_to_multiple"]

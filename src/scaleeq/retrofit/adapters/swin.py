@@ -21,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._checks import is_compiling
-from ...models._swin import crop_padding, pad_to_multiple
 from ...ops.coords import ceil_div
+from ...ops.padding import crop_padding, pad_to_multiple
 from .base import afe_layers, out_channels, run_layers
 from .basicsr import MeanRangeAdapter
 
