@@ -54,7 +54,7 @@ def bench_shape(
     per_sample = torch.empty(batch, device=device).uniform_(1.0, 4.0)
     conv = nn.Conv2d(c, c, 3, padding=1).to(device)
     cases: dict[str, Callable[[], None]] = {"conv": _fwd_bwd(conv, x, None)}
-    for impl in ("auto", "scale", "grouped"):
+    for impl in ("auto", "input", "grouped"):
         layer = scaleeq.AdaptiveConv2d(c, c, 3, zero_init=False, impl=impl).to(device)
         cases[f"adaptive/{impl}"] = _fwd_bwd(layer, x, per_sample)
     shared = scaleeq.AdaptiveConv2d(c, c, 3, zero_init=False).to(device)

@@ -260,12 +260,12 @@ def measure(dry: bool, repeats: int) -> dict:
             scale = torch.linspace(1.0, 4.0, b)
             conv = torch.nn.Conv2d(c, c, 3, padding=1).to(device)
             row = {"conv": timer(lambda conv=conv, x=x: conv(x).sum().backward())}
-            for impl in ("scale", "grouped"):
+            for impl in ("input", "grouped"):
                 ac = scaleeq.AdaptiveConv2d(c, c, 3, impl=impl).to(device)
                 row[impl] = timer(lambda ac=ac, x=x, s=scale: ac(x, s).sum().backward())
             shared = scaleeq.AdaptiveConv2d(c, c, 3).to(device)
             row["shared_scale"] = timer(lambda m=shared, x=x: m(x, 2.5).sum().backward())
-            for k in ("scale", "grouped", "shared_scale"):
+            for k in ("input", "grouped", "shared_scale"):
                 row[f"{k}_vs_conv"] = row[k]["seconds"] / row["conv"]["seconds"]
             out[f"C={c}"] = row
         return out

@@ -65,7 +65,7 @@ def test_shapes_match_conv2d(b, cin, cout, h, w, k, stride):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("impl", ["scale", "grouped"])
+@pytest.mark.parametrize("impl", ["input", "grouped", "scale"])  # "scale": the former name
 @pytest.mark.parametrize("demodulate", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
 def test_formulations_match_per_sample_kernels(dtype, impl, demodulate, bias):
@@ -243,9 +243,9 @@ def test_auto_impl_follows_the_documented_cpu_rule():
     cpu, other = torch.device("cpu"), torch.device("meta")
     assert _auto_impl(cpu, 128, 128) == "grouped"  # up to 128 x 128 channels on the CPU
     assert _auto_impl(cpu, 1, 128 * 128) == "grouped"
-    assert _auto_impl(cpu, 128, 129) == "scale"
-    assert _auto_impl(cpu, 129, 128) == "scale"
-    assert _auto_impl(other, 4, 4) == "scale"  # elsewhere: input scaling
+    assert _auto_impl(cpu, 128, 129) == "input"
+    assert _auto_impl(cpu, 129, 128) == "input"
+    assert _auto_impl(other, 4, 4) == "input"  # elsewhere: input scaling
 
 
 @pytest.mark.parametrize(

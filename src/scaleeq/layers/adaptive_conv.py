@@ -23,9 +23,12 @@ from ..context import resolve_layer_scale
 from ..scale import ScaleCondition, ScaleLike, check_scale_batch
 from .encoding import ScaleEncoding, encode_condition
 
-__all__ = ["AdaptiveConv2d", "Impl"]
+__all__ = ["IMPL_ALIASES", "AdaptiveConv2d", "Impl"]
 
-Impl = Literal["auto", "scale", "grouped"]
+Impl = Literal["auto", "input", "grouped"]
+
+#: Former spellings of ``impl`` values, still accepted (``"scale"``: ``"input"``).
+IMPL_ALIASES = {"scale": "input"}
 
 
 def _auto_impl(device: torch.device, in_channels: int, out_channels: int) -> str:
@@ -38,7 +41,7 @@ def _auto_impl(device: torch.device, in_channels: int, out_channels: int) -> str
     """
     if device.type == "cpu" and in_channels * out_channels <= 128 * 128:
         return "grouped"
-    return "scale"
+    return "input"
 
 
 class AdaptiveConv2d(nn.Module):
@@ -56,7 +59,7 @@ class AdaptiveConv2d(nn.Module):
 
     Two exact formulations are implemented; the result is the same, only speed differs:
 
-    - ``"scale"``: scale the *input* channels by ``1 + s``, run one ordinary convolution with
+    - ``"input"``: scale the *input* channels by ``1 + s``, run one ordinary convolution with
       ``W``, then scale each output channel by its demodulation factor. No per-sample kernel
       is ever built.
     - ``"grouped"``: build the per-sample kernels ``W''_b`` and run one grouped convolution
@@ -90,8 +93,9 @@ class AdaptiveConv2d(nn.Module):
         demodulate: apply StyleGAN2 demodulation.
         zero_init: start ``F`` at zero (identity at init, see above).
         eps: added inside the demodulation rsqrt.
-        impl: ``"auto"`` (fastest exact formulation for the device), ``"scale"`` or
-            ``"grouped"``; used for per-sample scales.
+        impl: ``"auto"`` (fastest exact formulation for the device), ``"input"`` (input
+            scaling; ``"scale"``, its former name, is accepted) or ``"grouped"``; used for
+            per-sample scales.
         encoding: a module mapping a scale argument to features of size
             ``encoding.out_features``; default ``ScaleEncoding(num_freqs)``.
 
@@ -128,8 +132,9 @@ class AdaptiveConv2d(nn.Module):
         super().__init__()
         check_int(in_channels, "in_channels")
         check_int(out_channels, "out_channels")
-        if impl not in ("auto", "scale", "grouped"):
-            raise ValueError(f"impl must be 'auto', 'scale' or 'grouped', got {impl!r}")
+        impl = IMPL_ALIASES.get(impl, impl)
+        if impl not in ("auto", "input", "grouped"):
+            raise ValueError(f"impl must be 'auto', 'input' or 'grouped', got {impl!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = check_pair(kernel_size, "kernel_size")
@@ -272,7 +277,7 @@ class AdaptiveConv2d(nn.Module):
         if (
             not self.demodulate
         ):  # one ordinary conv with the original weight: exact identity at init
-            impl = "scale"
+            impl = "input"
         elif impl == "auto":
             impl = _auto_impl(x.device, self.in_channels, self.out_channels)
         if impl == "grouped":

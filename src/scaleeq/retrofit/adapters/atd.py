@@ -92,33 +92,33 @@ class ATDAdapter(MeanRangeAdapter):
         ws = int(model.window_size)
         return (2 * ws, 2 * ws)  # a multiple of the window: no padding to crop
 
-    def _normalised(self, bb: nn.Module) -> bool:
-        return getattr(bb, "no_norm", None) is None
+    def _normalised(self, backbone: nn.Module) -> bool:
+        return getattr(backbone, "no_norm", None) is None
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         h0, w0 = lr.shape[-2:]
-        ws = int(bb.window_size)
+        ws = int(backbone.window_size)
         h, w = ceil_div(h0, ws) * ws, ceil_div(w0, ws) * ws
         x = flip_pad(lr, h, w)
-        if self._normalised(bb):
-            x = (x - torch.as_tensor(bb.mean).to(x)) * bb.img_range
+        if self._normalised(backbone):
+            x = (x - torch.as_tensor(backbone.mean).to(x)) * backbone.img_range
         params = {
-            "attn_mask": bb.calculate_mask([h, w]).to(x.device),
-            "rpi_sa": bb.relative_position_index_SA,
+            "attn_mask": backbone.calculate_mask([h, w]).to(x.device),
+            "rpi_sa": backbone.relative_position_index_SA,
         }
-        x = bb.conv_first(x)
-        t = bb.patch_embed(x)
-        if getattr(bb, "ape", False):
-            t = t + bb.absolute_pos_embed
-        t = run_layers(bb.layers, t, (h, w), scale, params)
-        body = bb.patch_unembed(bb.norm(t), (h, w))
-        return crop_padding(bb.conv_after_body(body) + x, (h0, w0))
+        x = backbone.conv_first(x)
+        t = backbone.patch_embed(x)
+        if getattr(backbone, "ape", False):
+            t = t + backbone.absolute_pos_embed
+        t = run_layers(backbone.layers, t, (h, w), scale, params)
+        body = backbone.patch_unembed(backbone.norm(t), (h, w))
+        return crop_padding(backbone.conv_after_body(body) + x, (h0, w0))
 
-    def output_range(self, bb: nn.Module) -> float:
-        return float(bb.img_range) if self._normalised(bb) else 1.0
+    def output_range(self, backbone: nn.Module) -> float:
+        return float(backbone.img_range) if self._normalised(backbone) else 1.0
 
-    def output(self, bb: nn.Module, out: torch.Tensor) -> torch.Tensor:
-        return super().output(bb, out) if self._normalised(bb) else out
+    def output(self, backbone: nn.Module, out: torch.Tensor) -> torch.Tensor:
+        return super().output(backbone, out) if self._normalised(backbone) else out
 
 
 ADAPTERS = (ATDAdapter,)

@@ -227,44 +227,44 @@ class Adapter:
         return x
 
     # -- running ------------------------------------------------------------------------------
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """The body's features of ``lr`` ``(B, C_in, h, w)`` in [0, 1], AFE layers at ``scale``
         (``(N, 2)`` float64). ``lr`` must not be modified in place."""
         raise NotImplementedError
 
-    def stride(self, bb: nn.Module) -> int:
+    def stride(self, backbone: nn.Module) -> int:
         """The feature map's stride over the input (2 or 4 behind a pixel-unshuffle front)."""
         return 1
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d | None:
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d | None:
         """The convolution that reads the LR image (its channels and dtype are the input's);
         ``None`` where the adapter does not know it."""
         return None
 
-    def output_range(self, bb: nn.Module) -> float:
+    def output_range(self, backbone: nn.Module) -> float:
         """The factor between the network's output units and [0, 1]."""
         return 1.0
 
-    def output(self, bb: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    def output(self, backbone: nn.Module, out: torch.Tensor) -> torch.Tensor:
         """The network's output transform applied to the upsampler's output."""
         return out
 
-    def prepare_export(self, bb: nn.Module) -> None:
-        """Make ``bb`` (an eval-mode copy that :func:`scaleeq.onnx.export_onnx` owns) traceable
-        without changing its outputs; by default nothing to do. For code that rewrites its own
-        weights on every call (SPAN's re-parameterised convolutions)."""
+    def prepare_export(self, backbone: nn.Module) -> None:
+        """Make ``backbone`` (an eval-mode copy that :func:`scaleeq.onnx.export_onnx` owns)
+        traceable without changing its outputs; by default nothing to do. For code that rewrites
+        its own weights on every call (SPAN's re-parameterised convolutions)."""
 
-    def export_trace_size(self, bb: nn.Module) -> tuple[int, int] | None:
+    def export_trace_size(self, backbone: nn.Module) -> tuple[int, int] | None:
         """The smallest LR size :func:`scaleeq.onnx.export_onnx` traces at (a larger
         ``example_size`` is kept), or ``None``: for code whose graph keeps what the traced size
         implies, e.g. a window count that a trace inside one window fixes at 1."""
         return None
 
-    def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
+    def set_checkpointing(self, backbone: nn.Module, mode: str | None) -> int:
         """Turn activation checkpointing of the AFE-carrying segments on (``mode``) or off;
         return how many segments it applies to."""
         count = 0
-        for m in bb.modules():
+        for m in backbone.modules():
             if isinstance(m, Interleaved | AFEThenLayer):
                 m.checkpointing = mode
                 count += 1

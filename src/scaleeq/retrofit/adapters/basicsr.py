@@ -55,14 +55,14 @@ class MeanRangeAdapter(Adapter):
                 return getattr(model, name)
         return None
 
-    def input_conv(self, bb):
-        return bb.conv_first
+    def input_conv(self, backbone):
+        return backbone.conv_first
 
-    def output_range(self, bb):
-        return float(bb.img_range)
+    def output_range(self, backbone):
+        return float(backbone.img_range)
 
-    def output(self, bb, out):
-        return out / bb.img_range + torch.as_tensor(bb.mean).to(out)
+    def output(self, backbone, out):
+        return out / backbone.img_range + torch.as_tensor(backbone.mean).to(out)
 
 
 class BasicSRAdapter(MeanRangeAdapter):
@@ -80,9 +80,9 @@ class BasicSRAdapter(MeanRangeAdapter):
         self.drop_tail(backbone)
         return channels
 
-    def features(self, bb, lr, scale):
-        x = bb.conv_first((lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range)
-        return bb.conv_after_body(run_body(bb.body, x, scale)) + x
+    def features(self, backbone, lr, scale):
+        x = backbone.conv_first((lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range)
+        return backbone.conv_after_body(run_body(backbone.body, x, scale)) + x
 
 
 ADAPTERS = (BasicSRAdapter,)

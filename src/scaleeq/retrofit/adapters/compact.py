@@ -64,12 +64,12 @@ class CompactAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.body[-1]
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.body[0]
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.body[0]
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        x = bb.body[1](bb.body[0](lr))  # a new tensor before any in-place activation
-        return run_body(bb.body[2], x, scale)
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        x = backbone.body[1](backbone.body[0](lr))  # a new tensor before any in-place activation
+        return run_body(backbone.body[2], x, scale)
 
 
 ADAPTERS = (CompactAdapter,)

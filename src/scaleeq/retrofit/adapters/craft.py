@@ -95,10 +95,10 @@ def run_map_groups(
     return x
 
 
-def set_wrapper_checkpointing(bb: nn.Module, mode: str | None) -> int:
+def set_wrapper_checkpointing(backbone: nn.Module, mode: str | None) -> int:
     """:meth:`Adapter.set_checkpointing` that also finds :class:`AFEThenMapGroup` wrappers."""
     count = 0
-    for m in bb.modules():
+    for m in backbone.modules():
         if isinstance(m, Interleaved | AFEThenLayer | AFEThenMapGroup):
             m.checkpointing = mode
             count += 1
@@ -138,25 +138,25 @@ class CRAFTAdapter(MeanRangeAdapter):
         ws = int(model.window_size)
         return (ws + 3, ws + 1)  # padded to 2 windows; crop checked
 
-    def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
-        return set_wrapper_checkpointing(bb, mode)
+    def set_checkpointing(self, backbone: nn.Module, mode: str | None) -> int:
+        return set_wrapper_checkpointing(backbone, mode)
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         h0, w0 = lr.shape[-2:]
-        ws = int(bb.window_size)
+        ws = int(backbone.window_size)
         h, w = (h0 // ws + 1) * ws, (w0 // ws + 1) * ws
         x = flip_pad(lr, h, w)
-        x = (x - torch.as_tensor(bb.mean).to(x)) * bb.img_range
-        x = bb.conv_first(x)
+        x = (x - torch.as_tensor(backbone.mean).to(x)) * backbone.img_range
+        x = backbone.conv_first(x)
         params = {
             "attn_mask": (None, None),
-            "rpi_sa_h": bb.relative_position_index_h,
-            "rpi_sa_v": bb.relative_position_index_v,
-            "biases_v": bb.biases_v,
-            "biases_h": bb.biases_h,
+            "rpi_sa_h": backbone.relative_position_index_h,
+            "rpi_sa_v": backbone.relative_position_index_v,
+            "biases_v": backbone.biases_v,
+            "biases_h": backbone.biases_h,
         }
-        body = bb.norm(run_map_groups(bb.layers, x, (h, w), scale, params))
-        return crop_padding(bb.conv_after_body(body) + x, (h0, w0))
+        body = backbone.norm(run_map_groups(backbone.layers, x, (h, w), scale, params))
+        return crop_padding(backbone.conv_after_body(body) + x, (h0, w0))
 
 
 ADAPTERS = (CRAFTAdapter,)

@@ -29,9 +29,9 @@ class CustomAdapter(Adapter):
         backbone._modules.pop(settings["tail"], None)
         return None
 
-    def features(self, bb, lr, scale):
+    def features(self, backbone, lr, scale):
         scale = scale.value  # the user's body gets the parsed (N, 2) tensor
-        body = getattr(bb, self.body)
+        body = getattr(backbone, self.body)
         forward = getattr(body, "forward", body)
         try:
             takes_scale = "scale" in inspect.signature(forward).parameters

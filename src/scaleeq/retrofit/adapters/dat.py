@@ -64,18 +64,18 @@ class BeforeRGAdapter(MeanRangeAdapter):
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         return (16, 16)
 
-    def _body(self, bb: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def _body(self, backbone: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """``forward_features`` with the scale handed to each AFE-wrapped group."""
         b, c, h, w = x.shape
-        t = bb.before_RG(x)
-        t = run_layers(bb.layers, t, (h, w), scale)
-        t = bb.norm(t)
+        t = backbone.before_RG(x)
+        t = run_layers(backbone.layers, t, (h, w), scale)
+        t = backbone.norm(t)
         return t.transpose(1, 2).reshape(b, c, h, w)
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        x = (lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range  # a new tensor
-        x = bb.conv_first(x)
-        return bb.conv_after_body(self._body(bb, x, scale)) + x
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        x = (lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range  # a new tensor
+        x = backbone.conv_first(x)
+        return backbone.conv_after_body(self._body(backbone, x, scale)) + x
 
 
 class DATAdapter(BeforeRGAdapter):

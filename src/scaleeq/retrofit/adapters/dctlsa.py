@@ -58,7 +58,7 @@ class DCTLSAAdapter(Adapter):
     export_batch = 1  # its window attention computes the batch from sizes
     _WINDOW = 16  # spandrel's DCTLSA fixes its Swin window at 16
 
-    def export_trace_size(self, bb: nn.Module) -> tuple[int, int]:
+    def export_trace_size(self, backbone: nn.Module) -> tuple[int, int]:
         # traced inside one window, the graph keeps a window count of 1 (a Reshape error in
         # onnxruntime at larger sizes); across 2 x 2 windows it holds at 1, 4 and 9 windows
         return (self._WINDOW + 3, self._WINDOW + 5)
@@ -93,29 +93,29 @@ class DCTLSAAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.upsampler
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.fea_conv
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.fea_conv
 
-    def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
-        count = super().set_checkpointing(bb, mode)
-        for m in bb.modules():
+    def set_checkpointing(self, backbone: nn.Module, mode: str | None) -> int:
+        count = super().set_checkpointing(backbone, mode)
+        for m in backbone.modules():
             if isinstance(m, AFEThen):
                 m.checkpointing = mode
                 count += 1
         return count
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        head = bb.fea_conv(lr)
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        head = backbone.fea_conv(lr)
         dense = head  # the concatenation of the head and the group outputs so far
         x = head
         outs: list[torch.Tensor] = []
         for i, g in enumerate(_GROUPS):
-            out = _run(getattr(bb, g), x, scale)
+            out = _run(getattr(backbone, g), x, scale)
             outs.append(out)
             if i < len(_FUSIONS):
                 dense = torch.cat([dense, out], dim=1)
-                x = getattr(bb, _FUSIONS[i])(dense)
-        return bb.LR_conv(bb.c(torch.cat(outs, dim=1))) + head
+                x = getattr(backbone, _FUSIONS[i])(dense)
+        return backbone.LR_conv(backbone.c(torch.cat(outs, dim=1))) + head
 
 
 ADAPTERS = (DCTLSAAdapter,)

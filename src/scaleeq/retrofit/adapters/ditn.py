@@ -99,30 +99,30 @@ class DITNAdapter(Adapter):
         m = self._multiple(model)
         return (2 * m, 2 * m)
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.sft
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.sft
 
-    def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
-        count = super().set_checkpointing(bb, mode)
-        for m in bb.modules():
+    def set_checkpointing(self, backbone: nn.Module, mode: str | None) -> int:
+        count = super().set_checkpointing(backbone, mode)
+        for m in backbone.modules():
             if isinstance(m, UFONEWithAFE):
                 m.checkpointing = mode
                 count += 1
         return count
 
     @staticmethod
-    def _multiple(bb: nn.Module) -> int:
+    def _multiple(backbone: nn.Module) -> int:
         """What the network pads to: the least common multiple of its ``patch_sizes``."""
-        return math.lcm(*(int(p) for p in bb.patch_sizes))
+        return math.lcm(*(int(p) for p in backbone.patch_sizes))
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         h, w = lr.shape[-2:]
-        x = pad_to_multiple(lr, self._multiple(bb))  # reflect, as the network pads
-        f = bb.sft(x)
+        x = pad_to_multiple(lr, self._multiple(backbone))  # reflect, as the network pads
+        f = backbone.sft(x)
         y = f
-        for group in bb.UFONE:
+        for group in backbone.UFONE:
             y = group(y, scale) if isinstance(group, UFONEWithAFE) else group(y)
-        return crop_padding(bb.conv_after_body(y) + f, (h, w))
+        return crop_padding(backbone.conv_after_body(y) + f, (h, w))
 
 
 ADAPTERS = (DITNAdapter,)

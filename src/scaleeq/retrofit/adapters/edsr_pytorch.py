@@ -34,8 +34,8 @@ class EDSRPyTorchAdapter(Adapter):
         ``pixel_range`` is read from ``sub_mean``) and keep loading with it."""
         return all(hasattr(model, a) for a in _REQUIRED) and isinstance(model.body, nn.Sequential)
 
-    def input_conv(self, bb):
-        return bb.sub_mean if isinstance(bb.sub_mean, nn.Conv2d) else None
+    def input_conv(self, backbone):
+        return backbone.sub_mean if isinstance(backbone.sub_mean, nn.Conv2d) else None
 
     def build(self, model, backbone, settings):
         channels = out_channels(model.head)
@@ -55,15 +55,15 @@ class EDSRPyTorchAdapter(Adapter):
             return x
         return x * self.pixel_range
 
-    def features(self, bb, lr, scale):
-        x = bb.head(bb.sub_mean(lr * self.pixel_range))
-        return run_body(bb.body, x, scale) + x
+    def features(self, backbone, lr, scale):
+        x = backbone.head(backbone.sub_mean(lr * self.pixel_range))
+        return run_body(backbone.body, x, scale) + x
 
-    def output_range(self, bb):
+    def output_range(self, backbone):
         return float(self.pixel_range)
 
-    def output(self, bb, out):
-        return bb.add_mean(out) / self.pixel_range
+    def output(self, backbone, out):
+        return backbone.add_mean(out) / self.pixel_range
 
 
 def infer_pixel_range(model: nn.Module) -> float:

@@ -72,22 +72,22 @@ class ESRGANAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.model[2]
 
-    def stride(self, bb: nn.Module) -> int:
-        return int(bb.shuffle_factor or 1)
+    def stride(self, backbone: nn.Module) -> int:
+        return int(backbone.shuffle_factor or 1)
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d | None:
-        return None if self.stride(bb) > 1 else bb.model[0]
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d | None:
+        return None if self.stride(backbone) > 1 else backbone.model[0]
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        s = self.stride(bb)
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        s = self.stride(backbone)
         x = lr
         if s > 1:
             h, w = x.shape[-2:]
             if is_compiling() or h % s or w % s:  # (no branch on a symbolic size)
                 x = F.pad(x, (0, pad_to(w, s), 0, pad_to(h, s)), mode="reflect")
             x = F.pixel_unshuffle(x, s)
-        x = bb.model[0](x)
-        return x + run_body(bb.model[1], x, scale)
+        x = backbone.model[0](x)
+        return x + run_body(backbone.model[1], x, scale)
 
 
 ADAPTERS = (ESRGANAdapter,)

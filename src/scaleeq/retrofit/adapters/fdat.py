@@ -53,8 +53,8 @@ class FDATAdapter(Adapter):
         )
 
     @staticmethod
-    def _head_conv(bb: nn.Module) -> nn.Conv2d:
-        head = bb.conv_first
+    def _head_conv(backbone: nn.Module) -> nn.Conv2d:
+        head = backbone.conv_first
         return (
             head
             if isinstance(head, nn.Conv2d)
@@ -72,17 +72,17 @@ class FDATAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.upsampler
 
-    def stride(self, bb: nn.Module) -> int:
-        return max(1, int(bb.pad))
+    def stride(self, backbone: nn.Module) -> int:
+        return max(1, int(backbone.pad))
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d | None:
-        return bb.conv_first if isinstance(bb.conv_first, nn.Conv2d) else None
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d | None:
+        return backbone.conv_first if isinstance(backbone.conv_first, nn.Conv2d) else None
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        s = self.stride(bb)
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        s = self.stride(backbone)
         x = pad_to_multiple(lr, s) if s > 1 else lr  # reflect, as the network pads
-        f = bb.conv_first(x)
-        return bb.conv_after(run_body(bb.groups, f, scale)) + f
+        f = backbone.conv_first(x)
+        return backbone.conv_after(run_body(backbone.groups, f, scale)) + f
 
 
 ADAPTERS = (FDATAdapter,)

@@ -93,17 +93,17 @@ class GRLAdapter(MeanRangeAdapter):
         p = int(model.pad_size)
         return (p, p)  # no padding to crop
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         h0, w0 = lr.shape[-2:]
-        x = _pad(lr, int(bb.pad_size))
-        x = (x - torch.as_tensor(bb.mean).to(x)) * bb.img_range  # a new tensor
-        x = bb.conv_first(x)
+        x = _pad(lr, int(backbone.pad_size))
+        x = (x - torch.as_tensor(backbone.mean).to(x)) * backbone.img_range  # a new tensor
+        x = backbone.conv_first(x)
         b, c, h, w = x.shape
-        t = bb.pos_drop(bb.norm_start(x.flatten(2).transpose(1, 2)))
-        tables = bb.get_table_index_mask(x.device, (h, w))
-        t = run_layers(bb.layers, t, (h, w), scale, tables)
-        body = bb.norm_end(t).transpose(1, 2).reshape(b, c, h, w)
-        return crop_padding(bb.conv_after_body(body) + x, (h0, w0))
+        t = backbone.pos_drop(backbone.norm_start(x.flatten(2).transpose(1, 2)))
+        tables = backbone.get_table_index_mask(x.device, (h, w))
+        t = run_layers(backbone.layers, t, (h, w), scale, tables)
+        body = backbone.norm_end(t).transpose(1, 2).reshape(b, c, h, w)
+        return crop_padding(backbone.conv_after_body(body) + x, (h0, w0))
 
 
 ADAPTERS = (GRLAdapter,)

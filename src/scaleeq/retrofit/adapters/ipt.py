@@ -172,31 +172,33 @@ class IPTAdapter(Adapter):
         p = int(model.patch_size)
         return (p, p)
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d | None:
-        return bb.sub_mean
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d | None:
+        return backbone.sub_mean
 
     def model_input(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return x * self.pixel_range
 
-    def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
-        count = set_wrapper_checkpointing(bb, mode)
-        for m in bb.modules():
+    def set_checkpointing(self, backbone: nn.Module, mode: str | None) -> int:
+        count = set_wrapper_checkpointing(backbone, mode)
+        for m in backbone.modules():
             if isinstance(m, IPTBody) and len(m.afe):
                 m.checkpointing = mode
                 count += 1
         return count
 
-    def _crop_features(self, bb: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def _crop_features(
+        self, backbone: nn.Module, x: torch.Tensor, scale: torch.Tensor
+    ) -> torch.Tensor:
         """Head and body on ``patch_size`` crops ``(N, 3, P, P)``: ``body(head(x)) + head(x)``."""
-        x = bb.head(x)
-        return bb.body(x, self.index, scale) + x
+        x = backbone.head(x)
+        return backbone.body(x, self.index, scale) + x
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        x = bb.sub_mean(lr * float(bb.rgb_range))  # a new tensor
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        x = backbone.sub_mean(lr * float(backbone.rgb_range))  # a new tensor
         b, c, h, w = x.shape
-        p = int(bb.patch_size)
+        p = int(backbone.patch_size)
         if h == p and w == p:
-            return self._crop_features(bb, x, scale)
+            return self._crop_features(backbone, x, scale)
         s = max(1, p // 4)
         hp = p + ceil_div(max(h - p, 0), s) * s
         wp = p + ceil_div(max(w - p, 0), s) * s
@@ -206,7 +208,7 @@ class IPTAdapter(Adapter):
         crops = crops.transpose(1, 2).reshape(b * n, c, p, p)
         if scale.shape[0] == b and b > 1:
             scale = scale.repeat_interleave(n, dim=0)
-        feat = self._crop_features(bb, crops, scale)
+        feat = self._crop_features(backbone, crops, scale)
         k = feat.shape[1]
         cols = feat.reshape(b, n, k * p * p).transpose(1, 2)
         total = F.fold(cols, (hp, wp), p, stride=s)
@@ -214,11 +216,11 @@ class IPTAdapter(Adapter):
         count = F.fold(F.unfold(ones, p, stride=s), (hp, wp), p, stride=s)
         return (total / count)[:, :, :h, :w]
 
-    def output_range(self, bb: nn.Module) -> float:
-        return float(bb.rgb_range)
+    def output_range(self, backbone: nn.Module) -> float:
+        return float(backbone.rgb_range)
 
-    def output(self, bb: nn.Module, out: torch.Tensor) -> torch.Tensor:
-        return bb.add_mean(out) / float(bb.rgb_range)
+    def output(self, backbone: nn.Module, out: torch.Tensor) -> torch.Tensor:
+        return backbone.add_mean(out) / float(backbone.rgb_range)
 
 
 ADAPTERS = (IPTAdapter,)

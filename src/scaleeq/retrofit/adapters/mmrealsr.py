@@ -130,25 +130,25 @@ class MMRealSRAdapter(Adapter):
             del backbone._modules[name]
         return channels
 
-    def set_checkpointing(self, bb, mode):
-        trunk = bb.trunk
+    def set_checkpointing(self, backbone, mode):
+        trunk = backbone.trunk
         if len(trunk.afe) == 0:
             return 0
         trunk.checkpointing = mode
         return 1
 
-    def input_conv(self, bb):
-        return bb.conv_first
+    def input_conv(self, backbone):
+        return backbone.conv_first
 
-    def _embedding(self, bb: nn.Module, lr: torch.Tensor) -> torch.Tensor:
+    def _embedding(self, backbone: nn.Module, lr: torch.Tensor) -> torch.Tensor:
         """The degradation embedding of ``lr`` (estimated degrees, as the default forward)."""
-        degrees = bb.de_net(lr)
-        return bb.dd_embed(torch.stack(list(degrees[: int(bb.num_degradation)]), dim=1))
+        degrees = backbone.de_net(lr)
+        return backbone.dd_embed(torch.stack(list(degrees[: int(backbone.num_degradation)]), dim=1))
 
-    def features(self, bb, lr, scale):
-        feat = bb.conv_first(lr)
-        d = self._embedding(bb, lr)
-        return feat + bb.conv_body(bb.trunk(feat, d, scale))
+    def features(self, backbone, lr, scale):
+        feat = backbone.conv_first(lr)
+        d = self._embedding(backbone, lr)
+        return feat + backbone.conv_body(backbone.trunk(feat, d, scale))
 
 
 ADAPTERS = (MMRealSRAdapter,)

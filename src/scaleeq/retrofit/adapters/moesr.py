@@ -58,13 +58,13 @@ class MoESRAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.upscale
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.in_to_dim
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.in_to_dim
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         h, w = lr.shape[-2:]
-        f = bb.in_to_dim(pad_to_multiple(lr, 2))  # reflect, as the network pads
-        return crop_padding(run_body(bb.blocks, f, scale) + f, (h, w))
+        f = backbone.in_to_dim(pad_to_multiple(lr, 2))  # reflect, as the network pads
+        return crop_padding(run_body(backbone.blocks, f, scale) + f, (h, w))
 
 
 ADAPTERS = (MoESRAdapter,)

@@ -65,12 +65,12 @@ class MoSRAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.upsampler
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.gblocks[0]
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.gblocks[0]
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        x = run_body(bb.gblocks[1], bb.gblocks[0](lr), scale)
-        return x + (bb.shortcut(lr) - 0.5)
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        x = run_body(backbone.gblocks[1], backbone.gblocks[0](lr), scale)
+        return x + (backbone.shortcut(lr) - 0.5)
 
 
 ADAPTERS = (MoSRAdapter,)

@@ -86,14 +86,14 @@ class OmniSRAdapter(Adapter):
         n = ws * ceil_div(16, ws)  # a multiple of the window (no padding), >= 16 for ESA's pooling
         return (n, n)
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.input
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.input
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         h, w = lr.shape[-2:]
-        x = zero_pad_to_multiple(lr, int(bb.window_size))
-        f = bb.input(x)
-        out = bb.output(run_body(bb.residual_layer, f, scale)) + f
+        x = zero_pad_to_multiple(lr, int(backbone.window_size))
+        f = backbone.input(x)
+        out = backbone.output(run_body(backbone.residual_layer, f, scale)) + f
         return crop_padding(out, (h, w))
 
 

@@ -76,11 +76,11 @@ class _PLKBase(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.feats[len(model.feats) - self._tail_len]
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.feats[0]
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.feats[0]
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        return run_body(bb.feats[1], bb.feats[0](lr), scale)
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        return run_body(backbone.feats[1], backbone.feats[0](lr), scale)
 
 
 class PLKSRAdapter(_PLKBase):

@@ -36,11 +36,11 @@ class SpandrelRCANAdapter(Adapter):
             and isinstance(model.body[-1], nn.Conv2d)
         )
 
-    def _head_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return next(m for m in bb.head if isinstance(m, nn.Conv2d))
+    def _head_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return next(m for m in backbone.head if isinstance(m, nn.Conv2d))
 
-    def input_conv(self, bb):
-        return None if int(bb.downscale_factor) > 1 else self._head_conv(bb)
+    def input_conv(self, backbone):
+        return None if int(backbone.downscale_factor) > 1 else self._head_conv(backbone)
 
     def build(self, model, backbone, settings):
         channels = self._head_conv(model).out_channels
@@ -54,23 +54,25 @@ class SpandrelRCANAdapter(Adapter):
     def tail_module(self, model):
         return model.tail
 
-    def stride(self, bb):
-        return int(bb.downscale_factor)
+    def stride(self, backbone):
+        return int(backbone.downscale_factor)
 
-    def features(self, bb, lr, scale):
-        s = int(bb.downscale_factor)
+    def features(self, backbone, lr, scale):
+        s = int(backbone.downscale_factor)
         h, w = lr.shape[-2:]
         x = lr
         if s > 1 and (is_compiling() or h % s or w % s):  # (no branch on a symbolic size)
             x = F.pad(x, (0, pad_to(w, s), 0, pad_to(h, s)), mode="reflect")
-        x = bb.head(bb.sub_mean(x * bb.rgb_range))  # a new tensor: lr is left as it was
-        return run_body(bb.body, x, scale) + x
+        x = backbone.head(
+            backbone.sub_mean(x * backbone.rgb_range)
+        )  # a new tensor: lr is left as it was
+        return run_body(backbone.body, x, scale) + x
 
-    def output_range(self, bb):
-        return float(bb.rgb_range)
+    def output_range(self, backbone):
+        return float(backbone.rgb_range)
 
-    def output(self, bb, out):
-        return bb.add_mean(out) / bb.rgb_range
+    def output(self, backbone, out):
+        return backbone.add_mean(out) / backbone.rgb_range
 
 
 ADAPTERS = (SpandrelRCANAdapter,)

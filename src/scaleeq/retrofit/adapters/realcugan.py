@@ -230,8 +230,8 @@ class RealCUGANAdapter(Adapter):
     def probe_size(self, model):
         return (22, 26)
 
-    def _pro(self, bb: nn.Module) -> bool:
-        return getattr(bb, "pro", None) is not None
+    def _pro(self, backbone: nn.Module) -> bool:
+        return getattr(backbone, "pro", None) is not None
 
     # -- building -----------------------------------------------------------------------------
     def _build_body(self, model: nn.Module, backbone: nn.Module, per_group: bool) -> None:
@@ -245,17 +245,17 @@ class RealCUGANAdapter(Adapter):
         self._build_body(model, backbone, settings["afe"] == "per_group")
         return 64
 
-    def set_checkpointing(self, bb, mode):
+    def set_checkpointing(self, backbone, mode):
         count = 0
-        for m in bb.modules():
+        for m in backbone.modules():
             if isinstance(m, _Stages) and len(m.afe) > 0:
                 m.checkpointing = mode
                 count += 1
         return count
 
     # -- running ------------------------------------------------------------------------------
-    def input_conv(self, bb):
-        return bb.unet1.conv1.conv[0]
+    def input_conv(self, backbone):
+        return backbone.unet1.conv1.conv[0]
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """The network's reflect padding of the image (a new tensor)."""
@@ -263,16 +263,16 @@ class RealCUGANAdapter(Adapter):
         h, w = x.shape[-2:]
         return F.pad(x, (pad, pad + pad_to(w, mult), pad, pad + pad_to(h, mult)), mode="reflect")
 
-    def features(self, bb, lr, scale):
-        x = lr * 0.7 + 0.15 if self._pro(bb) else lr
-        feat = bb.unet1(self._pad(x), scale)
+    def features(self, backbone, lr, scale):
+        x = lr * 0.7 + 0.15 if self._pro(backbone) else lr
+        feat = backbone.unet1(self._pad(x), scale)
         return _crop(feat, self._geometry[2], (lr.shape[-2], lr.shape[-1]))
 
-    def output_range(self, bb):
-        return 0.7 if self._pro(bb) else 1.0
+    def output_range(self, backbone):
+        return 0.7 if self._pro(backbone) else 1.0
 
-    def output(self, bb, out):
-        return (out - 0.15) / 0.7 if self._pro(bb) else out
+    def output(self, backbone, out):
+        return (out - 0.15) / 0.7 if self._pro(backbone) else out
 
 
 class RealCUGAN4xAdapter(RealCUGANAdapter):
@@ -327,7 +327,7 @@ class RealCUGANFastAdapter(RealCUGANAdapter):
     def probe_size(self, model):
         return (44, 48)
 
-    def _pro(self, bb):
+    def _pro(self, backbone):
         return False
 
     def _build_body(self, model, backbone, per_group):
@@ -338,12 +338,12 @@ class RealCUGANFastAdapter(RealCUGANAdapter):
         for name in ("conv_final", "ps"):
             backbone._modules.pop(name, None)
 
-    def input_conv(self, bb):
+    def input_conv(self, backbone):
         return None  # the pixel-unshuffle front reads the image
 
-    def features(self, bb, lr, scale):
-        x = bb.unet1(bb.inv(self._pad(lr)), scale)
-        x = bb.unet2(x, scale) + x[:, :, 20:-20, 20:-20]
+    def features(self, backbone, lr, scale):
+        x = backbone.unet1(backbone.inv(self._pad(lr)), scale)
+        x = backbone.unet2(x, scale) + x[:, :, 20:-20, 20:-20]
         return _crop(x, self._geometry[2], (lr.shape[-2], lr.shape[-1]))
 
 

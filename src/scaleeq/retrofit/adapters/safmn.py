@@ -55,12 +55,12 @@ class SAFMNAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.to_img
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.to_feat
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.to_feat
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        f = bb.to_feat(lr)
-        return run_body(bb.feats, f, scale) + f
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        f = backbone.to_feat(lr)
+        return run_body(backbone.feats, f, scale) + f
 
 
 ADAPTERS = (SAFMNAdapter,)

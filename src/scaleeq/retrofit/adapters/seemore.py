@@ -56,25 +56,25 @@ class SeemoReAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.upsampler
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.conv_1
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.conv_1
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        f = bb.conv_1((lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range)
-        body = bb.body
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        f = backbone.conv_1((lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range)
+        body = backbone.body
         if isinstance(body, nn.ModuleList):  # afe="none": the groups in order
             x = f
             for group in body:
                 x = group(x)
         else:
             x = run_body(body, f, scale)
-        return bb.conv_2(bb.norm(x)) + f
+        return backbone.conv_2(backbone.norm(x)) + f
 
-    def output_range(self, bb: nn.Module) -> float:
-        return float(bb.img_range)
+    def output_range(self, backbone: nn.Module) -> float:
+        return float(backbone.img_range)
 
-    def output(self, bb: nn.Module, out: torch.Tensor) -> torch.Tensor:
-        return out / bb.img_range + torch.as_tensor(bb.mean).to(out)
+    def output(self, backbone: nn.Module, out: torch.Tensor) -> torch.Tensor:
+        return out / backbone.img_range + torch.as_tensor(backbone.mean).to(out)
 
 
 ADAPTERS = (SeemoReAdapter,)

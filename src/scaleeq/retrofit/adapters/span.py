@@ -82,39 +82,39 @@ class SPANAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.upsampler
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.conv_1.sk
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.conv_1.sk
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         x = lr
-        if bb.no_norm is None:  # the network's is_norm
-            x = (lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range
-        feat = bb.conv_1(x)
+        if backbone.no_norm is None:  # the network's is_norm
+            x = (lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range
+        feat = backbone.conv_1(x)
         outs = []
         h = feat
         for name in _BLOCKS:
-            block = getattr(bb, name)
+            block = getattr(backbone, name)
             h, out1, _att = block(h, scale) if isinstance(block, AFEThenSPAB) else block(h)
             outs.append((h, out1))
         b1 = outs[0][0]
         b6, b5_2 = outs[5]
-        return bb.conv_cat(torch.cat([feat, bb.conv_2(b6), b1, b5_2], 1))
+        return backbone.conv_cat(torch.cat([feat, backbone.conv_2(b6), b1, b5_2], 1))
 
-    def prepare_export(self, bb: nn.Module) -> None:
+    def prepare_export(self, backbone: nn.Module) -> None:
         """Fuse each Conv3XC once (its own ``update_params``) and run it as the fused conv.
 
         In eval mode a Conv3XC re-fuses its three training convolutions into ``eval_conv`` on
         every call by assigning ``.data``, which ``torch.export`` cannot trace. The export's
         copy is frozen, so fusing once before tracing gives the same outputs."""
-        for m in bb.modules():
+        for m in backbone.modules():
             if hasattr(m, "update_params") and isinstance(getattr(m, "eval_conv", None), nn.Conv2d):
                 with torch.no_grad():
                     m.update_params()
                 m.forward = types.MethodType(_fused_forward, m)
 
-    def set_checkpointing(self, bb: nn.Module, mode: str | None) -> int:
+    def set_checkpointing(self, backbone: nn.Module, mode: str | None) -> int:
         count = 0
-        for m in bb.modules():
+        for m in backbone.modules():
             if isinstance(m, AFEThenSPAB):
                 m.checkpointing = mode
                 count += 1

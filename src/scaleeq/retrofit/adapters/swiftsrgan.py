@@ -57,17 +57,17 @@ class SwiftSRGANAdapter(Adapter):
     def tail_module(self, model: nn.Module) -> nn.Module:
         return model.upsampler
 
-    def input_conv(self, bb: nn.Module) -> nn.Conv2d:
-        return bb.initial.cnn.depthwise
+    def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
+        return backbone.initial.cnn.depthwise
 
-    def features(self, bb: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        initial = bb.initial(lr)
-        return bb.convblock(run_body(bb.residual, initial, scale)) + initial
+    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        initial = backbone.initial(lr)
+        return backbone.convblock(run_body(backbone.residual, initial, scale)) + initial
 
-    def output_range(self, bb: nn.Module) -> float:
+    def output_range(self, backbone: nn.Module) -> float:
         return 2.0
 
-    def output(self, bb: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    def output(self, backbone: nn.Module, out: torch.Tensor) -> torch.Tensor:
         return (torch.tanh(out) + 1) / 2
 
 

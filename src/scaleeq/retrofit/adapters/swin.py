@@ -77,56 +77,58 @@ class SwinAdapter(MeanRangeAdapter):
         ws = int(getattr(model, "window_size", 8)) * self.stride(model)
         return (2 * ws, 2 * ws)
 
-    def stride(self, bb):
-        return int(getattr(bb, "start_unshuffle", 1))
+    def stride(self, backbone):
+        return int(getattr(backbone, "start_unshuffle", 1))
 
-    def input_conv(self, bb):
-        return bb.conv_first if self.stride(bb) == 1 else None
+    def input_conv(self, backbone):
+        return backbone.conv_first if self.stride(backbone) == 1 else None
 
-    def _layer_args(self, bb: nn.Module, x: torch.Tensor) -> tuple:
+    def _layer_args(self, backbone: nn.Module, x: torch.Tensor) -> tuple:
         """HAT's layers take ``params`` (attention mask and relative position indices);
         SwinIR's take none. HAT-style models have ``calculate_mask`` on the model itself
         (spandrel's takes the dtype too)."""
-        if not hasattr(bb, "calculate_mask"):
+        if not hasattr(backbone, "calculate_mask"):
             return ()
         x_size = (x.shape[2], x.shape[3])
         if getattr(self, "_mask_dtype", False):
-            mask = bb.calculate_mask(x_size, dtype=x.dtype)
+            mask = backbone.calculate_mask(x_size, dtype=x.dtype)
         else:
-            mask = bb.calculate_mask(x_size)
+            mask = backbone.calculate_mask(x_size)
         params = {"attn_mask": mask.to(x.device)}
         for key, attr in (
             ("rpi_sa", "relative_position_index_SA"),
             ("rpi_oca", "relative_position_index_OCA"),
         ):
-            if hasattr(bb, attr):
-                params[key] = getattr(bb, attr)
+            if hasattr(backbone, attr):
+                params[key] = getattr(backbone, attr)
         return (params,)
 
-    def _body(self, bb: nn.Module, x: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    def _body(
+        self, backbone: nn.Module, x: torch.Tensor, scale: torch.Tensor | None
+    ) -> torch.Tensor:
         """``forward_features`` with the scale handed to each AFE-wrapped layer."""
         x_size = (x.shape[2], x.shape[3])
-        extra = self._layer_args(bb, x)
-        t = bb.patch_embed(x)
-        if getattr(bb, "ape", False):
-            t = t + bb.absolute_pos_embed
-        if hasattr(bb, "pos_drop"):
-            t = bb.pos_drop(t)
-        t = run_layers(bb.layers, t, x_size, scale, *extra)
-        return bb.patch_unembed(bb.norm(t), x_size)
+        extra = self._layer_args(backbone, x)
+        t = backbone.patch_embed(x)
+        if getattr(backbone, "ape", False):
+            t = t + backbone.absolute_pos_embed
+        if hasattr(backbone, "pos_drop"):
+            t = backbone.pos_drop(t)
+        t = run_layers(backbone.layers, t, x_size, scale, *extra)
+        return backbone.patch_unembed(backbone.norm(t), x_size)
 
-    def features(self, bb, lr, scale):
+    def features(self, backbone, lr, scale):
         h, w = lr.shape[-2:]
-        x = (lr - torch.as_tensor(bb.mean).to(lr)) * bb.img_range
-        if hasattr(bb, "check_image_size") and not is_compiling():  # (the same padding)
-            x = bb.check_image_size(x)
+        x = (lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range
+        if hasattr(backbone, "check_image_size") and not is_compiling():  # (the same padding)
+            x = backbone.check_image_size(x)
         else:
-            x = pad_to_multiple(x, int(getattr(bb, "window_size", 1)))
-        s = self.stride(bb)
+            x = pad_to_multiple(x, int(getattr(backbone, "window_size", 1)))
+        s = self.stride(backbone)
         if s > 1:
             x = F.pixel_unshuffle(x, s)
-        x = bb.conv_first(x)
-        x = bb.conv_after_body(self._body(bb, x, scale)) + x
+        x = backbone.conv_first(x)
+        x = backbone.conv_after_body(self._body(backbone, x, scale)) + x
         return crop_padding(x, (ceil_div(h, s), ceil_div(w, s)))
 
 
