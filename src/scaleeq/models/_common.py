@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
-from .._checks import check_int, check_positive_float
+from .._checks import check_channels, check_int, check_positive_float, check_tensor
 
 __all__ = [
     "RGB_MEAN",
     "PixelShuffleUpsample",
+    "ResidualCNN",
     "check_cnn_args",
     "check_upscale",
     "preset_arguments",
@@ -89,3 +91,45 @@ def preset_arguments(
     if not isinstance(name, str) or name not in presets:
         raise ValueError(f"preset must be one of {sorted(presets)}, got {name!r}")
     return {**presets[name], **overrides}
+
+
+class ResidualCNN(nn.Module):
+    """The trunk EDSR and RCAN share (BasicSR attribute names):
+    ``x = conv_first((x - mean) * img_range)``, ``x = conv_after_body(body(x)) + x``,
+    ``out = conv_last(upsample(x)) / img_range + mean``; subclasses supply the body.
+
+    Args:
+        make_body: builds ``body`` (called after ``conv_first`` is made, so a seeded model's
+            initial weights do not depend on this base class).
+
+    Shape:
+        - x: :math:`(B, C_{in}, h, w)` in [0, 1]; output :math:`(B, C_{out}, h s, w s)`.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_in_ch: int,
+        num_out_ch: int,
+        num_feat: int,
+        upscale: int,
+        img_range: float,
+        rgb_mean: Sequence[float],
+        make_body: Callable[[], nn.Module],
+    ) -> None:
+        super().__init__()
+        self.img_range = img_range
+        self.register_buffer("mean", torch.tensor(rgb_mean).view(1, 3, 1, 1), persistent=False)
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, padding=1)
+        self.body = make_body()
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
+        self.upsample = PixelShuffleUpsample(upscale, num_feat)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x", ndim=4, layout="(B, C, h, w)")
+        check_channels(x, "x", self.conv_first.in_channels)
+        mean = self.mean.to(x)
+        x = self.conv_first((x - mean) * self.img_range)
+        x = self.conv_after_body(self.body(x)) + x
+        return self.conv_last(self.upsample(x)) / self.img_range + mean

@@ -7,9 +7,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .._checks import check_channels, check_tensor
 from .._config import store_config
-from ._common import RGB_MEAN, PixelShuffleUpsample, check_cnn_args, check_upscale, preset_arguments
+from ._common import (
+    RGB_MEAN,
+    ResidualCNN,
+    check_cnn_args,
+    check_upscale,
+    preset_arguments,
+)
 
 __all__ = ["EDSR", "ResidualBlock"]
 
@@ -32,7 +37,7 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
 
 
-class EDSR(nn.Module):
+class EDSR(ResidualCNN):
     """EDSR with a pixel-shuffle tail, attribute names as in BasicSR.
 
     ``forward``: ``x = conv_first((x - mean) * img_range)``,
@@ -73,7 +78,6 @@ class EDSR(nn.Module):
         img_range: float = 255.0,
         rgb_mean: tuple[float, float, float] = RGB_MEAN,
     ) -> None:
-        super().__init__()
         check_upscale(upscale)
         check_cnn_args(
             rgb_mean=rgb_mean,
@@ -84,24 +88,20 @@ class EDSR(nn.Module):
             num_feat=num_feat,
             num_block=num_block,
         )
-        self.img_range = img_range
-        self.register_buffer("mean", torch.tensor(rgb_mean).view(1, 3, 1, 1), persistent=False)
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, padding=1)
-        self.body = nn.Sequential(*[ResidualBlock(num_feat, res_scale) for _ in range(num_block)])
-        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
-        self.upsample = PixelShuffleUpsample(upscale, num_feat)
-        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, padding=1)
+        super().__init__(
+            num_in_ch=num_in_ch,
+            num_out_ch=num_out_ch,
+            num_feat=num_feat,
+            upscale=upscale,
+            img_range=img_range,
+            rgb_mean=rgb_mean,
+            make_body=lambda: nn.Sequential(
+                *[ResidualBlock(num_feat, res_scale) for _ in range(num_block)]
+            ),
+        )
 
     @classmethod
     def from_preset(cls, name: str, *, upscale: int = 4, **overrides: Any) -> EDSR:
         """Build a named configuration: ``"baseline"`` (16 x 64), ``"paper"`` (32 x 256,
         res_scale 0.1), ``"light"`` (8 x 32) or ``"tiny"`` (2 x 16, for tests)."""
         return cls(**preset_arguments(cls.PRESETS, name, {"upscale": upscale, **overrides}))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x", ndim=4, layout="(B, C, h, w)")
-        check_channels(x, "x", self.conv_first.in_channels)
-        mean = self.mean.to(x)
-        x = self.conv_first((x - mean) * self.img_range)
-        x = self.conv_after_body(self.body(x)) + x
-        return self.conv_last(self.upsample(x)) / self.img_range + mean

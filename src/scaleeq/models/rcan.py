@@ -7,9 +7,14 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .._checks import check_channels, check_tensor
 from .._config import store_config
-from ._common import RGB_MEAN, PixelShuffleUpsample, check_cnn_args, check_upscale, preset_arguments
+from ._common import (
+    RGB_MEAN,
+    ResidualCNN,
+    check_cnn_args,
+    check_upscale,
+    preset_arguments,
+)
 
 __all__ = ["RCAB", "RCAN", "ChannelAttention", "ResidualGroup"]
 
@@ -65,7 +70,7 @@ class ResidualGroup(nn.Module):
         return x + self.conv(self.residual_group(x))
 
 
-class RCAN(nn.Module):
+class RCAN(ResidualCNN):
     """RCAN with a pixel-shuffle tail, attribute names as in BasicSR.
 
     ``forward`` as EDSR's: ``x = conv_first((x - mean) * img_range)``,
@@ -98,7 +103,6 @@ class RCAN(nn.Module):
         img_range: float = 255.0,
         rgb_mean: tuple[float, float, float] = RGB_MEAN,
     ) -> None:
-        super().__init__()
         check_upscale(upscale)
         check_cnn_args(
             rgb_mean=rgb_mean,
@@ -111,25 +115,22 @@ class RCAN(nn.Module):
             num_block=num_block,
             reduction=reduction,
         )
-        self.img_range = img_range
-        self.register_buffer("mean", torch.tensor(rgb_mean).view(1, 3, 1, 1), persistent=False)
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, padding=1)
-        self.body = nn.Sequential(
-            *[ResidualGroup(num_feat, num_block, reduction, res_scale) for _ in range(num_group)]
+        super().__init__(
+            num_in_ch=num_in_ch,
+            num_out_ch=num_out_ch,
+            num_feat=num_feat,
+            upscale=upscale,
+            img_range=img_range,
+            rgb_mean=rgb_mean,
+            make_body=lambda: nn.Sequential(
+                *[
+                    ResidualGroup(num_feat, num_block, reduction, res_scale)
+                    for _ in range(num_group)
+                ]
+            ),
         )
-        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, padding=1)
-        self.upsample = PixelShuffleUpsample(upscale, num_feat)
-        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, padding=1)
 
     @classmethod
     def from_preset(cls, name: str, *, upscale: int = 4, **overrides: Any) -> RCAN:
         """Build ``"paper"`` (10 groups x 20 blocks x 64), ``"light"`` or ``"tiny"``."""
         return cls(**preset_arguments(cls.PRESETS, name, {"upscale": upscale, **overrides}))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tensor(x, "x", ndim=4, layout="(B, C, h, w)")
-        check_channels(x, "x", self.conv_first.in_channels)
-        mean = self.mean.to(x)
-        x = self.conv_first((x - mean) * self.img_range)
-        x = self.conv_after_body(self.body(x)) + x
-        return self.conv_last(self.upsample(x)) / self.img_range + mean
