@@ -203,7 +203,7 @@ ROWS = [
     ["sampling"],
     ["geometry", "context"],
     ["scale", "ops", "allocator"],
-    ["_checks", "_io", "_checkpoint", "_config", "precision", "_torchvision"],
+    ["_checks", "_io", "_activation_checkpoint", "_config", "precision", "_torchvision"],
 ]
 
 

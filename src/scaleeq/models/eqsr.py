@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from .._checkpoint import maybe_checkpoint
+from .._activation_checkpoint import maybe_checkpoint
 from .._checks import check_channels, check_int, check_int_list, check_matching, check_tensor
 from .._config import store_config
 from ..geometry import RenderPlan, resolve_plan

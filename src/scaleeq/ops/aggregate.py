@@ -185,7 +185,7 @@ def _is_exporting() -> bool:
     return bool(fn()) if fn is not None else False
 
 
-def _fused(
+def _dispatch(
     x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
 ) -> torch.Tensor:
     # The custom op is what torch.compile sees; eager calls skip its Python dispatch, whose
@@ -246,7 +246,7 @@ def aggregate(
     concrete = resolve_backend(backend, x.device)
     if concrete == "reference":
         return aggregate_reference(x, kernel, dist)
-    return _fused(x, kernel, dist, concrete)
+    return _dispatch(x, kernel, dist, concrete)
 
 
 def distance_kernel(

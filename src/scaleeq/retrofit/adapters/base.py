@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..._checkpoint import maybe_checkpoint
+from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock, AFETokenBlock
 from ...ops.coords import ceil_div
 

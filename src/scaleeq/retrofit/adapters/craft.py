@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..._checkpoint import maybe_checkpoint
+from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...ops.padding import crop_padding
 from .atd import flip_pad

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..._checkpoint import maybe_checkpoint
+from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from .base import Adapter
 

@@ -24,7 +24,7 @@ import math
 import torch
 from torch import nn
 
-from ..._checkpoint import maybe_checkpoint
+from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...ops.padding import crop_padding, pad_to_multiple
 from .base import Adapter

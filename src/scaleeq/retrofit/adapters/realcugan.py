@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..._checkpoint import maybe_checkpoint
+from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...ops.coords import ceil_div, pad_to
 from .base import Adapter

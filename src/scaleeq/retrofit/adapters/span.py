@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..._checkpoint import maybe_checkpoint
+from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from .base import Adapter
 
