@@ -15,39 +15,12 @@ __all__ = [
     "RGB_MEAN",
     "PixelShuffleUpsample",
     "ResidualCNN",
-    "check_cnn_args",
     "check_upscale",
     "preset_arguments",
 ]
 
 #: Mean RGB of DIV2K in [0, 1], subtracted from the input by EDSR, RCAN, SwinIR, HAT and EQSR.
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
-
-
-def check_cnn_args(
-    *,
-    rgb_mean: object,
-    res_scale: object,
-    img_range: object,
-    **ints: object,
-) -> None:
-    """Validate the constructor arguments the CNN backbones share (EDSR, RCAN): every count in
-    ``ints`` an int >= 1, ``res_scale`` and ``img_range`` finite and > 0, ``rgb_mean`` three
-    finite numbers."""
-    for name, value in ints.items():
-        check_int(value, name)
-    check_positive_float(res_scale, "res_scale")
-    check_positive_float(img_range, "img_range")
-    if (
-        not isinstance(rgb_mean, Sequence)
-        or isinstance(rgb_mean, str)
-        or len(rgb_mean) != 3
-        or not all(
-            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-            for v in rgb_mean
-        )
-    ):
-        raise ValueError(f"rgb_mean must be three finite numbers, got {rgb_mean!r}")
 
 
 def check_upscale(upscale: object) -> int:
@@ -99,6 +72,8 @@ class ResidualCNN(nn.Module):
     ``out = conv_last(upsample(x)) / img_range + mean``; subclasses supply the body.
 
     Args:
+        num_in_ch, num_out_ch, num_feat: ints >= 1; upscale: 2^n or 3; img_range: > 0;
+            rgb_mean: three finite numbers (checked here; subclasses check their body's own).
         make_body: builds ``body`` (called after ``conv_first`` is made, so a seeded model's
             initial weights do not depend on this base class).
 
@@ -117,6 +92,24 @@ class ResidualCNN(nn.Module):
         rgb_mean: Sequence[float],
         make_body: Callable[[], nn.Module],
     ) -> None:
+        check_upscale(upscale)
+        for name, value in (
+            ("num_in_ch", num_in_ch),
+            ("num_out_ch", num_out_ch),
+            ("num_feat", num_feat),
+        ):
+            check_int(value, name)
+        check_positive_float(img_range, "img_range")
+        if (
+            not isinstance(rgb_mean, Sequence)
+            or isinstance(rgb_mean, str)
+            or len(rgb_mean) != 3
+            or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                for v in rgb_mean
+            )
+        ):
+            raise ValueError(f"rgb_mean must be three finite numbers, got {rgb_mean!r}")
         super().__init__()
         self.img_range = img_range
         self.register_buffer("mean", torch.tensor(rgb_mean).view(1, 3, 1, 1), persistent=False)

@@ -7,14 +7,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .._checks import check_int, check_positive_float
 from .._config import store_config
-from ._common import (
-    RGB_MEAN,
-    ResidualCNN,
-    check_cnn_args,
-    check_upscale,
-    preset_arguments,
-)
+from ._common import RGB_MEAN, ResidualCNN, preset_arguments
 
 __all__ = ["RCAB", "RCAN", "ChannelAttention", "ResidualGroup"]
 
@@ -103,18 +98,10 @@ class RCAN(ResidualCNN):
         img_range: float = 255.0,
         rgb_mean: tuple[float, float, float] = RGB_MEAN,
     ) -> None:
-        check_upscale(upscale)
-        check_cnn_args(
-            rgb_mean=rgb_mean,
-            res_scale=res_scale,
-            img_range=img_range,
-            num_in_ch=num_in_ch,
-            num_out_ch=num_out_ch,
-            num_feat=num_feat,
-            num_group=num_group,
-            num_block=num_block,
-            reduction=reduction,
-        )
+        check_int(num_group, "num_group")
+        check_int(num_block, "num_block")
+        check_int(reduction, "reduction")
+        check_positive_float(res_scale, "res_scale")
         super().__init__(
             num_in_ch=num_in_ch,
             num_out_ch=num_out_ch,

@@ -1,7 +1,7 @@
 """ONNX export of arbitrary-scale models and tiled rendering in onnxruntime.
 
-One exported file serves every scale and every input size: the graph takes the LR image, the
-scale and the position of the output window to render as *inputs*, and returns that window.
+One export serves every scale and every input size: the graph takes the LR image, the scale
+and the position of the output window to render as *inputs*, and returns that window.
 
 Graph inputs and output (``B``, ``h``, ``w`` dynamic; ``th``, ``tw`` the tile size fixed at
 export time):
@@ -13,10 +13,10 @@ export time):
 - ``origin``: ``(2,)`` int64 ``(top, left)`` of the window in the full output;
 - ``sr``: ``(B, C_out, th, tw)`` float32, the window ``(top, left, th, tw)`` of the output.
 
-With ``split=True`` an SR model is exported as two graphs: ``model.features.onnx``
-(``lr``, ``scale`` -> ``feat``, the backbone's features, computed once per image) and
-``model.onnx`` (``feat``, ``scale``, ``origin`` -> ``sr``), so tiles do not recompute the
-features.
+By default (:func:`splits_by_default`) an SR model is exported as two graphs:
+``model.features.onnx`` (``lr``, ``scale`` -> ``feat``, the backbone's features, computed once
+per image) and ``model.onnx`` (``feat``, ``scale``, ``origin`` -> ``sr``), so tiles do not
+recompute the features; ``split=False`` writes the one graph described above.
 
 A window may reach past the bottom / right edge of the output (the helpers do this only when
 the output is smaller than a tile): the pixels inside the output are exact, the rest is

@@ -191,7 +191,7 @@ def export_onnx(
             f"split=True needs features on the input's pixel grid; {type(model).__name__} reads "
             f"them at stride {model.stride} (a pixel-unshuffle front end): export it whole"
         )
-    if split and not is_sr_model(model):
+    if split and kind != "sr_model":
         raise ValueError(
             "split=True needs an SR model (features + render); a bare upsampler's "
             "input already is the feature map"
