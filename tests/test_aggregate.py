@@ -12,9 +12,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from scaleeq._checks import exporting
 from scaleeq.ops import axis_queries, distance_kernel, kriging_aggregate
 from scaleeq.ops._lean import lean_backward, lean_forward, shifted_sum
-from scaleeq.ops.aggregate import _is_exporting
 
 
 def aggregate_loop(x, kernel, dist):
@@ -300,15 +300,15 @@ def test_distance_kernel_of_a_5x5_window_matches_direct_distances():
                 assert abs(r[0, t, i, j].item() - want) < 1e-12
 
 
-def test_is_exporting_is_true_only_while_torch_export_traces():
+def test_exporting_is_true_only_while_torch_export_traces():
     seen = []
 
     class Probe(torch.nn.Module):
         def forward(self, x):
-            seen.append(_is_exporting())
+            seen.append(exporting())
             return x + 1
 
-    assert _is_exporting() is False
+    assert exporting() is False
     torch.export.export(Probe(), (torch.ones(2),), strict=False)
     assert seen and all(s is True for s in seen)
 
@@ -391,9 +391,9 @@ def test_export_and_compile_paths_agree_with_the_eager_function(monkeypatch):
     gy = torch.randn(2, 4, 5, 6, dtype=torch.float64)
     want_y = agg.kriging_aggregate(x, kernel, dist).detach()  # the default backend, eager
     want = _reference_grads(x, kernel, dist, gy)
-    for name in ("_is_exporting", "is_compiling"):
+    for name in ("is_exporting", "is_compiling"):
         with monkeypatch.context() as m:
-            m.setattr(agg if name == "_is_exporting" else torch.compiler, name, lambda: True)
+            m.setattr(torch.compiler, name, lambda: True)
             leaves = [t.detach().requires_grad_() for t in (x, kernel, dist)]
             y = agg.kriging_aggregate(*leaves, backend="lean")
             torch.testing.assert_close(y, want_y)

@@ -2,8 +2,9 @@
 
 Each check raises ``TypeError`` (wrong kind of object) or ``ValueError`` (right kind, wrong
 value) with a message that names the argument, what was expected and what came in.
-Data-dependent checks (those that read tensor values and would force a device sync) are
-skipped while ``torch.compile`` traces, the way kornia does it.
+Checks that read sizes or values are skipped while the call is traced (:func:`tracing`, the
+one gate for ``torch.compile``, ``torch.export`` and ``torch.jit``), the way kornia does it:
+callers never branch on tracing themselves.
 """
 
 from __future__ import annotations
@@ -22,17 +23,32 @@ __all__ = [
     "check_pair",
     "check_positive_float",
     "check_tensor",
+    "exporting",
     "float_dtype_for",
-    "is_compiling",
+    "tracing",
 ]
 
 
-def is_compiling() -> bool:
-    """Return True while ``torch.compile`` / dynamo is tracing."""
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None and hasattr(compiler, "is_compiling"):
-        return bool(compiler.is_compiling())
-    return False
+def tracing() -> bool:
+    """The package's one gate for traced code: True while ``torch.compile`` or
+    ``torch.export`` (dynamo, which the ONNX exporter uses) or ``torch.jit`` traces the call.
+
+    Sizes and values may then be symbolic, so every check that reads them returns without
+    looking (a check would add guards, force a device sync, or fail on a fake or meta tensor),
+    and size-dependent shortcuts take their branch-free form. Tests that want the traced form
+    in eager code patch ``torch.compiler.is_compiling``, which this reads on every call.
+    """
+    if torch.compiler.is_compiling():
+        return True
+    return bool(torch.jit.is_tracing())
+
+
+def exporting() -> bool:
+    """True while ``torch.export`` traces the call (the ONNX exporter included): operations
+    that have an opaque custom form for ``torch.compile`` take an out-of-place form that an
+    exporter can translate instead."""
+    fn = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return bool(fn()) if fn is not None else False
 
 
 def check_tensor(x: object, name: str, *, ndim: int, layout: str) -> torch.Tensor:
@@ -138,7 +154,7 @@ def check_matching(x: torch.Tensor, name: str, weight: torch.Tensor | None) -> N
     expected device meta!" or "Expected all tensors to be on the same device"), ``TypeError``
     if its dtype differs outside autocast (PyTorch: "expected m1 and m2 to have the same
     dtype"). Skipped while compiling."""
-    if weight is None or is_compiling():
+    if weight is None or tracing():
         return
     if x.device != weight.device:
         raise ValueError(

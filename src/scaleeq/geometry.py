@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ._checks import is_compiling
+from ._checks import tracing
 from .ops.coords import AxisQueries, Window, axis_queries, ceil_div, resolve_window
 from .scale import (
     ScaleLike,
@@ -62,7 +62,7 @@ MAX_RENDER_PIXELS = 2**28
 
 
 def _check_render_size(batch: int, height: int, width: int, limit: int | None) -> None:
-    if is_compiling():  # symbolic sizes: a check here would only add guards
+    if tracing():  # symbolic sizes: a check here would only add guards
         return
     limit = MAX_RENDER_PIXELS if limit is None else limit
     if batch * height * width > limit:
@@ -226,7 +226,7 @@ def render_plan(
             check_scale_batch(r, batch, "scale")
             sizes = rule_output_sizes((h, w), r).expand(batch, 2)
             out_size = None
-            if not is_compiling() and bool((sizes == sizes[:1]).all()):
+            if not tracing() and bool((sizes == sizes[:1]).all()):
                 out_size = (int(sizes[0, 0]), int(sizes[0, 1]))
         if size is not None:
             if out_size is not None and out_size != size:
@@ -234,7 +234,7 @@ def render_plan(
                     f"scale and size disagree: scale gives output size {out_size} for input size "
                     f"{(h, w)} but size={size}; give one of them, or consistent values"
                 )
-            if out_size is None and not is_compiling():
+            if out_size is None and not tracing():
                 raise ValueError(
                     f"scale and size disagree: scale gives output sizes "
                     f"{sizes.unique(dim=0).tolist()[:4]} for input size {(h, w)} but size={size}"
@@ -243,7 +243,7 @@ def render_plan(
     if size is not None:  # the explicit size, for every sample
         sizes = torch.tensor([list(size)], dtype=torch.int64).expand(batch, 2)
     sizes = sizes.contiguous()
-    if window is None and out_size is None and is_compiling():  # per-sample scale, tracing
+    if window is None and out_size is None and tracing():  # per-sample scale, tracing
         out_size = (int(sizes[0, 0].item()), int(sizes[0, 1].item()))
     top, left, height, width = resolve_window(window, sizes, out_size)
     _check_render_size(batch, height, width, max_pixels)
@@ -290,7 +290,7 @@ def _is_whole(
         return False
     if isinstance(window[0], int) and isinstance(window[1], int):
         return window[0] == 0 and window[1] == 0 and out_size is not None
-    if is_compiling():  # a tensor window while tracing: render it as a window (also exact)
+    if tracing():  # a tensor window while tracing: render it as a window (also exact)
         return False
     return bool(((top == 0) & (left == 0)).all() and (sizes == torch.tensor([height, width])).all())
 
@@ -330,7 +330,7 @@ def lr_box(
     """The LR rows / columns ``[y0, y1) x [x0, x1)`` that queries read through their nearest
     pixel (a tile reads a small part of the map). While tracing: the whole map (reading the
     bounds would need tensor values; the result is the same)."""
-    if is_compiling():
+    if tracing():
         return 0, lr_size[0], 0, lr_size[1]
     return (
         int(rows.nearest.min()),

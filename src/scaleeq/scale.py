@@ -30,7 +30,7 @@ from typing import Union
 
 import torch
 
-from ._checks import is_compiling
+from ._checks import tracing
 
 __all__ = [
     "MAX_SIDE",
@@ -114,7 +114,7 @@ def parse_scale(
     if isinstance(scale, torch.Tensor):
         if not (scale.is_floating_point() or scale.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{name} must be a real-valued tensor, got dtype {scale.dtype}")
-        if scale.device.type == "meta" and not is_compiling():
+        if scale.device.type == "meta" and not tracing():
             raise ValueError(
                 f"{name} must hold values; got a tensor on the meta device (shape only): "
                 "pass a number, a pair, or a CPU / GPU tensor"
@@ -131,7 +131,7 @@ def parse_scale(
             )
         if t.shape[0] == 0:
             raise ValueError(f"{name} must not be empty, got shape {tuple(scale.shape)}")
-        if not is_compiling():
+        if not tracing():
             ok = (t > 0) & (t <= MAX_SIDE)  # NaN fails too
             if not bool(ok.all()):
                 raise ValueError(
@@ -249,7 +249,7 @@ def rule_output_size(
     out = (round_half_up(in_size[0] * r[0]), round_half_up(in_size[1] * r[1]))
     if out[0] < 1 or out[1] < 1:
         raise _empty_output(in_size, out, name)
-    if not is_compiling() and max(out) > MAX_SIDE:
+    if not tracing() and max(out) > MAX_SIDE:
         raise _too_large(in_size, out, name)
     return out  # type: ignore[return-value]
 
@@ -275,10 +275,10 @@ def rule_output_sizes(
     ``(N, 2)`` int64; still refuses sizes below 1 or above :data:`MAX_SIDE`."""
     h, w = in_size
     exact = r * torch.tensor([h, w], dtype=torch.float64)
-    if not is_compiling() and bool((exact > MAX_SIDE).any()):  # before int64 could overflow
+    if not tracing() and bool((exact > MAX_SIDE).any()):  # before int64 could overflow
         raise _too_large((h, w), exact.max().item(), name)
     sizes = round_half_up(exact)
-    if not is_compiling():
+    if not tracing():
         bad = (sizes < 1).any(dim=1)
         if bool(bad.any()):
             raise _empty_output((h, w), tuple(sizes[bad][0].tolist()), name)

@@ -17,7 +17,7 @@ from .._checks import (
     check_pair,
     check_positive_float,
     check_tensor,
-    is_compiling,
+    tracing,
 )
 from ..context import resolve_layer_scale
 from ..scale import ScaleCondition, ScaleLike, check_scale_batch
@@ -253,7 +253,7 @@ class AdaptiveConv2d(nn.Module):
         check_tensor(x, "x", ndim=4, layout="(B, C_in, H, W)")
         check_channels(x, "x", self.in_channels)
         check_matching(x, "x", self.weight)
-        if not is_compiling():  # the padded input must hold one kernel
+        if not tracing():  # the padded input must hold one kernel
             need = (1, 1)  # padding "same" (an even kernel): any non-empty input
             if isinstance(self.padding, tuple):
                 pairs = zip(self.kernel_size, self.padding, strict=True)

@@ -16,7 +16,7 @@ from .._checks import (
     check_pair,
     check_positive_float,
     check_tensor,
-    is_compiling,
+    tracing,
 )
 from ..scale import ScaleCondition, ScaleLike
 from .adaptive_conv import AdaptiveConv2d
@@ -186,7 +186,7 @@ class AFETokenBlock(AFEBlock):
                 h, w = x_size
             else:
                 h, w = check_pair(tuple(int(v) for v in x_size), "x_size")
-            if not is_compiling() and x.shape[1] != h * w:
+            if not tracing() and x.shape[1] != h * w:
                 raise ValueError(
                     f"x has {x.shape[1]} tokens but x_size={(h, w)} needs H * W = {h * w}"
                 )

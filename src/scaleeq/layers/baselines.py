@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_int, check_tensor, is_compiling
+from .._checks import check_channels, check_int, check_tensor, tracing
 from .._config import store_config
 from ..geometry import RenderPlan, resolve_plan
 from ..ops.coords import Window
@@ -189,7 +189,7 @@ def _lr_span(pos: torch.Tensor, n: int) -> tuple[int, int]:
     """LR index range ``[a, b)`` covering ``floor(pos)`` and ``floor(pos) + 1`` (clamped to
     ``[0, n)``), widened by one pixel on each side for a 3x3 neighbourhood. While tracing:
     the whole map (same result, no tensor reads)."""
-    if is_compiling():
+    if tracing():
         return 0, n
     lo = int(torch.floor(pos.min()).clamp(0, n - 1))
     hi = int((torch.floor(pos.max()) + 1).clamp(0, n - 1))

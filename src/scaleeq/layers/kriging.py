@@ -32,7 +32,7 @@ from .._checks import (
     check_matching,
     check_positive_float,
     check_tensor,
-    is_compiling,
+    tracing,
 )
 from .._config import store_config
 from ..geometry import RenderPlan, lr_box, resolve_plan
@@ -239,7 +239,7 @@ class NeuralKrigingUpsampler(nn.Module):
         mask = None
         if halo > 0:
             valid = inner_y.valid[:, :, None] & inner_x.valid[:, None, :]
-            if is_compiling() or not bool(valid.all()):
+            if tracing() or not bool(valid.all()):
                 mask = valid[:, None].to(feat.dtype)
         z0 = self._head(feat, inner_y, inner_x, box)  # (B, H, W, D), channels-last
         context = feat.mean(dim=(2, 3)) if self.channel_attention == "lr" else None

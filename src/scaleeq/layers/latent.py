@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import (
-    is_compiling,
+    tracing,
 )
 
 __all__ = ["linear", "linear_to_nchw", "nchw_convs", "nchw_linear_add"]
@@ -51,7 +51,7 @@ def linear_to_nchw(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     b, h, w, c = x.shape
     weight = conv.weight.flatten(1)  # (O, C)
     rows = x.reshape(b, h * w, c)
-    if is_compiling():  # a symbolic batch (export): one batched product
+    if tracing():  # a symbolic batch (export): one batched product
         out = torch.matmul(weight, rows.transpose(1, 2))
         out = out if conv.bias is None else out + conv.bias[:, None]
         return out.reshape(b, -1, h, w)

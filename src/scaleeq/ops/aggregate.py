@@ -30,7 +30,7 @@ from typing import Literal
 
 import torch
 
-from .._checks import check_tensor
+from .._checks import check_tensor, exporting, tracing
 from ._lean import lean_backward, lean_forward, shifted_sum
 from ._reference import aggregate_reference
 from .coords import AxisQueries
@@ -180,19 +180,14 @@ if _HAS_CUSTOM_OP:
     _aggregate_op.register_autograd(_backward, setup_context=_setup_context)
 
 
-def _is_exporting() -> bool:
-    fn = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
-    return bool(fn()) if fn is not None else False
-
-
 def _dispatch(
     x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
 ) -> torch.Tensor:
     # The custom op is what torch.compile sees; eager calls skip its Python dispatch, whose
     # first use imports torch._dynamo and sympy (about 150 MB and a second or two).
-    if _is_exporting():  # torch.export / ONNX: out-of-place ops an exporter can translate
+    if exporting():  # torch.export / ONNX: out-of-place ops an exporter can translate
         return shifted_sum(x, kernel, dist)
-    if _HAS_CUSTOM_OP and torch.compiler.is_compiling():
+    if _HAS_CUSTOM_OP and tracing():
         return _aggregate_op(x, kernel, dist, backend)
     return _AggregateFunction.apply(x, kernel, dist, backend)
 

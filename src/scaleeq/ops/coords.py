@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import float_dtype_for, is_compiling
+from .._checks import float_dtype_for, tracing
 
 __all__ = [
     "AxisQueries",
@@ -231,7 +231,7 @@ def resolve_window(
                 f"the output, of size {tuple(out_size)}"
             )
         return top_t, left_t, height, width
-    if is_compiling():
+    if tracing():
         return top_t, left_t, height, width
     bad = (
         (top_t < 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import is_compiling
+from .._checks import tracing
 from .coords import ceil_div
 
 __all__ = ["crop_padding", "pad_to_multiple"]
@@ -21,7 +21,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
         ``(B, C, H', W')`` with ``H' = ceil(H / multiple) * multiple`` (same for ``W``).
     """
     h, w = x.shape[-2:]
-    if not is_compiling() and h % multiple == 0 and w % multiple == 0:
+    if not tracing() and h % multiple == 0 and w % multiple == 0:
         return x  # (symbolic sizes take the gather below: no branch on them)
     rows, cols = _pad_index(h, multiple, x.device), _pad_index(w, multiple, x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
@@ -34,7 +34,7 @@ def crop_padding(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     proof that ``H <= H'`` (a slice does, and a compiler cannot always give one).
     """
     h, w = size
-    if is_compiling():
+    if tracing():
         rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
         return x.index_select(-2, rows).index_select(-1, cols)
     return x[:, :, :h, :w]

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_matching, check_tensor, is_compiling
+from .._checks import check_channels, check_matching, check_tensor, tracing
 from ..geometry import RenderPlan, render_plan, resolve_plan
 from ..ops.coords import Window, pad_to
 from ..sampling import sample_image
@@ -219,7 +219,7 @@ def _fold(img: torch.Tensor, s: int) -> torch.Tensor:
     if s == 1:
         return img
     h, w = img.shape[-2:]
-    if is_compiling() or h % s or w % s:  # (no branch on a symbolic size)
+    if tracing() or h % s or w % s:  # (no branch on a symbolic size)
         mode = "reflect" if min(h, w) > s else "replicate"
         img = F.pad(img, (0, pad_to(w, s), 0, pad_to(h, s)), mode=mode)
     return F.pixel_unshuffle(img, s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..._checks import is_compiling
+from ..._checks import tracing
 
 __all__ = [
     "MASK_VALUE",
@@ -44,7 +44,7 @@ def check_x_size(x: torch.Tensor, x_size: tuple[int, int], window_size: int) -> 
     Raises:
         ValueError: ``L != H * W`` or a side is not a multiple of ``window_size``.
     """
-    if is_compiling():  # symbolic sizes (export): the padding made them multiples
+    if tracing():  # symbolic sizes (export): the padding made them multiples
         return x_size
     h, w = (int(v) for v in x_size)
     if x.ndim != 3 or x.shape[1] != h * w:
@@ -69,7 +69,7 @@ def merge_heads(out: torch.Tensor) -> torch.Tensor:
     """
     b, nh, n, d = out.shape
     out = out.transpose(1, 2)
-    if is_compiling():
+    if tracing():
         out = out.clone(memory_format=torch.contiguous_format)
     return out.reshape(b, n, nh * d)
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..._checks import is_compiling
+from ..._checks import tracing
 from ...ops.coords import pad_to
 from .base import Adapter, interleave, run_body
 
@@ -83,7 +83,7 @@ class ESRGANAdapter(Adapter):
         x = lr
         if s > 1:
             h, w = x.shape[-2:]
-            if is_compiling() or h % s or w % s:  # (no branch on a symbolic size)
+            if tracing() or h % s or w % s:  # (no branch on a symbolic size)
                 x = F.pad(x, (0, pad_to(w, s), 0, pad_to(h, s)), mode="reflect")
             x = F.pixel_unshuffle(x, s)
         x = backbone.model[0](x)

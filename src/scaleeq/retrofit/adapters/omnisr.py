@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..._checks import is_compiling
+from ..._checks import tracing
 from ...ops.coords import ceil_div, pad_to
 from ...ops.padding import crop_padding
 from .base import Adapter, interleave, run_body
@@ -33,7 +33,7 @@ def zero_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     times a mask, so that the padded size is visibly ``multiple * ceil(n / multiple)`` and no
     branch depends on a symbolic size."""
     h, w = x.shape[-2:]
-    if not is_compiling():
+    if not tracing():
         if h % multiple == 0 and w % multiple == 0:
             return x
         return F.pad(x, (0, pad_to(w, multiple), 0, pad_to(h, multiple)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from ..._checks import is_compiling
+from ..._checks import tracing
 from ...ops.coords import pad_to
 from .base import Adapter, interleave, run_body
 
@@ -61,7 +61,7 @@ class SpandrelRCANAdapter(Adapter):
         s = int(backbone.downscale_factor)
         h, w = lr.shape[-2:]
         x = lr
-        if s > 1 and (is_compiling() or h % s or w % s):  # (no branch on a symbolic size)
+        if s > 1 and (tracing() or h % s or w % s):  # (no branch on a symbolic size)
             x = F.pad(x, (0, pad_to(w, s), 0, pad_to(h, s)), mode="reflect")
         x = backbone.head(
             backbone.sub_mean(x * backbone.rgb_range)

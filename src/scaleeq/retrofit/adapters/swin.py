@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..._checks import is_compiling
+from ..._checks import tracing
 from ...ops.coords import ceil_div
 from ...ops.padding import crop_padding, pad_to_multiple
 from .base import afe_layers, out_channels, run_layers
@@ -120,7 +120,7 @@ class SwinAdapter(MeanRangeAdapter):
     def features(self, backbone, lr, scale):
         h, w = lr.shape[-2:]
         x = (lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range
-        if hasattr(backbone, "check_image_size") and not is_compiling():  # (the same padding)
+        if hasattr(backbone, "check_image_size") and not tracing():  # (the same padding)
             x = backbone.check_image_size(x)
         else:
             x = pad_to_multiple(x, int(getattr(backbone, "window_size", 1)))
