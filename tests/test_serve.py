@@ -218,6 +218,113 @@ def test_info_json(client, server):
     assert redirect.status_code == 303 and redirect.headers["location"].endswith("/photo/info.json")
 
 
+PRESENTATION = "http://iiif.io/api/presentation/3/context.json"
+
+
+def test_manifest_paints_the_image_service(client, server):
+    """/{id}/manifest.json: a Presentation 3.0 manifest whose one canvas is painted by the
+    image, with the image service whose id is info.json's id (Mirador, Universal Viewer)."""
+    r = client.get("/photo/manifest.json")
+    assert r.status_code == 200, r.text
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert r.headers["content-type"] == f'application/ld+json;profile="{PRESENTATION}"'
+    doc = r.json()
+    assert doc["@context"] == PRESENTATION and doc["type"] == "Manifest"
+    assert doc["id"] == f"{server.url}/photo/manifest.json"
+    assert doc["label"] == {"none": ["photo"]}
+    [canvas] = doc["items"]
+    assert canvas["type"] == "Canvas" and canvas["id"].startswith(server.url)
+    assert (canvas["width"], canvas["height"]) == (64, 48)  # the image's size
+    [page] = canvas["items"]
+    assert page["type"] == "AnnotationPage" and page["id"]
+    [anno] = page["items"]
+    assert anno["type"] == "Annotation" and anno["motivation"] == "painting"
+    assert anno["target"] == canvas["id"] and anno["id"]
+    body = anno["body"]
+    assert body["type"] == "Image" and body["format"] == "image/jpeg"
+    assert body["id"] == f"{server.url}/photo/full/max/0/default.jpg"
+    assert (body["width"], body["height"]) == (64, 48)
+    [svc] = body["service"]
+    assert svc == {"id": f"{server.url}/photo", "type": "ImageService3", "profile": "level2"}
+    info = client.get(f"{svc['id']}/info.json").json()  # the service resolves to its info.json
+    assert info["id"] == svc["id"] and info["type"] == svc["type"]
+    assert info["profile"] == svc["profile"]
+    assert (info["width"], info["height"]) == (canvas["width"], canvas["height"])
+    image = client.get(body["id"])
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(image.content)).size == (64, 48)
+    [thumb] = doc["thumbnail"]
+    assert thumb["service"] == body["service"] and thumb["id"] == body["id"]  # small: max
+    # the JSON media type when the client asks only for it; ld+json when it asks for that
+    plain = client.get("/photo/manifest.json", headers={"Accept": "application/json"})
+    assert plain.headers["content-type"] == "application/json" and plain.json() == doc
+    ld = client.get("/photo/manifest.json", headers={"Accept": "application/ld+json"})
+    assert ld.headers["content-type"] == f'application/ld+json;profile="{PRESENTATION}"'
+    # the virtual x4 image: a canvas of 4 times the pixels, a downscaled thumbnail
+    big = client.get("/zoom@4x/manifest.json").json()
+    assert big["id"] == f"{server.url}/zoom@4x/manifest.json"
+    assert big["label"] == {"none": ["zoom@4x"]}
+    assert (big["items"][0]["width"], big["items"][0]["height"]) == (400, 300)
+    big_body = big["items"][0]["items"][0]["items"][0]["body"]
+    assert big_body["service"][0]["id"] == f"{server.url}/zoom@4x"
+    assert client.get(f"{server.url}/zoom@4x/info.json").json()["width"] == 400
+    [big_thumb] = big["thumbnail"]
+    assert (big_thumb["width"], big_thumb["height"]) == (256, 192)
+    assert big_thumb["id"] == f"{server.url}/zoom@4x/full/256,192/0/default.jpg"
+    t = client.get(big_thumb["id"])
+    assert t.status_code == 200 and Image.open(io.BytesIO(t.content)).size == (256, 192)
+    # the file name form of the identifier is accepted, as for info.json
+    assert client.get("/photo.png/manifest.json").json()["items"][0]["width"] == 64
+
+
+def test_manifest_unknown_identifiers_and_collection(client, server):
+    for path in (
+        "/nope/manifest.json",
+        "/notes/manifest.json",  # not an image
+        "/link/manifest.json",  # a symlink out of the folder
+        "/..%2F..%2Fetc%2Fpasswd/manifest.json",
+        "/%2e%2e/outside/secret.png/manifest.json",
+        "/photo@3x/manifest.json",  # not an offered factor
+    ):
+        r = client.get(path)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+        assert r.headers["access-control-allow-origin"] == "*"
+    r = client.get("/collection.json")
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "*"
+    assert r.headers["content-type"] == f'application/ld+json;profile="{PRESENTATION}"'
+    doc = r.json()
+    assert doc["@context"] == PRESENTATION and doc["type"] == "Collection"
+    assert doc["id"] == f"{server.url}/collection.json" and doc["label"]["none"]
+    names = [f"{n}{v}" for n in ("photo", "zoom") for v in ("", "@2x", "@4x", "@8x")]
+    assert [m["label"] for m in doc["items"]] == [{"none": [n]} for n in names]
+    for item in doc["items"]:
+        assert item["type"] == "Manifest"
+        m = client.get(item["id"])
+        assert m.status_code == 200 and m.json()["id"] == item["id"]
+
+
+def test_ids_percent_encode_the_identifier(tmp_path, model):
+    """An identifier with characters a URI may not hold raw (a space, a #) is percent-encoded
+    in info.json's id, the manifest's ids and the redirect; those URLs resolve."""
+    synthetic_photo(tmp_path / "my cat #1.png", 16, 12)
+    app = create_app(tmp_path, model)
+    with LiveServer(app) as s, httpx.Client(base_url=s.url, timeout=60) as c:
+        base = f"{s.url}/my%20cat%20%231"
+        info = c.get("/my%20cat%20%231/info.json").json()
+        assert info["id"] == base
+        doc = c.get("/my%20cat%20%231/manifest.json").json()
+        assert doc["id"] == f"{base}/manifest.json" and doc["label"] == {"none": ["my cat #1"]}
+        body = doc["items"][0]["items"][0]["items"][0]["body"]
+        assert body["service"][0]["id"] == base
+        assert c.get(f"{base}/info.json").json()["width"] == 16
+        image = c.get(body["id"])
+        assert image.status_code == 200
+        assert f'<{base}/full/max/0/default.jpg>;rel="canonical"' in image.headers["link"]
+        redirect = c.get("/my%20cat%20%231", follow_redirects=False)
+        assert redirect.headers["location"] == f"{base}/info.json"
+        assert c.get("/collection.json").json()["items"][0]["id"] == f"{base}/manifest.json"
+
+
 def test_errors_and_identifiers(client):
     cases = {
         "/nope/info.json": 404,

@@ -5,7 +5,10 @@ Routes (``{id}`` is an image's file name, with or without its extension):
 - ``GET /`` the viewer page; ``GET /_scaleeq/images`` the identifiers; ``GET /_scaleeq/stats``
   counters and cache sizes;
 - ``GET /{id}`` 303 to ``/{id}/info.json``; ``GET /{id}/info.json``;
-- ``GET /{id}/{region}/{size}/{rotation}/{quality}.{format}``.
+- ``GET /{id}/{region}/{size}/{rotation}/{quality}.{format}``;
+- ``GET /{id}/manifest.json`` a IIIF Presentation API 3.0 manifest of the image (for Mirador,
+  Universal Viewer); ``GET /collection.json`` the collection of all of them
+  (:mod:`scaleeq.serve.presentation`).
 
 Cached responses are answered on the event loop; everything else (decoding, features, renders,
 encoding) runs in a pool of ``workers`` threads with at most ``queue`` requests waiting; a
@@ -24,6 +27,7 @@ from typing import Any
 
 import torch
 
+from . import presentation
 from .grammar import IIIFError, parse_request
 from .service import ImageService, ServiceConfig
 
@@ -33,6 +37,7 @@ log = logging.getLogger("scaleeq.serve")
 
 PROFILE_URI = "http://iiif.io/api/image/3/level2.json"
 _CONTEXT = "http://iiif.io/api/image/3/context.json"
+_LD = "application/ld+json"
 _CORS = {"Access-Control-Allow-Origin": "*"}
 
 
@@ -119,6 +124,17 @@ def create_app(
             message + "\n", status, headers={**_CORS, **headers}, media_type="text/plain"
         )
 
+    def json_ld(
+        request: Request, doc: Any, context: str, default_ld: bool, **headers: str
+    ) -> Response:
+        """A JSON-LD document: ``application/ld+json`` with the context as ``profile`` when the
+        client's ``Accept`` asks for it (or, with ``default_ld``, unless it asks only for
+        ``application/json``), else ``application/json``."""
+        accept = request.headers.get("accept", "")
+        ld = _LD in accept or (default_ld and "application/json" not in accept)
+        media = f'{_LD};profile="{context}"' if ld else "application/json"
+        return Response(json.dumps(doc, indent=1), headers={**_CORS, **headers}, media_type=media)
+
     def base(request: Request) -> str:
         if base_url is not None:
             return base_url.rstrip("/")
@@ -135,7 +151,9 @@ def create_app(
                     "Access-Control-Allow-Headers": "*",
                 },
             )
-        parts = request.url.path[len(request.scope.get("root_path", "")) :].strip("/").split("/")
+        # the decoded path (request.url.path re-escapes ?, # and \ into %3F, %23, %5C)
+        path = request.scope["path"][len(request.scope.get("root_path", "")) :]
+        parts = path.strip("/").split("/")
         parts = [p for p in parts if p] or [""]
         try:
             return await route(request, parts)
@@ -152,6 +170,9 @@ def create_app(
     async def route(request: Request, parts: list[str]) -> Response:
         if parts == [""]:
             return Response(viewer, headers=_CORS, media_type="text/html; charset=utf-8")
+        if parts == ["collection.json"]:
+            doc = presentation.collection(service, base(request))
+            return json_ld(request, doc, presentation.CONTEXT, True)
         if parts[0] == "_scaleeq" and len(parts) == 2:
             if parts[1] == "stats":
                 body: Any = {
@@ -175,19 +196,16 @@ def create_app(
         identifier = parts[0]
         if len(parts) == 1:
             service.image(identifier)  # 404 if unknown
-            return RedirectResponse(f"{base(request)}/{identifier}/info.json", 303, headers=_CORS)
+            location = f"{service.base_uri(identifier, base(request))}/info.json"
+            return RedirectResponse(location, 303, headers=_CORS)
         if len(parts) == 2 and parts[1] == "info.json":
             doc = service.info(identifier, base(request))
-            accept = request.headers.get("accept", "")
-            media = (
-                f'application/ld+json;profile="{_CONTEXT}"'
-                if "application/ld+json" in accept
-                else "application/json"
-            )
             link = f'<{PROFILE_URI}>;rel="profile"'
-            return Response(
-                json.dumps(doc, indent=1), headers={**_CORS, "Link": link}, media_type=media
-            )
+            return json_ld(request, doc, _CONTEXT, False, Link=link)
+        if len(parts) == 2 and parts[1] == "manifest.json":
+            # the Presentation API recommends its JSON-LD media type by default
+            doc = presentation.manifest(service, identifier, base(request))
+            return json_ld(request, doc, presentation.CONTEXT, True)
         service.image(identifier)  # 404 before 400: an unknown image is unknown
         if len(parts) != 5:
             raise IIIFError(
@@ -202,9 +220,11 @@ def create_app(
             body_bytes, media, canon = await pool.run(service.respond, identifier, req)
         else:
             body_bytes, media = hit
+        # canon is "{identifier}/{parameters}": the identifier percent-encoded as in info.json
+        canonical = service.base_uri(identifier, base(request)) + canon[len(identifier) :]
         headers = {
             **_CORS,
-            "Link": f'<{PROFILE_URI}>;rel="profile", <{base(request)}/{canon}>;rel="canonical"',
+            "Link": f'<{PROFILE_URI}>;rel="profile", <{canonical}>;rel="canonical"',
             "Cache-Control": "public, max-age=86400",
         }
         return Response(body_bytes, headers=headers, media_type=media)

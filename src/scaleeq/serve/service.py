@@ -38,6 +38,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import torch
@@ -60,6 +61,9 @@ from .mapping import AxisMap, map_axis
 __all__ = ["AxisMap", "ImageService", "ServiceConfig", "map_axis"]
 
 _VIRTUAL = re.compile(r"^(.+)@([1-9][0-9]*)x$")
+#: Characters of a URI path segment left as they are (RFC 3986 ``pchar`` less the unreserved
+#: ones, which are never encoded): sub-delimiters, ``:`` and ``@``.
+_SEGMENT_SAFE = "!$&'()*+,;=:@"
 
 
 @dataclass
@@ -171,6 +175,13 @@ class ImageService:
 
     # ---- info.json ---------------------------------------------------------------------------
 
+    @staticmethod
+    def base_uri(identifier: str, base_url: str) -> str:
+        """The image's base URI under ``base_url``: the ``id`` of its ``info.json`` and the
+        service its manifest names. The identifier is percent-encoded as one path segment
+        (``my cat`` is ``my%20cat``, ``#1`` is ``%231``); plain names are unchanged."""
+        return f"{base_url.rstrip('/')}/{quote(identifier, safe=_SEGMENT_SAFE)}"
+
     def info(self, identifier: str, base_url: str) -> dict[str, Any]:
         """The ``info.json`` document (level 2) of ``identifier``, served under ``base_url``."""
         img, k = self.image(identifier)
@@ -181,7 +192,7 @@ class ImageService:
             factors.append(factors[-1] * 2)
         doc: dict[str, Any] = {
             "@context": "http://iiif.io/api/image/3/context.json",
-            "id": f"{base_url.rstrip('/')}/{identifier}",
+            "id": self.base_uri(identifier, base_url),
             "type": "ImageService3",
             "protocol": "http://iiif.io/api/image",
             "profile": "level2",
