@@ -410,3 +410,214 @@ def test_without_the_onnx_extra_scaleeq_works_and_export_says_what_to_install():
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120)  # fmt: skip
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+# -- float16 export (precision="fp16") ----------------------------------------------------------
+# Bound of the float16 graphs' outputs against float32 eager PyTorch, in dB (PSNR with peak 1 on
+# the raw outputs, not clamped). Measured with onnxruntime's CPU provider: 71-83 dB for these
+# tiny models (EQSR tiny lowest), 79 dB for the built-in model against its float32 file; ONNX's
+# reference evaluator, which computes float16 operators in float16, gives 78 dB for the
+# built-in model. A graph that computed the query positions in float16 instead (float16 steps
+# by whole pixels from LR column 1024 on) gives 51 dB at the windows of the far-positions test:
+# 60 dB tells the two apart, with room for runtimes whose float16 kernels round differently.
+FP16_DB = 60.0
+F32, F16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+
+
+def _psnr(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / (out.double() - ref.double()).square().mean()))
+
+
+def _io_types(model) -> dict[str, int]:
+    graph = (model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))).graph
+    return {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output)}
+
+
+def _meta(path) -> dict:
+    return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["scaleeq"])
+
+
+def _stored_as(path, weight: torch.Tensor) -> set[int]:
+    """The float types of the initializers of ``path`` that hold ``weight``'s values (in any
+    layout: a transposed copy counts), rounded to that type."""
+    w = weight.detach().numpy().ravel()
+    found = set()
+    for init in onnx.load(str(path)).graph.initializer:
+        if init.data_type in (F32, F16):
+            a = onnx.numpy_helper.to_array(init).ravel()
+            if a.size == w.size and np.array_equal(np.sort(a), np.sort(w.astype(a.dtype))):
+                found.add(init.data_type)
+    return found
+
+
+def _check_fp16_against_eager(model, runner: OnnxUpscaler, channels: int) -> None:
+    gen = torch.Generator().manual_seed(1)
+    for h, w in SIZES:
+        x = torch.rand(1, channels, h, w, generator=gen)
+        for s in SCALES:
+            with torch.no_grad():
+                ref = model(x, scale=s)
+            out = runner.upscale(x, scale=s)
+            assert out.dtype == torch.float32 and out.shape == ref.shape, (h, w, s)
+            assert _psnr(out, ref) > FP16_DB, (h, w, s, _psnr(out, ref))
+
+
+@pytest.fixture(scope="module")
+def nk16(nk, tmp_path_factory):
+    up = nk[0]
+    path = export_onnx(up, tmp_path_factory.mktemp("onnx16") / "nk16.onnx", tile=TILE,
+                       precision="fp16")  # fmt: skip
+    return up, path, OnnxUpscaler(path)
+
+
+def test_fp16_file_takes_and_returns_float32_and_records_its_precision(nk, nk16):
+    up, path, runner = nk16
+    assert _io_types(path) == {
+        "lr": F32, "scale": onnx.TensorProto.DOUBLE, "origin": onnx.TensorProto.INT64, "sr": F32,
+    }  # fmt: skip
+    assert _meta(path)["precision"] == "fp16" and runner.precision == "fp16"
+    assert _meta(nk[1])["precision"] == "fp32" and nk[2].precision == "fp32"
+    _check_fp16_against_eager(up, runner, 6)
+    out = runner.upscale(torch.rand(2, 6, 9, 7), scale=2.5)  # the export traced batch 2: run 2
+    assert out.shape == (2, 3, 23, 18) and out.dtype == torch.float32
+
+
+def test_fp16_file_stores_the_image_weights_as_float16(nk, nk16):
+    """The weights of the image computation are float16 initializers (no float32 copy); the
+    offset encodings' projections (head_y, head_x) read only the geometry and stay float32."""
+    up, path, _ = nk16
+    weights = {n: p for n, p in up.named_parameters() if p.ndim >= 2}
+    assert len(weights) >= 8
+    for name, w in weights.items():
+        assert _stored_as(nk[1], w) == {F32}, name  # the float32 file: every weight in float32
+        expected = {F32} if name.startswith(("head_y.", "head_x.")) else {F16}
+        assert _stored_as(path, w) == expected, name
+
+
+def test_fp16_keeps_query_positions_exact_far_from_the_origin(nk16):
+    """Query positions are computed as in the float32 graph: at LR columns near 1475, where
+    float16 steps by whole pixels, windows still match eager PyTorch."""
+    up, _, runner = nk16
+    x = torch.rand(1, 6, 5, 1500, generator=torch.Generator().manual_seed(3))
+    for s, window in ((2.0, (0, 2950, 10, 40)), (1.3, (0, 1900, 6, 40))):
+        with torch.no_grad():
+            ref = up(x, scale=s, window=window)
+        out = runner.render(x, scale=s, window=window)
+        assert out.shape == ref.shape and _psnr(out, ref) > FP16_DB, (s, _psnr(out, ref))
+
+
+def test_a_file_without_a_recorded_precision_is_fp32(nk, tmp_path):
+    up, path, _ = nk
+    model = onnx.load(str(path))
+    (entry,) = [p for p in model.metadata_props if p.key == "scaleeq"]
+    meta = json.loads(entry.value)
+    del meta["precision"]
+    entry.value = json.dumps(meta)
+    onnx.save_model(model, str(tmp_path / "old.onnx"))
+    runner = OnnxUpscaler(tmp_path / "old.onnx")
+    assert runner.precision == "fp32"
+    x = torch.rand(1, 6, 9, 7, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref = up(x, scale=3.7)
+    torch.testing.assert_close(runner.upscale(x, scale=3.7), ref, atol=TOL, rtol=0)
+    meta["precision"] = "int8"
+    entry.value = json.dumps(meta)
+    onnx.save_model(model, str(tmp_path / "odd.onnx"))
+    with pytest.raises(ValueError, match="damaged scaleeq metadata.*precision"):
+        OnnxUpscaler(tmp_path / "odd.onnx")
+
+
+def test_export_refuses_an_unknown_precision(tmp_path):
+    up = NeuralKrigingUpsampler(4, hidden=8, blocks=1)
+    for bad in ("bf16", "auto", "FP16", 16, None):
+        with pytest.raises(ValueError, match=r"precision must be one of 'fp32', 'fp16'"):
+            export_onnx(up, tmp_path / "x.onnx", precision=bad)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_fp16_split_export_passes_float16_features(tmp_path):
+    """Both graphs in float16: ``feat`` is the features graph's float16 output and the render
+    graph's float16 input; ``lr`` and ``sr`` stay float32. The backbone's convolutions are
+    stored in float16, except the AFE blocks' weights, which the scale modulates (geometry)."""
+    torch.manual_seed(0)
+    up = NeuralKrigingUpsampler(16, hidden=16, blocks=1)
+    model = perturbed(retrofit(EDSR.from_preset("tiny"), upsampler=up)).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", tile=TILE, precision="fp16")
+    feats = features_path(path)
+    assert _io_types(feats) == {"lr": F32, "scale": onnx.TensorProto.DOUBLE, "feat": F16}
+    assert _io_types(path)["feat"] == F16 and _io_types(path)["sr"] == F32
+    for p in (path, feats):
+        assert _meta(p)["precision"] == "fp16" and _meta(p)["feat_dtype"] == "float16"
+    runner = OnnxUpscaler(path)
+    assert runner.features_session is not None and runner.feat_dtype == np.float16
+    _check_fp16_against_eager(model, runner, 3)
+    body = model.backbone.body
+    for conv in (body.blocks[0].conv1, body.blocks[-1].conv2, model.backbone.conv_after_body):
+        assert _stored_as(feats, conv.weight) == {F16}
+    assert _stored_as(feats, body.afe[0].conv.weight) == {F32}
+    assert _stored_as(path, model.upsampler.blocks[0].ffn[0].weight) == {F16}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "split"), [("eqsr", True), ("eqsr", False), ("edsr", False)])
+def test_fp16_sr_models_match_eager(name, split, tmp_path):
+    torch.manual_seed(0)
+    model = perturbed(SLOW_MODELS[name]()).eval()
+    path = export_onnx(model, tmp_path / f"{name}.onnx", tile=TILE, split=split,
+                       precision="fp16")  # fmt: skip
+    runner = OnnxUpscaler(path)
+    assert runner.precision == "fp16" and (runner.features_session is not None) == split
+    assert _io_types(path)["sr"] == F32
+    _check_fp16_against_eager(model, runner, 3)
+
+
+def test_to_float16_converts_the_image_computation_only():
+    """A hand-built graph: the image path (a convolution times a scale-derived factor, a
+    sigmoid kept in float32, a nearest resize) becomes float16; the scale's own arithmetic,
+    an output of its own, stays float32 and bit-exact; the resize's scales keep their type."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from scaleeq.onnx.half import to_float16
+
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Cast", ["scale"], ["s32"], to=F32),
+        helper.make_node("ReduceSum", ["s32"], ["geo"], keepdims=0),
+        helper.make_node("Conv", ["lr", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["c", "geo"], ["m"]),
+        helper.make_node("Sigmoid", ["m"], ["g"]),
+        helper.make_node("Resize", ["g", "", "sc"], ["r"], mode="nearest"),
+        helper.make_node("Add", ["r", "one"], ["sr"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("lr", F32, [1, 2, 4, 5]),
+         helper.make_tensor_value_info("scale", TensorProto.DOUBLE, [2])],
+        [helper.make_tensor_value_info("sr", F32, None),
+         helper.make_tensor_value_info("geo", F32, None)],
+        [numpy_helper.from_array(w, "w"),
+         numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "sc"),
+         numpy_helper.from_array(np.array(1.0, np.float32), "one")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    half = to_float16(model, image=["lr"], float32_inputs=["lr"], float32_outputs=["sr"],
+                      keep_float32={"Sigmoid"})  # fmt: skip
+    onnx.checker.check_model(half, full_check=True)
+    inits = {t.name: t.data_type for t in half.graph.initializer}
+    assert inits["sc"] == F32 and F16 in inits.values() and "w" not in inits  # w as float16
+    types = {v.name: v.type.tensor_type.elem_type for v in half.graph.value_info}
+    assert types["s32"] == F32 and types["c"] == F16 and types["m"] == F16
+    assert types["g"] == F32  # kept in float32: Sigmoid reads a float32 copy of m
+    sigmoid = next(n for n in half.graph.node if n.op_type == "Sigmoid")
+    assert types[sigmoid.input[0]] == F32
+    assert _io_types(half) == {"lr": F32, "scale": TensorProto.DOUBLE, "sr": F32, "geo": F32}
+    lr = rng.random((1, 2, 4, 5)).astype(np.float32)
+    feeds = {"lr": lr, "scale": np.array([1.7, 2.9])}
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    out = ort.InferenceSession(half.SerializeToString()).run(None, feeds)
+    assert out[0].dtype == np.float32 and out[0].shape == ref[0].shape == (1, 3, 8, 10)
+    assert out[1] == ref[1] == np.float32(1.7) + np.float32(2.9)  # geometry: float32, exact
+    np.testing.assert_allclose(out[0], ref[0], atol=2e-3, rtol=0)
+    assert not np.array_equal(out[0], ref[0])  # it did run in float16
+    assert model.graph.initializer[0].data_type == F32  # the input model is not changed

@@ -6,7 +6,8 @@
     scaleeq upscale photo.png wide.png --scale 2.5x1.5 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png hd.png --size 1920x1080 --checkpoint ck.pt     # width x height
     scaleeq upscale photo.png deep.png --scale 2 --bits 16                   # 16-bit PNG
-    scaleeq export model.onnx [--checkpoint ck.safetensors] [--tile N] [--no-split]  # ONNX
+    scaleeq export model.onnx [--checkpoint ck.safetensors] [--tile N] [--no-split] \
+        [--precision fp16]                                                   # ONNX
     scaleeq upscale photo.png out.png --scale 3.3 --onnx model.onnx          # in onnxruntime
     scaleeq eval --checkpoint ck.pt --data benchmarks/ --scales 2,3,4,6,8 [--json out.json]
     scaleeq bench [--device cuda] [--json out.json]
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .onnx.files import PRECISIONS as ONNX_PRECISIONS
 from .precision import PRECISIONS
 
 __all__ = ["main", "parse_pair"]
@@ -148,9 +150,15 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
         if args.onnx:  # tiles of the size fixed at export
             if args.tile is not None:
                 raise CLIError(f"--tile is fixed at export for --onnx (this file: {model.tile})")
-            if args.precision != "fp32":
+            if args.precision not in (None, "auto", model.precision):
+                hint = (
+                    f"`scaleeq export --precision {args.precision}` writes one"
+                    if args.precision in ONNX_PRECISIONS
+                    else f"exported files are {' or '.join(ONNX_PRECISIONS)}"
+                )
                 raise CLIError(
-                    "--precision applies to PyTorch models; an --onnx file runs in float32"
+                    f"--precision {args.precision}: an --onnx file runs at the precision chosen "
+                    f"at export time (this file: {model.precision}; {hint})"
                 )
             out = model.upscale(img[None], progress=not args.quiet, **kwargs)
         else:
@@ -159,7 +167,7 @@ def _cmd_upscale(args: argparse.Namespace) -> None:
                 img[None].to(args.device),
                 max_window_pixels=args.tile * args.tile if args.tile is not None else None,
                 progress=not args.quiet,
-                precision=args.precision,
+                precision=args.precision or "fp32",
                 **kwargs,
             )
     except (ValueError, TypeError) as e:
@@ -189,13 +197,16 @@ def _cmd_export(args: argparse.Namespace) -> None:
     split = splits_by_default(model) if args.split is None else args.split
     t0 = time.perf_counter()
     try:
-        path = export_onnx(model, args.output, split=split, tile=tile)
+        path = export_onnx(model, args.output, split=split, tile=tile, precision=args.precision)
     except (ImportError, ValueError, TypeError) as e:
         raise CLIError(str(e)) from None
     if not args.quiet:
         size = Path(path).stat().st_size / 2**20
         also = f" and {features_path(path).name}" if split else ""
-        print(f"wrote {path}{also} ({size:.1f} MiB) in {time.perf_counter() - t0:.1f}s")
+        print(
+            f"wrote {path}{also} ({size:.1f} MiB, {args.precision}) in "
+            f"{time.perf_counter() - t0:.1f}s"
+        )
 
 
 def _save_image(img: torch.Tensor, path: str, bits: int) -> None:
@@ -331,8 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--precision",
         choices=PRECISIONS,
-        default="fp32",
-        help="compute precision (auto: bf16 where the hardware computes it natively, else fp32)",
+        default=None,
+        help=(
+            "compute precision (default fp32; auto: bf16 where the hardware computes it "
+            "natively, else fp32); an --onnx file runs at the precision it was exported at"
+        ),
     )
     up.add_argument("--device", default="cpu")
     up.add_argument("--quiet", action="store_true")
@@ -355,6 +369,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=(
             "two graphs: features once per image (OUTPUT's .features.onnx), then tiles "
             "(default where the model's features are on the input's grid); --no-split: one graph"
+        ),
+    )
+    ex.add_argument(
+        "--precision",
+        choices=ONNX_PRECISIONS,
+        default="fp32",
+        help=(
+            "fp16: the image computation in float16, weights stored as float16 (for GPU "
+            "runtimes; inputs and outputs stay float32)"
         ),
     )
     ex.add_argument("--quiet", action="store_true")

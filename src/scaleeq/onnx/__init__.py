@@ -18,6 +18,11 @@ By default (:func:`splits_by_default`) an SR model is exported as two graphs:
 per image) and ``model.onnx`` (``feat``, ``scale``, ``origin`` -> ``sr``), so tiles do not
 recompute the features; ``split=False`` writes the one graph described above.
 
+``precision="fp16"`` writes the computation on the image in float16 with float16 weights, for
+runtimes that compute in float16 (GPU providers): ``lr`` and ``sr`` stay float32, the
+geometry (output size, query positions, scale encodings) stays as traced, a split export's
+``feat`` is float16 (:mod:`scaleeq.onnx.half`; the file's metadata records the precision).
+
 A window may reach past the bottom / right edge of the output (the helpers do this only when
 the output is smaller than a tile): the pixels inside the output are exact, the rest is
 undefined and is cropped. Sizes and windows inside the graph are not checked (a graph has no

@@ -19,7 +19,16 @@ from .._io import atomic_write
 from ..contracts import is_sr_model, is_upsampler, model_kind
 from ..geometry import MAX_RENDER_PIXELS
 from ..retrofit.model import ArbitraryScaleSR
-from .files import DEFAULT_TILE, FORMAT_VERSION, META_KEY, default_tile, features_path, require
+from .files import (
+    DEFAULT_TILE,
+    FORMAT_VERSION,
+    META_KEY,
+    PRECISIONS,
+    default_tile,
+    features_path,
+    require,
+)
+from .half import to_float16
 
 __all__ = ["export_onnx", "splits_by_default"]
 
@@ -93,6 +102,7 @@ def export_onnx(
     split: bool | None = None,
     batch: int | None = None,
     input_size: tuple[int, int] | None = None,
+    precision: str = "fp32",
 ) -> Path:
     """Export ``model`` to an ONNX file whose scale, input size and window are graph inputs.
 
@@ -138,6 +148,15 @@ def export_onnx(
             ``export_fixed_size`` and export refuses them without ``input_size``);
             :class:`OnnxUpscaler` refuses other sizes with a named error (recorded as
             ``"input_size"``).
+        precision: ``"fp32"`` (default) or ``"fp16"``: the image computation in float16, its
+            weights stored as float16 (half their bytes; the built-in model's files: 0.66x),
+            for runtimes that compute in float16 (GPU providers; onnxruntime's CPU provider
+            runs its convolutions in float32 through casts, docs/deploy.md). The signature
+            does not change: ``lr`` and ``sr`` stay float32 (cast inside), ``scale`` float64 and
+            ``origin`` int64, and what the graph computes from them alone (output size, query
+            positions and offsets, scale encodings) stays as traced, in float64 / float32
+            (:mod:`scaleeq.onnx.half`). A split export's ``feat`` is float16. Recorded as
+            ``"precision"`` (and ``"feat_dtype"``) in the metadata.
 
     Returns:
         ``path``.
@@ -150,13 +169,17 @@ def export_onnx(
     Raises:
         ImportError: onnx / onnxscript are not installed (the message says what to install).
         TypeError: ``model`` is neither an SR model nor an upsampler.
-        ValueError: bad ``tile`` / ``example_size`` / ``batch`` / ``input_size``, a model that
-            renders only whole outputs (``window_exact`` False: the official configuration),
-            ``split`` for a strided model, or unknown input channels.
+        ValueError: bad ``tile`` / ``example_size`` / ``batch`` / ``input_size`` /
+            ``precision``, a model that renders only whole outputs (``window_exact`` False: the
+            official configuration), ``split`` for a strided model, or unknown input channels.
         RuntimeError: ``torch.export`` cannot trace the model (the message names the cause; where
             the model's own code fixes the input height or width, it says to pass
             ``input_size``).
     """
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}"
+        )
     onnx = require("onnx", "export_onnx")
     require("onnxscript", "export_onnx")
     kind = model_kind(model)
@@ -218,7 +241,7 @@ def export_onnx(
                 f"input_size=(h, w) for a graph of one LR size (e.g. input_size=({eh}, {ew}))"
             )
     name = type(model).__name__
-    args = (net, path, (th, tw), c, (eh, ew), fixed, opset, check, split, onnx)
+    args = (net, path, (th, tw), c, (eh, ew), fixed, opset, check, split, precision, onnx)
     if batch is not None:
         return _export(*args, batch=1)
     try:
@@ -245,6 +268,7 @@ def _export(
     opset: int | None,
     check: bool,
     split: bool,
+    precision: str,
     onnx: Any,
     *,
     batch: int | None,
@@ -269,6 +293,7 @@ def _export(
         "in_channels": c,
         "model": name,
         "scaleeq_version": _version(),
+        "precision": precision,
     }
     if batch is not None:
         meta["batch"] = batch
@@ -290,6 +315,7 @@ def _export(
     second = features_path(path)
     meta.update(out_channels=int(_out_shape(render)[1]), stages=2, features_file=second.name)
     meta["feat_channels"] = int(feat.shape[1])
+    meta["feat_dtype"] = "float16" if precision == "fp16" else "float32"
     _write(
         feats, ["lr", "scale"], ["feat"], {**meta, "stage": "features"}, second, opset, check, onnx
     )
@@ -306,7 +332,9 @@ def _write(
     check: bool,
     onnx: Any,
 ) -> Path:
-    """Convert an exported program to ONNX, store ``meta`` in the file, check, write."""
+    """Convert an exported program to ONNX (its float16 form for ``meta["precision"]``
+    ``"fp16"``: the image input ``lr`` and the output ``sr`` stay float32, ``feat`` is float16),
+    store ``meta`` in the file, check, write."""
     registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registry_log.level  # it warns about torchvision's ops, which are not used
     registry_log.setLevel(logging.ERROR)
@@ -326,6 +354,13 @@ def _write(
     finally:
         registry_log.setLevel(level)
     proto = program.model_proto
+    if meta["precision"] == "fp16":
+        proto = to_float16(
+            proto,
+            image=inputs[:1],
+            float32_inputs=[n for n in inputs[:1] if n == "lr"],
+            float32_outputs=[n for n in outputs if n == "sr"],
+        )
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)

@@ -1,6 +1,6 @@
 """The contract between an exported file and its runtime: the default tile, the metadata key
-and format version of the export settings stored in the file, the split-export file name, and
-the import of the optional ``onnx`` extra's packages."""
+and format version of the export settings stored in the file, the precisions a file can have,
+the split-export file name, and the import of the optional ``onnx`` extra's packages."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ __all__ = [
     "FORMAT_VERSION",
     "INSTALL_HINT",
     "META_KEY",
+    "PRECISIONS",
     "default_tile",
     "features_path",
     "lean_session_options",
@@ -31,6 +32,9 @@ INSTALL_HINT = "pip install 'scaleeq[onnx]' (onnx, onnxscript, onnxruntime)"
 META_KEY = "scaleeq"
 #: Version of those settings.
 FORMAT_VERSION = 1
+#: The precisions of an exported file (metadata ``"precision"``; a file without the key, from
+#: before it was recorded, is ``"fp32"``).
+PRECISIONS = ("fp32", "fp16")
 
 
 def require(module: str, what: str) -> Any:

@@ -16,7 +16,7 @@ from ..geometry import RenderPlan, render_plan
 from ..infer import MAX_OUTPUT_PIXELS, with_progress
 from ..ops.coords import Window
 from ..scale import ScaleLike, parse_scale
-from .files import META_KEY, features_path, lean_session_options, require
+from .files import META_KEY, PRECISIONS, features_path, lean_session_options, require
 
 __all__ = ["OnnxUpscaler", "upscale"]
 
@@ -40,6 +40,9 @@ class OnnxUpscaler:
         batch: ``1`` for a one-sample graph (run once per sample), ``None`` where dynamic.
         input_size: ``(h, w)`` for a graph of one LR size (``export_onnx(input_size=...)``),
             ``None`` where the size is dynamic.
+        precision: ``"fp32"`` or ``"fp16"`` (``export_onnx(precision=...)``; ``"fp32"`` for
+            a file from before it was recorded). Either takes and returns float32.
+        feat_dtype: the numpy dtype of a split export's features (float16 in an fp16 file).
 
     Example (not run here: needs onnxruntime and a file)::
 
@@ -73,6 +76,12 @@ class OnnxUpscaler:
             self.input_size: tuple[int, int] | None = (
                 None if size is None else (int(size[0]), int(size[1]))
             )
+            self.precision: str = meta.get("precision", "fp32")
+            if self.precision not in PRECISIONS:
+                raise ValueError(f"unknown precision {self.precision!r}")
+            self.feat_dtype = np.dtype(meta.get("feat_dtype", "float32"))
+            if self.feat_dtype not in (np.float32, np.float16):
+                raise ValueError(f"unknown feat_dtype {self.feat_dtype}")
         except (ValueError, KeyError, TypeError, IndexError) as err:
             raise ValueError(f"{str(path)!r} has damaged scaleeq metadata: {err}") from None
         if meta.get("stage") == "features":
@@ -155,7 +164,7 @@ class OnnxUpscaler:
         ``size``, in runs of one tile each.
 
         Args:
-            lr: ``(B, C, h, w)`` float32 tensor or array.
+            lr: ``(B, C, h, w)`` tensor or array (fed as float32, in an fp16 file too).
             scale: a number or ``(r_h, r_w)`` (one scale for the batch); or give ``size``.
             size: the output size ``(H, W)``.
             window: ``(top, left, height, width)`` of the output, ints (any size: it is
@@ -195,7 +204,10 @@ class OnnxUpscaler:
         feats = [x[g] for g in groups]
         if self.features_session is not None:  # split export: the features once per image
             feats = [
-                self.features_session.run(["feat"], {"lr": f, "scale": scale_in})[0] for f in feats
+                self.features_session.run(["feat"], {"lr": f, "scale": scale_in})[0].astype(
+                    self.feat_dtype, copy=False
+                )
+                for f in feats
             ]
         out = np.empty((lr.shape[0], self.out_channels, height, width), dtype=np.float32)
         for y, xx in tiles:
