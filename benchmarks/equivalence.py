@@ -5,7 +5,8 @@ HAT, EQSR tiny in both modes, the bare upsamplers, AdaptiveConv2d and AFEBlock),
 parameter deterministic random values (so the identity-at-init AFE blocks matter), and runs
 each call form: a float, a pair, a per-sample tensor, ``size=``, a window, ``scaleeq.upscale``
 in tiles, the scale context, and a training step's gradients. The other commit's code also
-saves each retrofitted model; this checkout loads those files and must give the same outputs.
+saves each retrofitted model and the bare upsamplers' state dicts; this checkout loads those
+files (the upsamplers' under the other commit's key names) and must give the same outputs.
 
 Each side runs in its own subprocess with its ``src`` first on ``sys.path``. Prints the largest
 absolute difference per case and exits 1 if any exceeds ``--atol`` (default 1e-6).
@@ -123,9 +124,14 @@ g = torch.Generator().manual_seed(3)
 feat = torch.rand(2, 16, 7, 8, generator=g)
 from scaleeq.layers import LIIFUpsampler, BicubicFeatureUpsampler
 for name, up in (("nk", scaleeq.NeuralKrigingUpsampler(16, out_channels=3)),
+                 ("nk_lean", scaleeq.NeuralKrigingUpsampler(16, out_channels=3, backend="lean")),
                  ("liif", LIIFUpsampler(16, out_channels=3)),
                  ("bicubic_feat", BicubicFeatureUpsampler(16, out_channels=3))):
     up = randomize(up)
+    if mode == "base":
+        torch.save(up.state_dict(), f"{folder}/{name}_state.pt")
+    else:  # the other commit's state dict, under its key names, loads into this checkout's
+        up.load_state_dict(torch.load(f"{folder}/{name}_state.pt"))
     with torch.no_grad():
         res[f"{name}/float"] = up(feat, scale=2.7)
         res[f"{name}/pair"] = up(feat, scale=(1.5, 3.0))

@@ -8,7 +8,7 @@
    the 1x256x1024x1024 inference shape, ``torch.compile`` (inductor) vs eager, an AMP (bf16)
    training step of EDSR* and EQSR tiny, tiled vs whole ``upscale``.
 2. Measures (CUDA events, ``torch.cuda.max_memory_allocated``; ratios within this one run):
-   the kriging aggregation forward+backward at the training shape (triton / lean / reference)
+   the kriging aggregation forward+backward at the training shape (triton / shifted / reference)
    and the inference aggregation's bandwidth; NeuralKrigingUpsampler vs LIIFUpsampler rendering
    1024x1024 and 4096x4096 from 256x256 and 1024x1024 features (width 256); training
    throughput of EDSR-baseline* vs the plain EDSR-baseline x2, and of SwinIR-light*;
@@ -131,7 +131,7 @@ def measure(dry: bool, repeats: int) -> dict:
         )
         leaves = [t.requires_grad_() for t in (x, kernel, dist)]
         out = {}
-        for backend in ("triton", "lean", "reference"):
+        for backend in ("triton", "shifted", "reference"):
 
             def step(backend=backend):
                 y = kriging_aggregate(*leaves, backend=backend)

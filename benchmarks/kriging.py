@@ -2,13 +2,13 @@
 
 Cases, each run in a fresh subprocess so its peak memory is its own:
 
-- ``train/reference``, ``train/lean``: forward+backward of the aggregation alone at the
+- ``train/reference``, ``train/shifted``: forward+backward of the aggregation alone at the
   training shape (B=16, C=256, 48x48 queries, 3x3, 32 groups), gradients to x, K and R.
 - ``render/whole``, ``render/tiled``: the full default NeuralKrigingUpsampler (latent 256,
   2 blocks) rendering a 1024x1024 output from a 256x256, 64-channel feature map (x4), as one
   window and with ``scaleeq.upscale`` (default tile budget); max |difference| reported.
 - ``render/tiled-x8``: the same upsampler to 2048x2048 (x8) with ``scaleeq.upscale``.
-- with ``--device cuda``: ``cuda-train/{reference,lean,triton}`` (fp32) and
+- with ``--device cuda``: ``cuda-train/{reference,shifted,triton}`` (fp32) and
   ``cuda-train/triton-fp16`` / ``-bf16``, the training shape on the GPU; peak memory there is
   ``torch.cuda.max_memory_allocated`` growth over the inputs.
 
@@ -34,10 +34,10 @@ import time
 
 import torch
 
-CASES = ("train/reference", "train/lean", "render/whole", "render/tiled", "render/tiled-x8")
+CASES = ("train/reference", "train/shifted", "render/whole", "render/tiled", "render/tiled-x8")
 CUDA_CASES = (
     "cuda-train/reference",
-    "cuda-train/lean",
+    "cuda-train/shifted",
     "cuda-train/triton",
     "cuda-train/triton-fp16",
     "cuda-train/triton-bf16",
@@ -178,25 +178,25 @@ def main(argv: list[str] | None = None) -> dict:
                 report["cuda_ratios"] = {
                     "time_triton_over_reference": cases["triton"]["median_s"]
                     / cases["reference"]["median_s"],
-                    "time_triton_over_lean": cases["triton"]["median_s"]
-                    / cases["lean"]["median_s"],
+                    "time_triton_over_shifted": cases["triton"]["median_s"]
+                    / cases["shifted"]["median_s"],
                     "peak_triton_over_reference": cases["triton"]["peak_growth_mib"]
                     / cases["reference"]["peak_growth_mib"],
                 }
-    if "train/reference" in results and "train/lean" in results:
-        ref, lean = results["train/reference"], results["train/lean"]
+    if "train/reference" in results and "train/shifted" in results:
+        ref, shifted = results["train/reference"], results["train/shifted"]
         report["train_ratios"] = {
-            "time_lean_over_reference": lean["median_s"] / ref["median_s"],
-            "peak_lean_over_reference": lean["peak_growth_mib"] / ref["peak_growth_mib"],
+            "time_shifted_over_reference": shifted["median_s"] / ref["median_s"],
+            "peak_shifted_over_reference": shifted["peak_growth_mib"] / ref["peak_growth_mib"],
         }
         print("\nAggregation forward+backward, B=16, C=256, 48x48, 3x3, 32 groups (CPU)")
         print(f"{'backend':<12}{'median ms':>12}{'peak MiB':>12}")
-        for name, r in (("reference", ref), ("lean", lean)):
+        for name, r in (("reference", ref), ("shifted", shifted)):
             print(f"{name:<12}{1e3 * r['median_s']:>12.1f}{r['peak_growth_mib']:>12.0f}")
         tr = report["train_ratios"]
         print(
-            f"lean/reference: time {tr['time_lean_over_reference']:.2f}x, "
-            f"peak {tr['peak_lean_over_reference']:.2f}x"
+            f"shifted/reference: time {tr['time_shifted_over_reference']:.2f}x, "
+            f"peak {tr['peak_shifted_over_reference']:.2f}x"
         )
     renders = [c for c in results if c.startswith("render/")]
     if renders:

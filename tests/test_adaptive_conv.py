@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from scaleeq import AdaptiveConv2d, ScaleEncoding, as_scale_tensor, scale_context
-from scaleeq.layers.adaptive_conv import _auto_impl
+from scaleeq.functional import auto_impl
 
 from ._helpers import FLOAT_ARG, FUZZ, IGNORE_EVEN_SAME_PADDING, INT_ARG, named_or_finite
 from .conftest import TOL
@@ -241,11 +241,11 @@ class TestErrors:
 
 def test_auto_impl_follows_the_documented_cpu_rule():
     cpu, other = torch.device("cpu"), torch.device("meta")
-    assert _auto_impl(cpu, 128, 128) == "grouped"  # up to 128 x 128 channels on the CPU
-    assert _auto_impl(cpu, 1, 128 * 128) == "grouped"
-    assert _auto_impl(cpu, 128, 129) == "input"
-    assert _auto_impl(cpu, 129, 128) == "input"
-    assert _auto_impl(other, 4, 4) == "input"  # elsewhere: input scaling
+    assert auto_impl(cpu, 128, 128) == "grouped"  # up to 128 x 128 channels on the CPU
+    assert auto_impl(cpu, 1, 128 * 128) == "grouped"
+    assert auto_impl(cpu, 128, 129) == "input"
+    assert auto_impl(cpu, 129, 128) == "input"
+    assert auto_impl(other, 4, 4) == "input"  # elsewhere: input scaling
 
 
 @pytest.mark.parametrize(

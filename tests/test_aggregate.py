@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from scaleeq._checks import exporting
 from scaleeq.ops import axis_queries, distance_kernel, kriging_aggregate
-from scaleeq.ops._lean import lean_backward, lean_forward, shifted_sum
+from scaleeq.ops._shifted import shifted_backward, shifted_forward, shifted_sum
 
 
 def aggregate_loop(x, kernel, dist):
@@ -43,7 +43,7 @@ def random_inputs(b, g, cg, h, w, k, dtype=torch.float32, seed=0):
     return x, kernel, dist
 
 
-@pytest.mark.parametrize("backend", ["reference", "lean"])
+@pytest.mark.parametrize("backend", ["reference", "shifted"])
 @pytest.mark.parametrize("with_dist", [True, False])
 def test_backends_match_direct_loop(backend, with_dist):
     x, kernel, dist = random_inputs(2, 2, 3, 5, 6, 3, dtype=torch.float64)
@@ -62,11 +62,11 @@ def test_backends_match_direct_loop(backend, with_dist):
     k=st.sampled_from([1, 3, 5]),
     seed=st.integers(0, 1000),
 )
-def test_lean_matches_reference_forward_and_backward(b, g, cg, h, w, k, seed):
+def test_shifted_matches_reference_forward_and_backward(b, g, cg, h, w, k, seed):
     x, kernel, dist = random_inputs(b, g, cg, h, w, k, seed=seed)
     inputs = [t.requires_grad_() for t in (x, kernel, dist)]
     y_ref = kriging_aggregate(*inputs, backend="reference")
-    y = kriging_aggregate(*inputs, backend="lean")
+    y = kriging_aggregate(*inputs, backend="shifted")
     torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
     gy = torch.randn_like(y)
     for got, ref in zip(
@@ -75,26 +75,26 @@ def test_lean_matches_reference_forward_and_backward(b, g, cg, h, w, k, seed):
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_lean_noncontiguous_inputs():
+def test_shifted_noncontiguous_inputs():
     x, kernel, dist = random_inputs(2, 2, 2, 6, 5, 3)
     xt = x.transpose(2, 3).contiguous().transpose(2, 3)  # same values, other strides
     assert not xt.is_contiguous()
     torch.testing.assert_close(
-        kriging_aggregate(xt, kernel, dist, backend="lean"),
+        kriging_aggregate(xt, kernel, dist, backend="shifted"),
         kriging_aggregate(x, kernel, dist, backend="reference"),
     )
 
 
 @pytest.mark.parametrize("with_dist", [True, False])
-def test_lean_gradcheck_float64(with_dist):
+def test_shifted_gradcheck_float64(with_dist):
     x, kernel, dist = random_inputs(1, 2, 2, 4, 3, 3, dtype=torch.float64)
     inputs = [x.requires_grad_(), kernel.requires_grad_()] + (
         [dist.requires_grad_()] if with_dist else []
     )
     fn = (
-        (lambda x, k, d: kriging_aggregate(x, k, d, backend="lean"))
+        (lambda x, k, d: kriging_aggregate(x, k, d, backend="shifted"))
         if with_dist
-        else (lambda x, k: kriging_aggregate(x, k, None, backend="lean"))
+        else (lambda x, k: kriging_aggregate(x, k, None, backend="shifted"))
     )
     assert torch.autograd.gradcheck(fn, inputs, fast_mode=True)
 
@@ -139,11 +139,11 @@ class TestErrors:
             kriging_aggregate(x[0], kernel, dist)
 
 
-def test_torch_compile_fullgraph_with_lean_backend():
+def test_torch_compile_fullgraph_with_shifted_backend():
     # fullgraph=True raises on any graph break: the op must be one opaque custom-op node,
     # with a fake implementation (shape propagation) and registered autograd.
     def loss(x, kernel, dist):
-        return kriging_aggregate(x, kernel, dist, backend="lean").sin().sum()
+        return kriging_aggregate(x, kernel, dist, backend="shifted").sin().sum()
 
     compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
     x, kernel, dist = random_inputs(2, 2, 3, 6, 5, 3)
@@ -158,9 +158,9 @@ def test_torch_compile_fullgraph_with_lean_backend():
 
 
 @pytest.mark.slow
-def test_torch_compile_inductor_with_lean_backend():
+def test_torch_compile_inductor_with_shifted_backend():
     def loss(x, kernel, dist):
-        return kriging_aggregate(x, kernel, dist, backend="lean").sin().sum()
+        return kriging_aggregate(x, kernel, dist, backend="shifted").sin().sum()
 
     compiled = torch.compile(loss, fullgraph=True)
     x, kernel, dist = random_inputs(1, 2, 2, 5, 5, 3)
@@ -186,13 +186,13 @@ def test_library_imports_and_runs_without_triton():
             lambda name, *a: None if name == "triton" else real_find_spec(name, *a)
         )
         import torch, scaleeq
-        from scaleeq.ops.aggregate import resolve_backend
+        from scaleeq.ops.aggregate import select_backend
         up = scaleeq.NeuralKrigingUpsampler(4, hidden=16, blocks=1)
         y = up(torch.randn(1, 4, 5, 5), scale=2.5)
         assert y.shape == (1, 3, 13, 13)
-        assert resolve_backend("auto", torch.device("cuda")) == "lean"
+        assert select_backend("auto", torch.device("cuda")) == "shifted"
         try:
-            resolve_backend("triton", torch.device("cuda"))
+            select_backend("triton", torch.device("cuda"))
         except ValueError as e:
             assert "needs the triton package" in str(e)
         else:
@@ -208,14 +208,14 @@ def test_library_imports_and_runs_without_triton():
     assert proc.stdout.strip().endswith("ok")
 
 
-def test_lean_channels_last_and_mixed_layouts():
+def test_shifted_channels_last_and_mixed_layouts():
     x, kernel, dist = random_inputs(2, 4, 2, 7, 6, 3)
     ref = kriging_aggregate(x, kernel, dist, backend="reference")
     xc = x.contiguous(memory_format=torch.channels_last)
     b, g, kk, h, w = kernel.shape
     kc = kernel.reshape(b, g * kk, h, w).contiguous(memory_format=torch.channels_last)
     for xi, ki in ((xc, kernel), (x, kc.view(b, g, kk, h, w)), (xc, kc.view(b, g, kk, h, w))):
-        torch.testing.assert_close(kriging_aggregate(xi, ki, dist, backend="lean"), ref)
+        torch.testing.assert_close(kriging_aggregate(xi, ki, dist, backend="shifted"), ref)
 
 
 def test_eager_use_does_not_import_the_compiler_stack():
@@ -242,7 +242,7 @@ def test_eager_use_does_not_import_the_compiler_stack():
 @pytest.mark.parametrize("with_dist", [True, False])
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_shifted_sum_the_export_form_matches_the_direct_loop(with_dist, k):
-    from scaleeq.ops._lean import shifted_sum
+    from scaleeq.ops._shifted import shifted_sum
 
     x, kernel, dist = random_inputs(2, 2, 3, 4, 7, k, dtype=torch.float64)
     dist = dist if with_dist else None
@@ -254,13 +254,13 @@ def test_shifted_sum_the_export_form_matches_the_direct_loop(with_dist, k):
 # value from the code under test.
 
 
-# -- ops/_lean.py -------------------------------------------------------------------------------
+# -- ops/_shifted.py -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "needs", [(True, False, False), (False, True, False), (False, False, True)]
 )
-def test_lean_backward_gives_exactly_the_needed_gradients_in_any_layout(needs):
+def test_shifted_backward_gives_exactly_the_needed_gradients_in_any_layout(needs):
     g = torch.Generator().manual_seed(5)
     b, grp, c, h, w = 2, 2, 4, 5, 6
     x = torch.rand(b, c, h, w, generator=g, dtype=torch.float64).to(
@@ -271,7 +271,7 @@ def test_lean_backward_gives_exactly_the_needed_gradients_in_any_layout(needs):
     gy = torch.rand(b, c, h, w, generator=g, dtype=torch.float64)
     leaves = [t.detach().clone().requires_grad_(True) for t in (x, kernel, dist)]
     want = torch.autograd.grad(shifted_sum(*leaves), leaves, gy)  # out-of-place autograd path
-    got = lean_backward(gy, x, kernel, dist, needs)
+    got = shifted_backward(gy, x, kernel, dist, needs)
     for need, gt, wt in zip(needs, got, want, strict=True):
         if need:
             torch.testing.assert_close(gt, wt)
@@ -331,7 +331,7 @@ def _reference_grads(x, kernel, dist, gy):
 
 class _FakeTriton:
     """Stands in for ``scaleeq.ops._triton`` (interpreting, so CPU tensors are allowed): runs
-    the lean kernels and records what it was handed."""
+    the shifted kernels and records what it was handed."""
 
     def __init__(self):
         self.calls = []
@@ -341,11 +341,11 @@ class _FakeTriton:
 
     def aggregate_triton_forward(self, x, kernel, dist):
         self.calls.append(("forward", x, kernel, dist))
-        return lean_forward(x, kernel, dist)
+        return shifted_forward(x, kernel, dist)
 
     def aggregate_triton_backward(self, gy, x, kernel, dist, needs):
         self.calls.append(("backward", gy, x, kernel, dist, needs))
-        return lean_backward(gy, x, kernel, dist, needs)
+        return shifted_backward(gy, x, kernel, dist, needs)
 
 
 @pytest.mark.parametrize("path", ["function", "custom_op"])
@@ -377,7 +377,7 @@ def test_triton_backend_hands_the_kernels_exactly_their_inputs(monkeypatch, path
     torch.testing.assert_close(kernel.grad, want[1])
     assert (dist.grad is None) if not dist_grad else torch.allclose(dist.grad, want[2])
     fake.calls.clear()
-    for backend in ("lean", "reference", "auto"):  # CPU tensors: no Triton
+    for backend in ("shifted", "reference", "auto"):  # CPU tensors: no Triton
         agg.kriging_aggregate(x, kernel, dist, backend=backend).sum().backward()
     assert fake.calls == []
 
@@ -395,7 +395,7 @@ def test_export_and_compile_paths_agree_with_the_eager_function(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(torch.compiler, name, lambda: True)
             leaves = [t.detach().requires_grad_() for t in (x, kernel, dist)]
-            y = agg.kriging_aggregate(*leaves, backend="lean")
+            y = agg.kriging_aggregate(*leaves, backend="shifted")
             torch.testing.assert_close(y, want_y)
             y.backward(gy)
             for got, ref in zip(leaves, want, strict=True):
@@ -410,7 +410,7 @@ def test_eager_calls_do_not_dispatch_through_the_custom_op(monkeypatch):
 
     monkeypatch.setattr(agg, "_aggregate_op", refuse)
     x, kernel, dist = _aggregate_inputs()
-    agg.kriging_aggregate(x, kernel, dist, backend="lean").sum().backward()
+    agg.kriging_aggregate(x, kernel, dist, backend="shifted").sum().backward()
 
 
 def _saved_bytes(fn) -> int:
@@ -425,18 +425,18 @@ def _saved_bytes(fn) -> int:
     return sum(sizes)
 
 
-def test_lean_saves_only_its_inputs_and_reference_is_plain_autograd():
-    """The documented memory contract of "lean" (saves its inputs for backward, nothing else),
+def test_shifted_saves_only_its_inputs_and_reference_is_plain_autograd():
+    """The documented memory contract of "shifted" (saves its inputs for backward, nothing else),
     and "reference" an independent plain-autograd computation (it saves the unfolded input),
-    so that comparing the two is not comparing lean with itself."""
+    so that comparing the two is not comparing shifted with itself."""
     x, kernel, dist = _aggregate_inputs()
     inputs = sum(t.numel() * t.element_size() for t in (x, kernel, dist))
-    assert _saved_bytes(lambda: kriging_aggregate(x, kernel, dist, backend="lean")) == inputs
+    assert _saved_bytes(lambda: kriging_aggregate(x, kernel, dist, backend="shifted")) == inputs
     unfolded = x.numel() * 9 * x.element_size()
     assert _saved_bytes(lambda: kriging_aggregate(x, kernel, dist, backend="reference")) >= unfolded
 
 
-def test_resolve_backend_rule(monkeypatch):
+def test_select_backend_rule(monkeypatch):
     import scaleeq.ops.aggregate as agg
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
@@ -444,21 +444,41 @@ def test_resolve_backend_rule(monkeypatch):
     monkeypatch.setattr(agg, "_triton_module", lambda: fake)
     for available in (True, False):
         monkeypatch.setattr(agg, "triton_available", lambda a=available: a)
-        assert agg.resolve_backend("auto", cuda) == ("triton" if available else "lean")
-        assert agg.resolve_backend("auto", cpu) == "lean"
-        assert agg.resolve_backend("lean", cuda) == "lean"
-        assert agg.resolve_backend("reference", cpu) == "reference"
+        assert agg.select_backend("auto", cuda) == ("triton" if available else "shifted")
+        assert agg.select_backend("auto", cpu) == "shifted"
+        assert agg.select_backend("shifted", cuda) == "shifted"
+        assert agg.select_backend("reference", cpu) == "reference"
     with pytest.raises(
         ValueError, match=r"needs the triton package \(pip install scaleeq\[triton\]\)"
     ):
-        agg.resolve_backend("triton", cuda)
+        agg.select_backend("triton", cuda)
     monkeypatch.setattr(agg, "triton_available", lambda: True)
-    assert agg.resolve_backend("triton", cuda) == "triton"
-    assert agg.resolve_backend("triton", cpu) == "triton"  # the fake interprets
+    assert agg.select_backend("triton", cuda) == "triton"
+    assert agg.select_backend("triton", cpu) == "triton"  # the fake interprets
     monkeypatch.setattr(fake, "interpreting", lambda: False)
-    assert agg.resolve_backend("triton", cuda) == "triton"
+    assert agg.select_backend("triton", cuda) == "triton"
     with pytest.raises(ValueError, match="needs CUDA tensors .* got tensors on cpu"):
-        agg.resolve_backend("triton", cpu)
+        agg.select_backend("triton", cpu)
+
+
+def test_former_backend_name_lean_is_an_alias_of_shifted():
+    import scaleeq.ops.aggregate as agg
+
+    assert agg.BACKEND_ALIASES == {"lean": "shifted"}
+    assert "lean" not in agg.BACKENDS
+    assert agg.check_backend("lean") == "shifted" and agg.check_backend("auto") == "auto"
+    assert agg.select_backend("lean", torch.device("cpu")) == "shifted"
+    assert agg.resolve_backend is agg.select_backend  # the former name, still importable
+    for bad in ("Lean", "unfold", None, ["lean"]):
+        with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'reference'"):
+            agg.check_backend(bad)
+    inputs = random_inputs(2, 2, 3, 5, 6, 3)
+    torch.testing.assert_close(
+        kriging_aggregate(*inputs, backend="lean"),
+        kriging_aggregate(*inputs, backend="shifted"),
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_kriging_aggregate_errors_name_argument_and_layout():

@@ -73,7 +73,7 @@ def test_liif_reduces_to_its_ensemble_definition_at_pixel_centres():
             torch.nn.functional.unfold(feat, 3, padding=1).view(1, 54, 5, 4).permute(0, 2, 3, 1)
         )
         z = torch.relu(up.first_feat(unfolded) + up.first_coord(torch.tensor([0.0, 0.0, 1.0, 1.0])))
-        for layer in up.hidden:
+        for layer in up.body:
             z = torch.relu(layer(z))
         expected = up.tail(z).permute(0, 3, 1, 2)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
@@ -136,7 +136,7 @@ def _liif_reference(up: LIIFUpsampler, feat: torch.Tensor, out_size: tuple[int, 
             rel = (coord - q_coord) * lr_size / 2  # LR pixels
             inp = torch.cat([q_feat, rel, cell * lr_size / 2], dim=-1)
             z = F.relu(F.linear(inp, weight, up.first_feat.bias))
-            for layer in up.hidden:
+            for layer in up.body:
                 z = F.relu(layer(z))
             preds.append(up.tail(z))
             areas.append((rel[:, :, 0] * rel[:, :, 1]).abs() + 1e-9)

@@ -204,7 +204,7 @@ def test_errors_are_one_line_with_nonzero_exit(files, capsys, argv, message):
 
 def test_bench_quick(capsys):
     assert main(["bench", "--quick"]) == 0
-    assert "lean" in capsys.readouterr().out
+    assert "shifted" in capsys.readouterr().out
 
 
 def test_python_dash_m_entry_point():
@@ -265,3 +265,32 @@ def test_the_cli_runs_cpu_models_channels_last_and_exports_them_as_stored(files)
     assert all(c.weight.stride()[1] == 1 for c in convs)  # channels innermost: not NCHW
     stored = _load_stored_model(str(files / "tiny.pt"), "cpu", quiet=True)
     assert all(m.weight.is_contiguous() for m in stored.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_export_precision_fp16_then_upscale_runs_at_the_files_precision(files, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    onnx_path, ck = files / "tiny16.onnx", str(files / "tiny.pt")
+    code = main(["export", str(onnx_path), "--checkpoint", ck, "--tile", "16", "--precision",
+                 "fp16"])  # fmt: skip
+    assert code == 0 and "fp16" in capsys.readouterr().out
+    from scaleeq.onnx import OnnxUpscaler
+
+    assert OnnxUpscaler(onnx_path).precision == "fp16"
+    args = ["upscale", str(files / "in.png"), "", "--scale", "2.5x1.5", "--bits", "16", "--quiet"]
+    args[2] = str(files / "torch16.png")
+    assert main([*args, "--checkpoint", ck]) == 0
+    from scaleeq.data import load_image
+
+    ref = load_image(files / "torch16.png")
+    for extra in ([], ["--precision", "fp16"], ["--precision", "auto"]):  # the file's precision
+        args[2] = str(files / "onnx16.png")
+        assert main([*args, "--onnx", str(onnx_path), *extra]) == 0
+        out = load_image(files / "onnx16.png")
+        assert out.shape == ref.shape == (3, 20, 43)
+        psnr = float(10 * torch.log10(1 / (out.double() - ref.double()).square().mean()))
+        assert psnr > 60  # test_onnx.FP16_DB: the fp16 graph within 60 dB of fp32 PyTorch
+    for precision, hint in (("fp32", "export --precision fp32"), ("bf16", "fp32 or fp16")):
+        assert main([*args, "--onnx", str(onnx_path), "--precision", precision]) == 2
+        err = capsys.readouterr().err
+        assert "precision chosen at export time (this file: fp16" in err and hint in err

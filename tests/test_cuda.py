@@ -89,7 +89,7 @@ def test_triton_inference_shape():
     x, kernel, dist = _inputs(1, 32, 8, 1024, 1024, 3, torch.float32)
     with torch.no_grad():
         y = kriging_aggregate(x, kernel, dist, backend="triton")
-        ref = kriging_aggregate(x, kernel, dist, backend="lean")
+        ref = kriging_aggregate(x, kernel, dist, backend="shifted")
     torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4)
 
 

@@ -38,5 +38,5 @@ def test_dry_run_measures_every_section(tmp_path):
     for section in ("aggregation_train", "aggregation_inference", "rendering",
                     "training_throughput", "adaptive_conv"):  # fmt: skip
         assert section in m and "error" not in m[section], m.get(section)
-    assert set(m["aggregation_train"]) >= {"triton", "lean", "reference"}
+    assert set(m["aggregation_train"]) >= {"triton", "shifted", "reference"}
     assert m["training_throughput"]["star_vs_plain"] > 0

@@ -17,6 +17,7 @@ import scaleeq.layers.kriging_block as block_mod
 from scaleeq import NeuralKrigingUpsampler, upscale
 from scaleeq.geometry import render_plan
 from scaleeq.layers import KrigingBlock, OffsetEncoding
+from scaleeq.layers.channel_attention import BlockAttention, LRContextAttention, NoAttention
 from scaleeq.layers.latent import linear_to_nchw
 from scaleeq.models import convert_dsf_state_dict
 from scaleeq.ops import kriging_aggregate
@@ -140,9 +141,9 @@ def test_scale_changes_output_and_distance_kernel_matters():
         assert (up(feat, scale=2.5) - before).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("backend", ["reference", "lean"])
+@pytest.mark.parametrize("backend", ["reference", "shifted"])
 def test_module_backends_agree_with_gradients(backend):
-    up = make_upsampler(backend="lean")
+    up = make_upsampler(backend="shifted")
     ref = NeuralKrigingUpsampler(4, hidden=16, blocks=2, backend=backend)
     ref.load_state_dict(up.state_dict())
     feat = torch.randn(2, 4, 5, 6, requires_grad=True)
@@ -464,8 +465,10 @@ def test_kriging_block_defaults():
     # the generator has at least one channel when dim // 4 is 0
     assert KrigingBlock(3, group_channels=1).kernel_gen[0].out_channels == 1
     assert KrigingBlock(4, group_channels=4).kernel_gen[0].out_channels == 1
-    # no attention: no module at all
-    assert KrigingBlock(16, channel_attention="none").attn is None
+    # no attention: a module without parameters (no state-dict keys)
+    none = KrigingBlock(16, channel_attention="none")
+    assert isinstance(none.attn, NoAttention) and not list(none.attn.parameters())
+    assert not any(k.startswith("attn.") for k in none.state_dict())
     with pytest.raises(ValueError, match=r"^group_channels must be an int >= 1, got 0$"):
         KrigingBlock(16, group_channels=0)
 
@@ -870,3 +873,127 @@ def test_neural_kriging_constructor(
     with torch.no_grad():
         out = up(torch.rand(1, 4, 6, 5), scale=1.5)
     assert out.shape == (1, out_channels, 9, 8) and bool(torch.isfinite(out).all())
+
+
+# -- strategies: channel attention and query rounding ----------------------------------------
+
+
+def test_channel_attention_variants_declare_their_properties():
+    table = block_mod.CHANNEL_ATTENTIONS
+    assert set(table) == {"lr", "eca", "none"}
+    for name, cls in table.items():
+        assert issubclass(cls, BlockAttention) and cls.name == name
+        assert isinstance(cls.window_exact, bool) and isinstance(cls.needs_context, bool)
+    assert table["lr"] is LRContextAttention and table["none"] is NoAttention
+    assert [n for n, c in table.items() if not c.window_exact] == ["eca"]
+    assert [n for n, c in table.items() if c.needs_context] == ["lr"]
+    for name in table:  # the upsampler reads its window_exact off the declarations
+        up = NeuralKrigingUpsampler(4, hidden=8, blocks=1, channel_attention=name)
+        assert up.attention is table[name] and type(up.blocks[0].attn) is table[name]
+        assert up.window_exact is table[name].window_exact
+        assert up.channel_attention == up.blocks[0].channel_attention == name
+
+
+def test_window_exact_follows_a_variants_declaration():
+    class WholeOnly(NoAttention):  # a variant that declares itself not window-exact
+        name = "whole-only"
+        window_exact = False
+
+    up = NeuralKrigingUpsampler(4, hidden=8, blocks=1, channel_attention="none")
+    feat = torch.randn(1, 4, 4, 4)
+    assert up.window_exact
+    up.attention = WholeOnly
+    assert not up.window_exact
+    with pytest.raises(ValueError, match=r"channel_attention='none' \(WholeOnly\) is not"):
+        up(feat, scale=2.0, window=(0, 0, 4, 4))
+    assert up(feat, scale=2.0).shape == (1, 3, 8, 8)  # whole renders still work
+    blk = KrigingBlock(8, group_channels=4, channel_attention=WholeOnly)  # a class is taken
+    assert type(blk.attn) is WholeOnly and blk.channel_attention == "whole-only"
+
+
+def test_attention_variants_keep_keys_and_seeded_initial_weights():
+    # the variants are the layers they replaced (nn.Linear, nn.Conv1d, nothing): the same
+    # state-dict keys, shapes and random draws
+    torch.manual_seed(3)
+    lr = LRContextAttention(16, 5)
+    after_lr = torch.rand(())
+    torch.manual_seed(3)
+    old = nn.Linear(5, 16)
+    nn.init.zeros_(old.weight)
+    nn.init.zeros_(old.bias)
+    assert torch.rand(()) == after_lr
+    assert lr.state_dict().keys() == old.state_dict().keys() == {"weight", "bias"}
+    from scaleeq.layers.official import OfficialECA
+
+    torch.manual_seed(4)
+    eca = OfficialECA(16)
+    torch.manual_seed(4)
+    old_eca = nn.Conv1d(1, 1, 5, padding=2, bias=False)
+    assert eca.state_dict().keys() == old_eca.state_dict().keys() == {"weight"}
+    assert torch.equal(eca.weight, old_eca.weight)
+    x = torch.randn(2, 1, 16)
+    assert torch.equal(eca(x), old_eca(x))
+    for attention, keys in (("lr", {"attn.weight", "attn.bias"}), ("eca", {"attn.weight"})):
+        sd = KrigingBlock(16, channel_attention=attention, context_dim=5).state_dict()
+        assert {k for k in sd if k.startswith("attn.")} == keys
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"channel_attention": "se"}, r"^channel_attention must be one of 'lr', 'eca', 'none', "),
+        ({"channel_attention": "se", "blocks": 0}, r"^channel_attention must be one of"),
+        ({"rounding": "floor"}, r"^rounding must be 'exact' or 'official', got 'floor'$"),
+        ({"rounding": None}, r"^rounding must be 'exact' or 'official', got None$"),
+    ],
+)
+def test_unknown_strategy_names_are_refused_naming_the_argument(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        NeuralKrigingUpsampler(4, hidden=8, **kwargs)
+
+
+def test_rounding_strategies_and_their_names_give_the_same_queries():
+    from scaleeq.ops.coords import (
+        ROUNDINGS,
+        AxisRounding,
+        ExactRounding,
+        OfficialRounding,
+        axis_queries,
+    )
+
+    assert dict(ROUNDINGS) == {"exact": ExactRounding(), "official": OfficialRounding()}
+    for name, strategy in ROUNDINGS.items():
+        assert isinstance(strategy, AxisRounding) and strategy.name == name
+        assert strategy.window_exact is True  # placement reads a query's own index only
+        a = axis_queries(7, torch.tensor([17, 23]), torch.tensor([-2, 3]), 9, rounding=name)
+        b = axis_queries(7, torch.tensor([17, 23]), torch.tensor([-2, 3]), 9, rounding=strategy)
+        for x, y in zip(
+            (a.index, a.valid, a.nearest, a.pos, a.offset),
+            (b.index, b.valid, b.nearest, b.pos, b.offset),
+            strict=True,
+        ):
+            assert torch.equal(x, y)
+    plan = render_plan((5, 6), 1, scale=2.7)
+    for name, strategy in ROUNDINGS.items():
+        by_name, by_strategy = plan.queries(1, rounding=name), plan.queries(1, rounding=strategy)
+        assert all(
+            torch.equal(p.offset, q.offset) for p, q in zip(by_name, by_strategy, strict=True)
+        )
+    assert ExactRounding().strided and not OfficialRounding().strided
+    with pytest.raises(ValueError, match=r"^rounding='official' reads features at stride 1 only"):
+        axis_queries(8, torch.tensor([16]), torch.tensor([0]), 4, rounding="official", stride=2)
+    with pytest.raises(ValueError, match=r"^rounding must be 'exact' or 'official', got 'x'$"):
+        axis_queries(8, torch.tensor([16]), torch.tensor([0]), 4, rounding="x")
+
+
+def test_strategy_settings_rebuild_from_the_stored_config():
+    # the config keeps the strings as given (files written before the strategies load)
+    for kwargs in ({}, {"channel_attention": "eca", "rounding": "official"},
+                   {"channel_attention": "none"}):  # fmt: skip
+        up = perturbed(NeuralKrigingUpsampler(4, hidden=8, blocks=1, **kwargs), 0.2).eval()
+        assert all(isinstance(v, str | int | float | bool) for v in up.config.values())
+        again = NeuralKrigingUpsampler(**up.config).eval()
+        again.load_state_dict(up.state_dict())
+        feat = torch.randn(2, 4, 5, 6)
+        with torch.no_grad():
+            assert torch.equal(again(feat, scale=2.3), up(feat, scale=2.3))

@@ -14,6 +14,7 @@ from scaleeq.models import EQSR, SwinIR
 from scaleeq.models.swin import (
     OverlapCrossAttentionBlock,
     SwinBlock,
+    SwinTrunk,
     window_partition,
     window_reverse,
 )
@@ -251,13 +252,63 @@ def test_swinir_gradients_reach_every_parameter():
     assert not missing
 
 
+TRUNK = ["conv_first", "patch_embed", "patch_unembed", "layers", "norm", "conv_after_body"]
+
+
+@pytest.mark.parametrize(
+    ("build", "tail"),
+    [
+        (lambda: SwinIR.from_preset("tiny", upscale=2), ["conv_before_upsample", "upsample"]),
+        (
+            lambda: SwinIR.from_preset("tiny", upscale=3, upsampler="pixelshuffledirect"),
+            ["upsample"],
+        ),
+        (lambda: EQSR.from_preset("tiny"), ["upsampler"]),
+    ],
+    ids=["swinir", "swinir-direct", "eqsr"],
+)
+def test_the_shared_trunk_registers_its_modules_in_the_official_order(build, tail):
+    """The order of registration is the order of a seeded model's initial weights and of its
+    state-dict keys: SwinTrunk's builder must keep it (SwinIR and EQSR both build through it)."""
+    net = build()
+    assert isinstance(net, SwinTrunk)
+    assert [n for n, _ in net.named_children()][: len(TRUNK) + len(tail)] == TRUNK + tail
+    assert [n for n, _ in net.named_buffers()] == ["mean"] and "mean" not in net.state_dict()
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non_reentrant", "reentrant"])
+def test_swinir_activation_checkpointing_gives_the_same_loss_and_gradients(reentrant):
+    torch.manual_seed(0)
+    net = perturbed(SwinIR.from_preset("tiny", upscale=2)).train()
+    x, target = torch.rand(2, 3, 6, 7), torch.rand(2, 3, 12, 14)
+
+    def loss_and_grads():
+        net.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same drop-path draws in both runs
+        saved = []  # what the forward keeps for the backward
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            loss = (net(x) - target).abs().mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in net.parameters()], len(saved)
+
+    ref_loss, ref_grads, ref_saved = loss_and_grads()
+    assert net.set_grad_checkpointing(use_reentrant=reentrant) == len(net.layers)
+    loss, grads, saved = loss_and_grads()
+    torch.testing.assert_close(loss, ref_loss, rtol=0, atol=0)
+    for g, ref in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, ref, rtol=1e-6, atol=1e-7)
+    assert saved < ref_saved / 2  # the groups' activations were not kept
+    net.set_grad_checkpointing(False)
+    assert loss_and_grads()[2] == ref_saved
+
+
 class TestSwinIRErrors:
     def test_constructor(self):
         with pytest.raises(ValueError, match="upsampler must be"):
             SwinIR(upsampler="bilinear")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="nearest\\+conv' needs upscale=4, got 2"):
             SwinIR(upsampler="nearest+conv", upscale=2)
-        with pytest.raises(ValueError, match="3 or a power of 2 .* got 5"):
+        with pytest.raises(ValueError, match="power of 2 or 3 for a pixel-shuffle tail, got 5"):
             SwinIR(upscale=5)
         with pytest.raises(ValueError, match="num_heads must have 2 items"):
             SwinIR(depths=(2, 2), num_heads=(2,))

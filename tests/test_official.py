@@ -279,3 +279,46 @@ def test_dsf_conversion_default_prefix_dtype_and_the_smallest_head():
     assert all(v.dtype == torch.float32 for v in out.values())  # float32 in, float32 out
     with pytest.raises(ValueError, match="too few for num_freqs=2"):
         convert_dsf_state_dict(_official_upsampler_with_head(2 + 8), num_freqs=2)
+
+
+# -- the compatibility module: every official quirk in one place ------------------------------
+
+
+def test_the_official_quirks_live_in_one_module():
+    import scaleeq.models.eqsr as eqsr_mod
+    from scaleeq import NeuralKrigingUpsampler
+    from scaleeq.layers import official as compat
+    from scaleeq.layers.kriging_block import CHANNEL_ATTENTIONS
+    from scaleeq.ops.coords import ROUNDINGS, OfficialRounding
+
+    # the cell encoding moved; its old import path still works
+    assert eqsr_mod.OfficialCellEncoding is compat.OfficialCellEncoding is OfficialCellEncoding
+    assert "OfficialCellEncoding" in eqsr_mod.__all__
+    # the strategies the string settings name
+    assert compat.OFFICIAL_ROUNDING is ROUNDINGS["official"]
+    assert isinstance(compat.OFFICIAL_ROUNDING, OfficialRounding)
+    assert CHANNEL_ATTENTIONS["eca"] is compat.OfficialECA
+    assert not compat.OfficialECA.window_exact and not compat.OfficialECA.needs_context
+    # the preset: NeuralKrigingUpsampler.official builds it, and stores it as before
+    up = NeuralKrigingUpsampler.official(24, backend="reference")
+    assert up.config == {
+        "in_channels": 24,
+        "out_channels": 3,
+        "scale_mlp": False,
+        "backend": "reference",
+        **compat.OFFICIAL_UPSAMPLER,
+    }
+    assert list(up.config) == list(NeuralKrigingUpsampler(24).config)  # signature order
+    assert up.attention is compat.OfficialECA and up.query_rounding is compat.OFFICIAL_ROUNDING
+    assert all(isinstance(blk.attn, compat.OfficialECA) for blk in up.blocks)
+    with pytest.raises(TypeError):
+        compat.OFFICIAL_UPSAMPLER["hidden"] = 8  # type: ignore[index]
+
+
+def test_official_eqsr_conditions_on_the_cell_of_the_output_size():
+    sizes = torch.tensor([[32, 48], [7, 9]], dtype=torch.int64)
+    cells = OfficialCellEncoding.cells(sizes, torch.float64)
+    assert cells.dtype == torch.float64 and torch.equal(cells, 2.0 / sizes.double())
+    net = EQSR.from_preset("tiny", official=True)
+    afe = net.layers[0].residual_group.afe
+    assert isinstance(afe.conv.encoding, OfficialCellEncoding)

@@ -47,12 +47,13 @@ def test_fp32_and_auto_without_native_bf16_equal_the_default(model, monkeypatch)
 
 def test_auto_picks_bf16_where_the_cpu_has_it(monkeypatch):
     monkeypatch.setattr(prec, "_cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
-    assert prec.resolve_precision("auto", "cpu") == "bf16"
+    assert prec.select_precision("auto", "cpu") == "bf16"
     monkeypatch.setattr(prec, "_cpu_flags", lambda: frozenset({"amx_bf16"}))
-    assert prec.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert prec.select_precision("auto", torch.device("cpu")) == "bf16"
     monkeypatch.setattr(prec, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
-    assert prec.resolve_precision("auto", "cpu") == "fp32"
-    assert prec.resolve_precision("fp16", "cpu") == "fp16"  # an explicit choice is kept
+    assert prec.select_precision("auto", "cpu") == "fp32"
+    assert prec.select_precision("fp16", "cpu") == "fp16"  # an explicit choice is kept
+    assert prec.resolve_precision is prec.select_precision  # the former name, still importable
 
 
 def test_an_unknown_precision_is_a_named_error(model):

@@ -15,7 +15,7 @@ triton = pytest.importorskip("triton")
 from scaleeq import NeuralKrigingUpsampler  # noqa: E402
 from scaleeq.ops import kriging_aggregate  # noqa: E402
 from scaleeq.ops._triton import interpreting  # noqa: E402
-from scaleeq.ops.aggregate import resolve_backend  # noqa: E402
+from scaleeq.ops.aggregate import select_backend  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 if DEVICE.type == "cpu" and not interpreting():
@@ -106,12 +106,12 @@ def test_bf16_with_fp32_accumulation():
     torch.testing.assert_close(y.float(), ref, rtol=3e-2, atol=3e-2)
 
 
-def test_upsampler_on_triton_backend_matches_lean():
-    lean = NeuralKrigingUpsampler(4, hidden=16, blocks=1, backend="lean").to(DEVICE)
+def test_upsampler_on_triton_backend_matches_shifted():
+    shifted = NeuralKrigingUpsampler(4, hidden=16, blocks=1, backend="shifted").to(DEVICE)
     tri = NeuralKrigingUpsampler(4, hidden=16, blocks=1, backend="triton").to(DEVICE)
-    tri.load_state_dict(lean.state_dict())
+    tri.load_state_dict(shifted.state_dict())
     feat = torch.randn(1, 4, 5, 6, device=DEVICE, requires_grad=True)
-    y_l, y_t = lean(feat, scale=2.5), tri(feat, scale=2.5)
+    y_l, y_t = shifted(feat, scale=2.5), tri(feat, scale=2.5)
     torch.testing.assert_close(y_t, y_l, rtol=1e-5, atol=1e-5)
     (g_l,) = torch.autograd.grad(y_l.square().sum(), feat)
     (g_t,) = torch.autograd.grad(y_t.square().sum(), feat)
@@ -119,5 +119,5 @@ def test_upsampler_on_triton_backend_matches_lean():
 
 
 def test_auto_picks_triton_only_for_cuda():
-    assert resolve_backend("auto", torch.device("cpu")) == "lean"
-    assert resolve_backend("auto", torch.device("cuda")) == "triton"
+    assert select_backend("auto", torch.device("cpu")) == "shifted"
+    assert select_backend("auto", torch.device("cuda")) == "triton"

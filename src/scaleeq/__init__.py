@@ -1,6 +1,7 @@
 """scaleeq: scale-equivariant operators for arbitrary-scale super-resolution (EQSR, CVPR 2023)."""
 
 from . import data as data  # scaleeq.data and scaleeq.images without importing them by name
+from . import functional as functional
 from . import images as images
 from .context import current_scale, scale_context
 from .evaluate import evaluate

@@ -20,9 +20,13 @@ __all__ = [
     "check_int_list",
     "check_matching",
     "check_min_size",
+    "check_output_sizes",
     "check_pair",
     "check_positive_float",
+    "check_render_pixels",
+    "check_scale_values",
     "check_tensor",
+    "check_token_count",
     "exporting",
     "float_dtype_for",
     "tracing",
@@ -90,6 +94,8 @@ def check_min_size(
     """Raise ``ValueError`` unless ``x``'s last two sides are at least ``minimum`` (default: not
     empty); ``why`` says what needs the size (e.g. ``" for kernel_size (3, 3) with padding
     (0, 0)"``)."""
+    if tracing():
+        return
     h, w = x.shape[-2], x.shape[-1]
     if h < minimum[0] or w < minimum[1]:
         raise ValueError(
@@ -183,3 +189,84 @@ def check_int_list(value: object, name: str, *, length: int | None = None) -> li
     if length is not None and len(items) != length:
         raise ValueError(f"{name} must have {length} items (one per group), got {len(items)}")
     return items
+
+
+def check_token_count(x: torch.Tensor, name: str, size: tuple[int, int]) -> None:
+    """Raise ``ValueError`` unless the token sequence ``x`` ``(B, L, C)`` holds ``L = H * W``
+    tokens for ``size = (H, W)``."""
+    if tracing():
+        return
+    h, w = size
+    if x.shape[1] != h * w:
+        raise ValueError(
+            f"{name} has {x.shape[1]} tokens but x_size={(h, w)} needs H * W = {h * w}"
+        )
+
+
+def check_scale_values(t: torch.Tensor, name: str, maximum: float) -> None:
+    """Raise ``ValueError`` unless every value of the parsed scale ``t`` is finite, > 0 and at
+    most ``maximum``; a meta-device tensor (a shape without values) is refused by name."""
+    if tracing():
+        return
+    if t.device.type == "meta":
+        raise ValueError(
+            f"{name} must hold values; got a tensor on the meta device (shape only): "
+            "pass a number, a pair, or a CPU / GPU tensor"
+        )
+    ok = (t > 0) & (t <= maximum)  # NaN fails too
+    if not bool(ok.all()):
+        raise ValueError(
+            f"{name} must be finite and > 0 (at most 2**53) everywhere, got values "
+            f"{t[~ok].flatten()[:4].tolist()}"
+        )
+
+
+def check_output_sizes(
+    in_size: tuple[int, int],
+    name: str,
+    *,
+    exact: torch.Tensor | tuple[float, float] | None = None,
+    maximum: float = math.inf,
+    rounded: torch.Tensor | tuple[int, int] | None = None,
+) -> None:
+    """The output-size rule's bounds: raise ``ValueError`` if an ``exact`` output side
+    (``in_size * r``; checked before rounding, so int64 cannot overflow) exceeds ``maximum``,
+    or a ``rounded`` size is below 1. Each is an ``(N, 2)`` tensor or one pair."""
+    if tracing():
+        return
+    if exact is not None:
+        big = float(exact.max()) if isinstance(exact, torch.Tensor) else max(exact)
+        if big > maximum:
+            shown = big if isinstance(exact, torch.Tensor) else tuple(exact)
+            raise ValueError(
+                f"{name} maps input size {tuple(in_size)} to output size {shown}, beyond the "
+                "largest supported side 2**53 (scaleeq.scale.MAX_SIDE)"
+            )
+    if rounded is None:
+        return
+    if isinstance(rounded, torch.Tensor):
+        bad = (rounded < 1).any(dim=1)
+        if not bool(bad.any()):
+            return
+        out = tuple(rounded[bad][0].tolist())
+    elif min(rounded) >= 1:
+        return
+    else:
+        out = tuple(rounded)
+    raise ValueError(
+        f"{name} maps input size {tuple(in_size)} to output size {out}; both sides must be >= 1"
+    )
+
+
+def check_render_pixels(batch: int, height: int, width: int, limit: int) -> None:
+    """The size guard: raise ``ValueError`` if one call would render more than ``limit`` HR
+    pixels (``batch * height * width``)."""
+    if tracing():
+        return
+    if batch * height * width > limit:
+        raise ValueError(
+            f"the requested render of {batch} x {height} x {width} = {batch * height * width:.3g} "
+            f"HR pixels exceeds the limit of {limit:.3g} pixels per call "
+            "(scaleeq.geometry.MAX_RENDER_PIXELS); render it in tiles with scaleeq.upscale, or "
+            "in windows"
+        )

@@ -43,7 +43,7 @@ def run_bench(device: str = "cpu", *, quick: bool = False, repeats: int = 5) -> 
     x = torch.randn(b, c, hw, hw, device=dev, requires_grad=True)
     kernel = torch.randn(b, g, 9, hw, hw, device=dev, requires_grad=True)
     dist = torch.rand(b, 9, hw, hw, device=dev, requires_grad=True)
-    backends = ["reference", "lean"] + (
+    backends = ["reference", "shifted"] + (
         ["triton"] if dev.type == "cuda" and triton_available() else []
     )
     results: dict = {"device": str(dev), "aggregate_ms": {}, "shape": [b, c, g, hw]}

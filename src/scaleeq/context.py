@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from .scale import ScaleLike, parse_scale
 
-__all__ = ["current_scale", "resolve_layer_scale", "scale_context"]
+__all__ = ["current_scale", "resolve_layer_scale", "scale_context", "scale_or_context"]
 
 _SCALE_CONTEXT: contextvars.ContextVar[ScaleLike | None] = contextvars.ContextVar(
     "scaleeq_scale", default=None
@@ -49,8 +49,13 @@ def current_scale() -> ScaleLike | None:
     return _SCALE_CONTEXT.get()
 
 
-def resolve_layer_scale(scale: ScaleLike | None, layer: str) -> ScaleLike:
-    """Return ``scale`` if given, else the context scale; raise a how-to error if neither."""
+def scale_or_context(scale: ScaleLike | None, layer: str) -> ScaleLike:
+    """``scale`` if given, else the context scale (:func:`current_scale`); a how-to error
+    naming ``layer`` if neither.
+
+    Raises:
+        ValueError: no ``scale`` and no active :func:`scale_context`.
+    """
     if scale is not None:
         return scale
     ctx = _SCALE_CONTEXT.get()
@@ -63,3 +68,7 @@ def resolve_layer_scale(scale: ScaleLike | None, layer: str) -> ScaleLike:
             "checkpoint(layer, x, r).)"
         )
     return ctx
+
+
+#: Former name of :func:`scale_or_context`, still importable.
+resolve_layer_scale = scale_or_context

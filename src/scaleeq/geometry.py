@@ -34,8 +34,15 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ._checks import tracing
-from .ops.coords import AxisQueries, Window, axis_queries, ceil_div, resolve_window
+from ._checks import check_render_pixels, tracing
+from .ops.coords import (
+    AxisQueries,
+    AxisRounding,
+    Window,
+    axis_queries,
+    ceil_div,
+    resolve_window,
+)
 from .scale import (
     ScaleLike,
     check_scale_batch,
@@ -59,19 +66,6 @@ __all__ = [
 #: larger outputs with :func:`scaleeq.upscale` (tiles) or windows. Pass ``max_pixels`` to
 #: :func:`render_plan` to use another limit.
 MAX_RENDER_PIXELS = 2**28
-
-
-def _check_render_size(batch: int, height: int, width: int, limit: int | None) -> None:
-    if tracing():  # symbolic sizes: a check here would only add guards
-        return
-    limit = MAX_RENDER_PIXELS if limit is None else limit
-    if batch * height * width > limit:
-        raise ValueError(
-            f"the requested render of {batch} x {height} x {width} = {batch * height * width:.3g} "
-            f"HR pixels exceeds the limit of {limit:.3g} pixels per call "
-            "(scaleeq.geometry.MAX_RENDER_PIXELS); render it in tiles with scaleeq.upscale, or "
-            "in windows"
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,7 +110,7 @@ class RenderPlan:
         Used by tiled rendering: one plan per call, one cheap derived plan per tile.
         """
         top, left, height, width = resolve_window(window, self.sizes, self.out_size)
-        _check_render_size(self.batch, height, width, None)
+        check_render_pixels(self.batch, height, width, MAX_RENDER_PIXELS)
         whole = _is_whole(window, top, left, height, width, self.sizes, self.out_size)
         return replace(self, top=top, left=left, height=height, width=width, whole=whole)
 
@@ -137,9 +131,15 @@ class RenderPlan:
         return replace(self, lr_size=feat, stride=(sh, sw), image_size=(h, w))
 
     def queries(
-        self, margin: int = 0, *, dtype: torch.dtype = torch.float32, rounding: str = "exact"
+        self,
+        margin: int = 0,
+        *,
+        dtype: torch.dtype = torch.float32,
+        rounding: str | AxisRounding = "exact",
     ) -> tuple[AxisQueries, AxisQueries]:
-        """Per-axis query geometry of the window grown by ``margin`` HR pixels on each side.
+        """Per-axis query geometry of the window grown by ``margin`` HR pixels on each side;
+        ``rounding`` is an :class:`~scaleeq.ops.coords.AxisRounding` or its name (see
+        :func:`~scaleeq.ops.coords.axis_queries`).
 
         Returns:
             ``(rows, cols)``: :class:`~scaleeq.ops.coords.AxisQueries` of shapes
@@ -246,7 +246,9 @@ def render_plan(
     if window is None and out_size is None and tracing():  # per-sample scale, tracing
         out_size = (int(sizes[0, 0].item()), int(sizes[0, 1].item()))
     top, left, height, width = resolve_window(window, sizes, out_size)
-    _check_render_size(batch, height, width, max_pixels)
+    check_render_pixels(
+        batch, height, width, MAX_RENDER_PIXELS if max_pixels is None else max_pixels
+    )
     whole = _is_whole(window, top, left, height, width, sizes, out_size)
     return RenderPlan((h, w), batch, r, sizes, out_size, top, left, height, width, whole)
 

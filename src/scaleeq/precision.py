@@ -21,7 +21,14 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "check_precision", "native_bf16", "resolve_precision"]
+__all__ = [
+    "PRECISIONS",
+    "autocast",
+    "check_precision",
+    "native_bf16",
+    "resolve_precision",
+    "select_precision",
+]
 
 #: The accepted values of every ``precision`` argument.
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
@@ -62,8 +69,9 @@ def check_precision(precision: object, name: str = "precision") -> str:
     return precision
 
 
-def resolve_precision(precision: str, device: torch.device | str) -> str:
-    """``precision`` checked, with ``"auto"`` replaced by what it picks on ``device``.
+def select_precision(precision: str, device: torch.device | str) -> str:
+    """The precision that runs for ``precision`` on ``device``: ``precision`` checked, with
+    ``"auto"`` replaced by what it picks there.
 
     Raises:
         ValueError: ``precision`` is not one of :data:`PRECISIONS`.
@@ -73,13 +81,17 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return precision
 
 
+#: Former name of :func:`select_precision`, still importable.
+resolve_precision = select_precision
+
+
 @contextlib.contextmanager
 def autocast(precision: str, device: torch.device | str) -> Iterator[str]:
     """Run the block at ``precision`` on ``device`` (``torch.autocast`` for bf16 / fp16; nothing
-    for fp32); yields the resolved precision."""
-    resolved = resolve_precision(precision, device)
-    if resolved == "fp32":
-        yield resolved
+    for fp32); yields the precision it selected (:func:`select_precision`)."""
+    selected = select_precision(precision, device)
+    if selected == "fp32":
+        yield selected
         return
-    with torch.autocast(torch.device(device).type, dtype=_DTYPES[resolved]):
-        yield resolved
+    with torch.autocast(torch.device(device).type, dtype=_DTYPES[selected]):
+        yield selected

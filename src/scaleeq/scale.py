@@ -30,7 +30,7 @@ from typing import Union
 
 import torch
 
-from ._checks import tracing
+from ._checks import check_output_sizes, check_scale_values
 
 __all__ = [
     "MAX_SIDE",
@@ -114,11 +114,8 @@ def parse_scale(
     if isinstance(scale, torch.Tensor):
         if not (scale.is_floating_point() or scale.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{name} must be a real-valued tensor, got dtype {scale.dtype}")
-        if scale.device.type == "meta" and not tracing():
-            raise ValueError(
-                f"{name} must hold values; got a tensor on the meta device (shape only): "
-                "pass a number, a pair, or a CPU / GPU tensor"
-            )
+        if scale.device.type == "meta":
+            check_scale_values(scale, name, MAX_SIDE)  # names the meta device (not traced)
         t = scale.to(device=device or scale.device, dtype=dtype or torch.get_default_dtype())
         if t.ndim == 0:
             t = t.reshape(1, 1).expand(1, 2)
@@ -131,13 +128,7 @@ def parse_scale(
             )
         if t.shape[0] == 0:
             raise ValueError(f"{name} must not be empty, got shape {tuple(scale.shape)}")
-        if not tracing():
-            ok = (t > 0) & (t <= MAX_SIDE)  # NaN fails too
-            if not bool(ok.all()):
-                raise ValueError(
-                    f"{name} must be finite and > 0 (at most 2**53) everywhere, got values "
-                    f"{t[~ok].flatten()[:4].tolist()}"
-                )
+        check_scale_values(t, name, MAX_SIDE)
         return t
     if isinstance(scale, Sequence) and not isinstance(scale, str):
         if len(scale) != 2:
@@ -228,29 +219,12 @@ def round_half_up(v: float | torch.Tensor) -> int | torch.Tensor:
     return math.floor(v + 0.5)
 
 
-def _too_large(in_size: tuple[int, int], out: object, name: str) -> ValueError:
-    return ValueError(
-        f"{name} maps input size {tuple(in_size)} to output size {out}, beyond the largest "
-        f"supported side 2**53 (scaleeq.scale.MAX_SIDE)"
-    )
-
-
-def _empty_output(in_size: tuple[int, int], out: tuple[int, int], name: str) -> ValueError:
-    return ValueError(
-        f"{name} maps input size {tuple(in_size)} to output size {tuple(out)}; "
-        "both sides must be >= 1"
-    )
-
-
 def rule_output_size(
     in_size: tuple[int, int], r: tuple[float, float], name: str = "scale"
 ) -> tuple[int, int]:
     """The output-size rule on Python numbers (stays symbolic under ``torch.compile``)."""
     out = (round_half_up(in_size[0] * r[0]), round_half_up(in_size[1] * r[1]))
-    if out[0] < 1 or out[1] < 1:
-        raise _empty_output(in_size, out, name)
-    if not tracing() and max(out) > MAX_SIDE:
-        raise _too_large(in_size, out, name)
+    check_output_sizes(in_size, name, exact=out, maximum=MAX_SIDE, rounded=out)  # type: ignore[arg-type]
     return out  # type: ignore[return-value]
 
 
@@ -275,13 +249,9 @@ def rule_output_sizes(
     ``(N, 2)`` int64; still refuses sizes below 1 or above :data:`MAX_SIDE`."""
     h, w = in_size
     exact = r * torch.tensor([h, w], dtype=torch.float64)
-    if not tracing() and bool((exact > MAX_SIDE).any()):  # before int64 could overflow
-        raise _too_large((h, w), exact.max().item(), name)
+    check_output_sizes((h, w), name, exact=exact, maximum=MAX_SIDE)  # before int64 overflows
     sizes = round_half_up(exact)
-    if not tracing():
-        bad = (sizes < 1).any(dim=1)
-        if bool(bad.any()):
-            raise _empty_output((h, w), tuple(sizes[bad][0].tolist()), name)
+    check_output_sizes((h, w), name, rounded=sizes)
     return sizes
 
 

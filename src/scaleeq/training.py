@@ -26,7 +26,7 @@ from torch import nn
 from ._checks import check_int, check_positive_float
 from ._io import atomic_write
 from .data import ArbitraryScalePatches
-from .precision import autocast, resolve_precision
+from .precision import autocast, select_precision
 
 __all__ = ["TrainResult", "save_atomic", "train"]
 
@@ -108,7 +108,7 @@ def train(
     check_int(eval_every, "eval_every", minimum=0)
     check_int(lr_step, "lr_step")
     check_positive_float(lr, "lr")
-    precision = resolve_precision(precision, device)  # once: "auto" becomes what it picks
+    precision = select_precision(precision, device)  # once: "auto" becomes what it picks
     if precision == "fp16":
         raise ValueError(
             "precision='fp16' is not supported for training (it needs loss scaling); use 'bf16'"

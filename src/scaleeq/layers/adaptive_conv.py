@@ -6,7 +6,6 @@ import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .._checks import (
@@ -17,9 +16,9 @@ from .._checks import (
     check_pair,
     check_positive_float,
     check_tensor,
-    tracing,
 )
-from ..context import resolve_layer_scale
+from ..context import scale_or_context
+from ..functional import adaptive_conv2d
 from ..scale import ScaleCondition, ScaleLike, check_scale_batch
 from .encoding import ScaleEncoding, encode_condition
 
@@ -29,19 +28,6 @@ Impl = Literal["auto", "input", "grouped"]
 
 #: Former spellings of ``impl`` values, still accepted (``"scale"``: ``"input"``).
 IMPL_ALIASES = {"scale": "input"}
-
-
-def _auto_impl(device: torch.device, in_channels: int, out_channels: int) -> str:
-    """The per-sample formulation ``impl="auto"`` takes; both are exact, only speed differs.
-
-    From benchmarks/adaptive_conv.py (docs/benchmarks.md): on the CPU (oneDNN) the grouped
-    per-sample-kernel convolution is faster up to about 128x128 channels and the input-scaling
-    form beyond (1.68x vs 1.09x of nn.Conv2d at C=180). Elsewhere input scaling is used: it
-    runs one ordinary convolution, which is what GPU libraries optimise best.
-    """
-    if device.type == "cpu" and in_channels * out_channels <= 128 * 128:
-        return "grouped"
-    return "input"
 
 
 class AdaptiveConv2d(nn.Module):
@@ -143,6 +129,13 @@ class AdaptiveConv2d(nn.Module):
             if min(pair) < 1:
                 raise ValueError(f"{name} must be >= 1, got {pair}")
         self.padding = self._resolve_padding(padding)
+        # the smallest input the padded convolution accepts: one kernel must fit ("same"
+        # with an even kernel: any non-empty input)
+        self._min_input = (1, 1)
+        if isinstance(self.padding, tuple):
+            pairs = zip(self.kernel_size, self.padding, strict=True)
+            self._min_input = tuple(max(1, k - 2 * p) for k, p in pairs)
+        self._min_input_why = f" for kernel_size {self.kernel_size} with padding {self.padding}"
         self.demodulate = bool(demodulate)
         self.eps = check_positive_float(eps, "eps")
         self.impl = impl
@@ -238,11 +231,6 @@ class AdaptiveConv2d(nn.Module):
             enc = self.encoding(scale, device=device, dtype=dtype)
         return 1 + self.to_style(enc)
 
-    def _demod(self, style: torch.Tensor) -> torch.Tensor:
-        """Demodulation factors ``(N, C_out)`` for styles ``(N, C_in)``."""
-        energy = self.weight.square().sum(dim=(2, 3))  # (O, I)
-        return torch.rsqrt(style.square() @ energy.t() + self.eps)
-
     def forward(self, x: torch.Tensor, scale: ScaleLike | None = None) -> torch.Tensor:
         """``x`` ``(B, C_in, H, W)`` at ``scale`` (any scale argument with 1 or ``B`` samples;
         ``None``: the active :func:`~scaleeq.scale_context`). Given the
@@ -253,61 +241,25 @@ class AdaptiveConv2d(nn.Module):
         check_tensor(x, "x", ndim=4, layout="(B, C_in, H, W)")
         check_channels(x, "x", self.in_channels)
         check_matching(x, "x", self.weight)
-        if not tracing():  # the padded input must hold one kernel
-            need = (1, 1)  # padding "same" (an even kernel): any non-empty input
-            if isinstance(self.padding, tuple):
-                pairs = zip(self.kernel_size, self.padding, strict=True)
-                need = tuple(max(1, k - 2 * p) for k, p in pairs)
-            why = f" for kernel_size {self.kernel_size} with padding {self.padding}"
-            check_min_size(x, "x", need, why)  # type: ignore[arg-type]
-        scale = resolve_layer_scale(scale, type(self).__name__)
+        check_min_size(x, "x", self._min_input, self._min_input_why)  # one kernel must fit
+        scale = scale_or_context(scale, type(self).__name__)
         style = self.style(scale, device=x.device)  # (N, I)
         check_scale_batch(style, x.shape[0], "scale")
         return self._modulated(x, style.to(x.dtype))
 
     def _modulated(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """The convolution of checked ``x`` ``(B, I, H, W)`` with styles ``(N, I)``."""
-        conv = dict(stride=self.stride, padding=self.padding)
-        if style.shape[0] == 1:  # one scale for the whole batch: fold into the weight
-            w = self.weight * style[0][None, :, None, None]
-            if self.demodulate:
-                w = w * self._demod(style)[0][:, None, None, None]
-            return F.conv2d(x, w, self.bias, **conv)
-        impl = self.impl
-        if (
-            not self.demodulate
-        ):  # one ordinary conv with the original weight: exact identity at init
-            impl = "input"
-        elif impl == "auto":
-            impl = _auto_impl(x.device, self.in_channels, self.out_channels)
-        if impl == "grouped":
-            return self._forward_grouped(x, style)
-        if not self.demodulate:
-            return F.conv2d(x * style[:, :, None, None], self.weight, self.bias, **conv)
-        y = F.conv2d(x * style[:, :, None, None], self.weight, None, **conv)
-        demod = self._demod(style)[:, :, None, None]
-        if self.bias is None:
-            return y * demod
-        return torch.addcmul(self.bias[None, :, None, None], y, demod)  # one pass: bias + y * d
-
-    def _forward_grouped(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """Per-sample-kernel formulation: one grouped convolution over the batch."""
-        b = x.shape[0]
-        w = self.weight[None] * style[:, None, :, None, None]  # (B, O, I, kh, kw)
-        if self.demodulate:
-            w = w * torch.rsqrt(w.square().sum(dim=(2, 3, 4), keepdim=True) + self.eps)
-        y = F.conv2d(
-            x.reshape(1, b * self.in_channels, *x.shape[2:]),
-            w.reshape(b * self.out_channels, self.in_channels, *self.kernel_size),
-            None,
+        return adaptive_conv2d(
+            x,
+            self.weight,
+            style,
+            self.bias,
             stride=self.stride,
             padding=self.padding,
-            groups=b,
+            demodulate=self.demodulate,
+            eps=self.eps,
+            impl=self.impl,
         )
-        y = y.reshape(b, self.out_channels, *y.shape[2:])
-        if self.bias is not None:
-            y = y + self.bias[None, :, None, None]
-        return y
 
     def extra_repr(self) -> str:
         return (

@@ -16,8 +16,9 @@ from .._checks import (
     check_pair,
     check_positive_float,
     check_tensor,
-    tracing,
+    check_token_count,
 )
+from ..functional import squeeze_excitation
 from ..scale import ScaleCondition, ScaleLike
 from .adaptive_conv import AdaptiveConv2d
 from .norm import LayerNorm2d
@@ -42,8 +43,7 @@ class SqueezeExcitation(nn.Module):
         self.fc2 = nn.Linear(reduced, channels, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = torch.sigmoid(self.fc2(F.silu(self.fc1(x.mean(dim=(2, 3))))))
-        return x * gate[:, :, None, None]
+        return squeeze_excitation(x, self.fc1.weight, self.fc2.weight)
 
 
 class AFEBlock(nn.Module):
@@ -186,10 +186,7 @@ class AFETokenBlock(AFEBlock):
                 h, w = x_size
             else:
                 h, w = check_pair(tuple(int(v) for v in x_size), "x_size")
-            if not tracing() and x.shape[1] != h * w:
-                raise ValueError(
-                    f"x has {x.shape[1]} tokens but x_size={(h, w)} needs H * W = {h * w}"
-                )
+            check_token_count(x, "x", (h, w))
             check_channels(x, "x", self.dim, dim=2)
         img = x.transpose(1, 2).reshape(x.shape[0], self.dim, h, w)
         return super().forward(img, scale).flatten(2).transpose(1, 2)

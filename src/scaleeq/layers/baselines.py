@@ -88,6 +88,12 @@ class LIIFUpsampler(nn.Module):
         layers: hidden layers (4 in LIIF).
         chunk: HR pixels rendered at once.
 
+    Attributes:
+        first_feat, first_coord: the MLP's first layer (feature part, coordinate-and-cell part).
+        body: its ``layers - 1`` further ``hidden x hidden`` layers (a ``ModuleList``; called
+            ``hidden`` before: state dicts with ``hidden.N.*`` keys still load).
+        tail: its output layer.
+
     Shape:
         - feat: :math:`(B, C, h, w)`; output :math:`(B, out, H, W)` or the window.
     """
@@ -109,11 +115,20 @@ class LIIFUpsampler(nn.Module):
         self.chunk = chunk
         self.first_feat = nn.Linear(9 * in_channels, hidden)
         self.first_coord = nn.Linear(4, hidden, bias=False)  # rel_y, rel_x, cell_h, cell_w
-        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
+        # the MLP between its first layer (first_feat + first_coord) and its last (tail)
+        self.body = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
         self.tail = nn.Linear(hidden, out_channels)
 
     window_exact = True
     default_window_pixels = 256 * 256
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # state dicts and files written while ``body`` was called ``hidden`` (``hidden.N.*``;
+        # ``hidden`` is also the MLP width argument) load under the current names
+        former = prefix + "hidden."
+        for key in [k for k in state_dict if k.startswith(former)]:
+            state_dict[prefix + "body." + key[len(former) :]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(
         self,
@@ -175,7 +190,7 @@ class LIIFUpsampler(nn.Module):
                 )
                 cells = cell[:, None, None, :].expand(*coords.shape[:3], 2)
                 z = F.relu(z + self.first_coord(torch.cat([coords, cells], dim=-1)))
-                for layer in self.hidden:
+                for layer in self.body:
                     z = F.relu(layer(z))
                 preds.append(self.tail(z))
                 areas.append((coords[..., 0] * coords[..., 1]).abs() + 1e-9)

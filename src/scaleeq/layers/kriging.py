@@ -36,11 +36,12 @@ from .._checks import (
 )
 from .._config import store_config
 from ..geometry import RenderPlan, lr_box, resolve_plan
-from ..ops.aggregate import BACKENDS, distance_kernel
-from ..ops.coords import AxisQueries, Window
+from ..ops.aggregate import check_backend, distance_kernel
+from ..ops.coords import AxisQueries, Window, axis_rounding
 from ..scale import ScaleLike
-from .kriging_block import ChannelAttention, KrigingBlock, OffsetEncoding
+from .kriging_block import ChannelAttention, KrigingBlock, OffsetEncoding, block_attention
 from .latent import linear_to_nchw
+from .official import OFFICIAL_UPSAMPLER
 
 __all__ = ["KrigingBlock", "NeuralKrigingUpsampler", "OffsetEncoding"]
 
@@ -58,12 +59,15 @@ class NeuralKrigingUpsampler(nn.Module):
         scale_mlp: follow the RBF distance kernel with a small per-pixel MLP over its ``k*k``
             taps (the paper's variant), initialised to the identity.
         backend: aggregation backend: ``"auto"`` (Triton for CUDA tensors when it is
-            installed, else ``"lean"``), ``"reference"``, ``"lean"`` or ``"triton"``.
+            installed, else ``"shifted"``), ``"reference"``, ``"shifted"`` or ``"triton"``
+            (``"lean"``, its former name, is accepted for ``"shifted"``).
         group_channels: channels per data-kernel group.
-        channel_attention: ``"lr"`` (default, window-exact), ``"eca"`` (official) or ``"none"``.
+        channel_attention: ``"lr"`` (default, window-exact), ``"eca"`` (official) or ``"none"``
+            (the variants of :mod:`scaleeq.layers.channel_attention`).
         lengthscale: initial RBF length-scale ``l`` in LR pixels (learnable).
         offset_unit: multiplier of offsets before encoding (2: official half-pixel units).
-        rounding: nearest-pixel rule, ``"exact"`` or ``"official"`` (float32, see
+        rounding: nearest-pixel rule, ``"exact"`` or ``"official"`` (float32; the
+            :class:`~scaleeq.ops.coords.AxisRounding` strategies, see
             :func:`~scaleeq.ops.coords.axis_queries`).
         block_act: apply ReLU after each block (official).
         activation: of the head and before the tail: ``"gelu"`` (default; no dead units, which
@@ -71,6 +75,11 @@ class NeuralKrigingUpsampler(nn.Module):
             ``"relu"`` (official).
 
     Attributes:
+        query_rounding: the :class:`~scaleeq.ops.coords.AxisRounding` that ``rounding`` names.
+        attention: the :class:`~scaleeq.layers.channel_attention.BlockAttention` class that
+            ``channel_attention`` names (each block's ``attn`` is one).
+        window_exact: whether a window equals the same crop of the whole render, as the parts
+            declare it (``attention.window_exact`` and ``query_rounding.window_exact``).
         default_window_pixels: the tile budget :func:`scaleeq.upscale` uses unless told
             otherwise: ``2**21 / hidden`` HR pixels (8192 at width 256), so that one float32
             latent tile is about 8 MiB and stays in cache; assign to change it.
@@ -123,10 +132,10 @@ class NeuralKrigingUpsampler(nn.Module):
         check_int(blocks, "blocks", minimum=0)
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if rounding not in ("exact", "official"):
-            raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
+        backend = check_backend(backend)  # a former spelling ("lean") by its current name
+        # the string settings (stored in config as given) to their strategies, once
+        self.query_rounding = axis_rounding(rounding, "rounding")
+        self.attention = block_attention(channel_attention, "channel_attention")
         check_positive_float(lengthscale, "lengthscale")
         check_positive_float(offset_unit, "offset_unit")
         self.in_channels = in_channels
@@ -157,7 +166,7 @@ class NeuralKrigingUpsampler(nn.Module):
                 hidden,
                 kernel_size=kernel_size,
                 group_channels=group_channels,
-                channel_attention=channel_attention,
+                channel_attention=self.attention,
                 context_dim=in_channels,
                 backend=backend,
             )
@@ -173,34 +182,32 @@ class NeuralKrigingUpsampler(nn.Module):
     def official(
         cls, in_channels: int, out_channels: int = 3, *, backend: str = "auto"
     ) -> NeuralKrigingUpsampler:
-        """The official EQSR configuration: latent 256, 2 blocks, 3x3, 32 groups of 8,
-        40 offset frequencies in half-pixel units, float32 nearest-pixel rounding, ECA channel
-        attention without sigmoid, ReLU after each block, initial length-scale 3 half-pixels.
+        """The official EQSR configuration (:data:`scaleeq.layers.official.OFFICIAL_UPSAMPLER`):
+        latent 256, 2 blocks, 3x3, 32 groups of 8, 40 offset frequencies in half-pixel units,
+        float32 nearest-pixel rounding, ECA channel attention without sigmoid, ReLU after each
+        block, initial length-scale 3 half-pixels.
 
         ECA reads the spatial mean of the whole HR map, so this configuration renders whole
         outputs only (``window`` raises).
         """
-        return cls(
-            in_channels,
-            out_channels,
-            hidden=256,
-            blocks=2,
-            kernel_size=3,
-            num_freqs=40,
-            backend=backend,
-            group_channels=8,
-            channel_attention="eca",
-            lengthscale=1.5,
-            offset_unit=2.0,
-            rounding="official",
-            block_act=True,
-            activation="relu",
-        )
+        return cls(in_channels, out_channels, backend=backend, **OFFICIAL_UPSAMPLER)
 
     @property
     def window_exact(self) -> bool:
-        """Whether windows equal crops of the full render (False for ``"eca"`` attention)."""
-        return self.channel_attention != "eca"
+        """Whether windows equal crops of the full render, as the channel attention and the
+        query rounding declare it (False for ``"eca"`` attention)."""
+        return self.attention.window_exact and self.query_rounding.window_exact
+
+    def _whole_only(self) -> str:
+        """The settings that declare themselves not window-exact, for messages."""
+        parts = []
+        if not self.attention.window_exact:
+            parts.append(
+                f"channel_attention={self.channel_attention!r} ({self.attention.__name__})"
+            )
+        if not self.query_rounding.window_exact:
+            parts.append(f"rounding={self.rounding!r} ({type(self.query_rounding).__name__})")
+        return " and ".join(parts)
 
     @property
     def lengthscale(self) -> torch.Tensor:
@@ -222,16 +229,15 @@ class NeuralKrigingUpsampler(nn.Module):
         check_channels(feat, "feat", self.in_channels)
         check_matching(feat, "feat", self.head_feat.weight)
         plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
-        if not plan.whole and self.channel_attention == "eca":
+        if not plan.whole and not self.window_exact:
             raise ValueError(
-                "window rendering needs a window-exact channel attention; this upsampler uses "
-                "channel_attention='eca' (official), which reads the whole HR map: render "
-                "whole outputs"
+                f"window rendering needs a window-exact upsampler; {self._whole_only()} is not "
+                "(the official ECA reads the whole HR map): render whole outputs"
             )
         halo = 0 if plan.whole else self.halo
         m = self.kernel_size // 2
         # geometry on the CPU (small, exact int64), then moved: no device syncs
-        qy, qx = plan.queries(halo + m, dtype=feat.dtype, rounding=self.rounding)
+        qy, qx = plan.queries(halo + m, dtype=feat.dtype, rounding=self.query_rounding)
         box = lr_box(qy, qx, plan.lr_size)  # the LR rows / columns this region reads
         qy, qx = _to_device(qy, feat.device), _to_device(qx, feat.device)
         dist = self._distance(qy, qx)
@@ -242,7 +248,7 @@ class NeuralKrigingUpsampler(nn.Module):
             if tracing() or not bool(valid.all()):
                 mask = valid[:, None].to(feat.dtype)
         z0 = self._head(feat, inner_y, inner_x, box)  # (B, H, W, D), channels-last
-        context = feat.mean(dim=(2, 3)) if self.channel_attention == "lr" else None
+        context = feat.mean(dim=(2, 3)) if self.attention.needs_context else None
         z = z0
         for blk in self.blocks:
             z = blk(z, dist, mask, context)

@@ -16,12 +16,46 @@ from .._checks import (
     float_dtype_for,
 )
 from ..ops.aggregate import aggregate
+from .channel_attention import BlockAttention, LRContextAttention, NoAttention
 from .latent import linear, linear_to_nchw, nchw_convs, nchw_linear_add
 from .norm import LayerNorm2d
+from .official import OfficialECA
 
-__all__ = ["ChannelAttention", "KrigingBlock", "OffsetEncoding"]
+__all__ = [
+    "CHANNEL_ATTENTIONS",
+    "ChannelAttention",
+    "KrigingBlock",
+    "OffsetEncoding",
+    "block_attention",
+]
 
+#: The ``channel_attention=`` spellings.
 ChannelAttention = Literal["lr", "eca", "none"]
+
+#: The ``channel_attention=`` spellings and their variants (the one table).
+CHANNEL_ATTENTIONS: dict[str, type[BlockAttention]] = {
+    "lr": LRContextAttention,
+    "eca": OfficialECA,
+    "none": NoAttention,
+}
+
+
+def block_attention(
+    channel_attention: ChannelAttention, name: str = "channel_attention"
+) -> type[BlockAttention]:
+    """The :class:`~scaleeq.layers.channel_attention.BlockAttention` class that the name
+    ``channel_attention`` selects (:data:`CHANNEL_ATTENTIONS`).
+
+    Raises:
+        ValueError: not one of the names (the argument ``name`` is named in the message).
+    """
+    variant = (
+        CHANNEL_ATTENTIONS.get(channel_attention) if isinstance(channel_attention, str) else None
+    )
+    if variant is None:
+        names = ", ".join(repr(k) for k in CHANNEL_ATTENTIONS)
+        raise ValueError(f"{name} must be one of {names}, got {channel_attention!r}")
+    return variant
 
 
 class OffsetEncoding(nn.Module):
@@ -60,7 +94,8 @@ class KrigingBlock(nn.Module):
         ffn_ratio: FFN expansion.
         channel_attention: ``"lr"`` (gate from the LR feature map's global mean: window-exact),
             ``"eca"`` (official: ECA on the spatial mean of the HR map, no sigmoid; full renders
-            only) or ``"none"``.
+            only) or ``"none"``; or a :class:`~scaleeq.layers.channel_attention.BlockAttention`
+            class. Built as ``attn`` (see :data:`CHANNEL_ATTENTIONS`).
         context_dim: channels of the LR context vector (for ``"lr"``).
         backend: aggregation backend.
 
@@ -77,18 +112,23 @@ class KrigingBlock(nn.Module):
         group_channels: int = 8,
         kernel_hidden: int | None = None,
         ffn_ratio: int = 2,
-        channel_attention: ChannelAttention = "lr",
+        channel_attention: ChannelAttention | type[BlockAttention] = "lr",
         context_dim: int = 0,
         backend: str = "auto",
     ) -> None:
         super().__init__()
         check_int(group_channels, "group_channels")
+        attention = (
+            channel_attention
+            if isinstance(channel_attention, type) and issubclass(channel_attention, BlockAttention)
+            else block_attention(channel_attention)
+        )
         if dim % group_channels != 0:
             raise ValueError(f"hidden={dim} must be divisible by group_channels={group_channels}")
         self.groups = dim // group_channels
         self.kernel_size = kernel_size
         self.backend = backend
-        self.channel_attention = channel_attention
+        self.channel_attention = attention.name
         kernel_hidden = kernel_hidden or max(1, dim // 4)
         self.norm1 = LayerNorm2d(dim)
         self.conv1 = nn.Conv2d(dim, dim, 1)
@@ -102,18 +142,7 @@ class KrigingBlock(nn.Module):
         self.ffn = nn.Sequential(
             nn.Conv2d(dim, ffn_ratio * dim, 1), nn.GELU(), nn.Conv2d(ffn_ratio * dim, dim, 1)
         )
-        if channel_attention == "lr":
-            self.attn = nn.Linear(context_dim, dim)
-            nn.init.zeros_(self.attn.weight)
-            nn.init.zeros_(self.attn.bias)
-        elif channel_attention == "eca":
-            self.attn = nn.Conv1d(1, 1, 5, padding=2, bias=False)
-        elif channel_attention == "none":
-            self.attn = None
-        else:
-            raise ValueError(
-                f"channel_attention must be 'lr', 'eca' or 'none', got {channel_attention!r}"
-            )
+        self.attn: BlockAttention = attention(dim, context_dim)
 
     def forward(
         self,
@@ -128,8 +157,8 @@ class KrigingBlock(nn.Module):
 
         The 1x1 convolutions run as matrix products on the pixel-major latent; the two that
         feed or read the NCHW aggregation (``conv1``, ``conv2``) multiply by the transposed
-        operand instead of copying the layout; the FFN's last layer absorbs the ``"lr"`` gate
-        (per-sample weights) and the residual add.
+        operand instead of copying the layout; the channel attention ``attn`` applies the FFN's
+        last layer and the residual add (the ``"lr"`` gate folds into its weights, per sample).
         """
         b, h, w, d = z.shape
         y = linear_to_nchw(  # (B, D, H, W) contiguous, for the spatial ops
@@ -143,14 +172,4 @@ class KrigingBlock(nn.Module):
             F.layer_norm(z, (d,), self.norm2.weight, self.norm2.bias, self.norm2.eps), self.ffn[0]
         )
         hidden = F.gelu(hidden) if torch.is_grad_enabled() else torch.ops.aten.gelu_(hidden)
-        last = self.ffn[2]
-        if self.channel_attention == "lr":  # gate folded into the last layer, per sample
-            assert context is not None
-            gate = torch.sigmoid(self.attn(context))  # (B, D)
-            weight = last.weight.flatten(1)[None] * gate[:, :, None]  # (B, D, 2D)
-            out = torch.baddbmm(z.view(b, h * w, d), hidden.view(b, h * w, -1), weight.mT)
-            return out.add_((last.bias * gate)[:, None, :]).view(b, h, w, d)
-        f = linear(hidden, last)
-        if self.channel_attention == "eca":  # official: ECA without sigmoid
-            f = f * self.attn(f.mean(dim=(1, 2))[:, None, :])[:, 0, None, None, :]
-        return z + f
+        return self.attn.add_ffn(z, hidden, self.ffn[2], context)

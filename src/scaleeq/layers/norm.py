@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..functional import layer_norm2d
 
 __all__ = ["LayerNorm2d"]
 
@@ -17,6 +18,4 @@ class LayerNorm2d(nn.LayerNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+        return layer_norm2d(x, self.weight, self.bias, self.eps)

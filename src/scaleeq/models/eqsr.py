@@ -17,74 +17,25 @@ checkpoints (see :func:`scaleeq.models.load_official_eqsr`).
 
 from __future__ import annotations
 
-import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from .._activation_checkpoint import maybe_checkpoint
-from .._checks import check_channels, check_int, check_int_list, check_matching, check_tensor
+from .._checks import check_channels, check_matching, check_tensor
 from .._config import store_config
-from ..geometry import RenderPlan, resolve_plan
+from ..arbitrary import ArbitraryScaleModel
+from ..geometry import RenderPlan
 from ..layers.afe import AFETokenBlock
-from ..layers.encoding import ScaleEncoder
 from ..layers.kriging import NeuralKrigingUpsampler
-from ..ops.coords import Window
-from ..ops.padding import crop_padding, pad_to_multiple
-from ..scale import ScaleCondition, ScaleLike, check_scale_batch, output_sizes, parse_scale
-from ._common import RGB_MEAN, preset_arguments
-from .swin import (
-    OverlapCrossAttentionBlock,
-    PatchEmbed,
-    PatchUnEmbed,
-    ResidualGroup,
-    SwinBlock,
-    drop_path_rates,
-)
+from ..layers.official import OfficialCellEncoding
+from ..ops.padding import crop_padding
+from ..scale import ScaleCondition, ScaleLike
+from ._common import preset_arguments
+from .swin import OverlapCrossAttentionBlock, SwinBlock, SwinTrunk
 
 __all__ = ["EQSR", "OfficialCellEncoding"]
-
-
-class OfficialCellEncoding(ScaleEncoder):
-    """The official code's scale code: 81 features of the HR *cell height* ``c = 2 / H_hr``.
-
-    ``[c, sin(a_0), cos(a_0), sin(a_1), cos(a_1), ..., sin(a_39), cos(a_39)]`` with
-    ``a_i = 2^i * pi * c / 10``, evaluated in float32 in the official order of operations
-    (``(f32(2^i pi) * c) / 10``, which equals ``2^i * ((f32(pi) * c) / 10)`` bit for bit), so
-    official checkpoints see the exact values they were trained with. Only the height axis is
-    used. Frequencies above ~2^20 are float32 noise; this is a compatibility mode, not a
-    recommendation.
-
-    Its input is the cell, not the scale factor: :class:`EQSR` with ``official=True`` turns
-    each sample's scale into ``2 / round(h * r_h)`` before calling its AFE blocks.
-
-    Shape:
-        - cell: any scale argument, ``N`` samples (column 0 = cell height is read)
-        - output: ``(N, 81)``
-    """
-
-    num_freqs = 40
-    out_features = 2 * num_freqs + 1
-
-    def cache_key(self) -> Hashable:
-        return "OfficialCellEncoding"  # no parameters, no settings
-
-    def _parse(self, scale: ScaleLike) -> torch.Tensor:
-        return parse_scale(scale, device="cpu", dtype=torch.float64, name="cell")
-
-    def encode(self, r: torch.Tensor, *, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        c = r[:, :1].to(
-            device=device, dtype=torch.float32
-        )  # (N, 1), rounded once like the official
-        base = (torch.tensor(math.pi, dtype=torch.float32, device=device) * c) / 10
-        ang = base * (2.0 ** torch.arange(self.num_freqs, device=device, dtype=torch.float32))
-        feats = torch.stack([torch.sin(ang), torch.cos(ang)], dim=2).flatten(1)  # (N, 80)
-        return torch.cat([c, feats], dim=1).to(dtype)
-
-    def extra_repr(self) -> str:
-        return f"num_freqs={self.num_freqs}, out_features={self.out_features}"
 
 
 class EQSRStage(nn.Module):
@@ -149,20 +100,28 @@ class EQSRStage(nn.Module):
         return self.overlap_attn(x, x_size)
 
 
-class EQSR(nn.Module):
+class EQSR(ArbitraryScaleModel, SwinTrunk):
     """EQSR: HAT-style backbone with AFE blocks and a Neural Kriging upsampler (any scale).
 
     Each of the ``len(depths)`` residual groups holds ``depth`` blocks before its OCAB: one AFE
     block then ``depth - 1`` window-attention blocks (the official counting), followed by a
-    3x3 conv and the group residual.
-
-    Interface:
+    3x3 conv and the group residual. The trunk around the groups is the
+    :class:`~scaleeq.models.swin.SwinTrunk` that :class:`~scaleeq.models.SwinIR` uses too; the
+    interface is :class:`~scaleeq.arbitrary.ArbitraryScaleModel`'s, like the retrofitted
+    models':
 
     - ``features(lr, scale) -> (B, C, h, w)``: the LR feature map fed to the upsampler
-      (``conv_after_body(body) + shallow``, cropped back to the unpadded LR size);
-    - ``render(feat, *, scale=None, size=None, window=None) -> (B, C_in, H, W)``: the
-      upsampler's output with the input normalisation undone;
-    - ``forward(lr, *, scale=None, size=None, window=None)`` = ``render(features(lr, r), ...)``.
+      (``conv_after_body(body) + conv_first(x)`` on the window-padded input, cropped back to
+      the unpadded LR size);
+    - ``render(feat, *, scale=None, size=None, window=None, plan=None) -> (B, C_in, H, W)``:
+      the upsampler's output with the input normalisation undone (no ``window`` in official
+      mode, whose channel attention reads the whole output);
+    - ``forward(lr, *, scale=None, size=None, window=None, plan=None)`` =
+      ``render(features(lr, r), ...)`` with one plan: its ``scale`` (the requested ``r``)
+      conditions the AFE blocks, and the same plan drives the upsampler;
+    - ``forward_features(x, cond)``: the transformer body on a padded, normalised, embedded map;
+    - ``set_grad_checkpointing(enable=True, *, use_reentrant=False)``: each residual group (its
+      AFE block included) under ``torch.utils.checkpoint`` while training.
 
     Scales follow scaleeq's scale argument (number, ``(r_h, r_w)``, tensor ``(B,)`` /
     ``(B, 2)``); per-sample scales with different output sizes need a ``window``. The AFE
@@ -260,47 +219,30 @@ class EQSR(nn.Module):
         official: bool = False,
     ) -> None:
         super().__init__()
-        depths = check_int_list(depths, "depths")
-        num_heads = check_int_list(num_heads, "num_heads", length=len(depths))
-        for name, value in (
-            ("in_chans", in_chans),
-            ("embed_dim", embed_dim),
-            ("window_size", window_size),
-        ):
-            check_int(value, name)
-        if not img_range > 0:
-            raise ValueError(f"img_range must be > 0, got {img_range!r}")
         self.official = bool(official)
-        self.window_size = window_size
-        self.img_range = float(img_range)
-        mean = torch.tensor(RGB_MEAN) if in_chans == 3 else torch.zeros(in_chans)
-        self.register_buffer("mean", mean.view(1, in_chans, 1, 1), persistent=False)
-
-        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
-        self.patch_embed = PatchEmbed(embed_dim, norm=patch_norm)
-        self.patch_unembed = PatchUnEmbed()
-        rates = drop_path_rates(drop_path_rate, depths)
-        self.layers = nn.ModuleList(
-            ResidualGroup(
-                EQSRStage(
-                    embed_dim,
-                    depth,
-                    heads,
-                    window_size,
-                    overlap_ratio=overlap_ratio,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
-                    qk_scale=qk_scale,
-                    drop_path=rate,
-                    num_freqs=num_freqs,
-                    official=official,
-                ),
+        self._build_trunk(
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            depths=depths,
+            num_heads=num_heads,
+            window_size=window_size,
+            img_range=img_range,
+            patch_norm=patch_norm,
+            drop_path_rate=drop_path_rate,
+            make_stage=lambda depth, heads, rate: EQSRStage(
                 embed_dim,
-            )
-            for depth, heads, rate in zip(depths, num_heads, rates, strict=True)
+                depth,
+                heads,
+                window_size,
+                overlap_ratio=overlap_ratio,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop_path=rate,
+                num_freqs=num_freqs,
+                official=official,
+            ),
         )
-        self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = nn.Conv2d(embed_dim, embed_dim, 3, padding=1)
         if official:
             self.upsampler = NeuralKrigingUpsampler.official(embed_dim, in_chans, backend=backend)
         else:
@@ -332,54 +274,11 @@ class EQSR(nn.Module):
         """What the AFE blocks see, from the parsed scale ``r`` ``(N, 2)`` and the output
         sizes ``(N, 2)`` it gives: ``r`` itself, or in official mode the cell ``2 / H``
         (both columns; only the first is read)."""
-        return ScaleCondition(2.0 / sizes.to(r.dtype) if self.official else r)
+        return ScaleCondition(OfficialCellEncoding.cells(sizes, r.dtype) if self.official else r)
 
-    def forward_features(self, x: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
-        """The transformer body on a padded, normalised, embedded map.
-
-        Args:
-            x: ``(B, C, H, W)``, ``H, W`` multiples of the window size.
-            scale: what the AFE blocks are conditioned on (1 or B samples).
-
-        Returns:
-            ``(B, C, H, W)``.
-        """
-        x_size = (x.shape[2], x.shape[3])
-        t = self.patch_embed(x)
-        mode = getattr(self, "_checkpointing", None)
-        for layer in self.layers:
-            t = maybe_checkpoint(layer, t, x_size, scale, mode=mode)
-        return self.patch_unembed(self.norm(t), x_size)
-
-    def set_grad_checkpointing(self, enable: bool = True, *, use_reentrant: bool = False) -> int:
-        """Run each residual group (its AFE block included) under ``torch.utils.checkpoint``
-        while training; the scale is an argument of each group, so recomputation sees the same
-        value. Returns the number of groups."""
-        self._checkpointing = (
-            None if not enable else ("reentrant" if use_reentrant else "non_reentrant")
-        )
-        return len(self.layers)
-
-    def features(self, lr: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
-        """The LR feature map that the upsampler renders from.
-
-        Args:
-            lr: ``(B, C_in, h, w)`` image.
-            scale: the scale argument of the intended output (1 or B samples).
-
-        Returns:
-            ``(B, C, h, w)`` = ``conv_after_body(body) + conv_first(x)`` on the window-padded
-            input, cropped to ``(h, w)``.
-
-        Raises:
-            TypeError, ValueError: bad ``lr`` or ``scale`` (named in the message).
-        """
-        self._check_lr(lr)
-        b, _, h, w = lr.shape
-        r = parse_scale(scale, device="cpu", dtype=torch.float64, name="scale")
-        check_scale_batch(r, b, "scale")
-        sizes = output_sizes((h, w), r) if self.official else r  # the output-size rule
-        return self._features(lr, self._condition(r, sizes))
+    @property
+    def _condition_reads_sizes(self) -> bool:  # the official cell is 2 / H
+        return self.official
 
     def _check_lr(self, lr: torch.Tensor) -> None:
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
@@ -387,57 +286,10 @@ class EQSR(nn.Module):
         check_matching(lr, "lr", self.conv_first.weight)
 
     def _features(self, lr: torch.Tensor, cond: ScaleCondition) -> torch.Tensor:
-        """:meth:`features` of a checked ``lr`` at a parsed condition."""
-        h, w = lr.shape[-2:]
-        x = (pad_to_multiple(lr, self.window_size) - self.mean.to(lr.dtype)) * self.img_range
-        shallow = self.conv_first(x)
-        feat = self.conv_after_body(self.forward_features(shallow, cond)) + shallow
-        return crop_padding(feat, (h, w))
-
-    def render(
-        self,
-        feat: torch.Tensor,
-        *,
-        scale: ScaleLike | None = None,
-        size: tuple[int, int] | None = None,
-        window: Window | None = None,
-        plan: RenderPlan | None = None,
-    ) -> torch.Tensor:
-        """Render an image (or a window of it) from :meth:`features`.
-
-        Args:
-            feat: ``(B, C, h, w)`` from :meth:`features`.
-            scale / size: the output grid, as for :class:`~scaleeq.NeuralKrigingUpsampler`.
-            window: ``(top, left, height, width)`` of the output to render (not in official
-                mode, whose channel attention reads the whole output).
-            plan: a :class:`~scaleeq.geometry.RenderPlan` for ``feat`` instead of the above.
-
-        Returns:
-            ``(B, C_in, H, W)``, or ``(B, C_in, height, width)`` for a window.
-        """
-        plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
-        return self._render(feat, plan)
+        """:meth:`features` of a checked ``lr`` at a parsed condition: the trunk's
+        ``conv_after_body(body) + shallow``, cropped to the LR size."""
+        return crop_padding(self._deep_features(lr, cond), (lr.shape[-2], lr.shape[-1]))
 
     def _render(self, feat: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
         out = self.upsampler(feat, plan=plan)
         return out / self.img_range + self.mean.to(out.dtype)
-
-    def forward(
-        self,
-        lr: torch.Tensor,
-        *,
-        scale: ScaleLike | None = None,
-        size: tuple[int, int] | None = None,
-        window: Window | None = None,
-        plan: RenderPlan | None = None,
-    ) -> torch.Tensor:
-        """Upscale ``lr`` ``(B, C_in, h, w)`` by ``scale`` or to ``size``; see the class doc.
-
-        One :class:`~scaleeq.geometry.RenderPlan` per call: its ``scale`` (the requested ``r``)
-        conditions the AFE blocks, and the same plan drives the upsampler.
-        """
-        self._check_lr(lr)
-        plan = resolve_plan(lr, scale=scale, size=size, window=window, plan=plan, name="lr")
-        r = plan.scale
-        cond = self._condition(r, plan.sizes[: r.shape[0]])  # sizes: the plan's, per sample
-        return self._render(self._features(lr, cond), plan)

@@ -1,4 +1,9 @@
-"""Key mapping from the official EQSR checkpoint format to scaleeq modules.
+"""Official EQSR checkpoints: the key maps from their format to scaleeq modules, and the loader.
+
+The model-side quirks these checkpoints need (the float32 cell encoding, the float32 query
+rounding, the ECA channel attention, the official upsampler's settings) are gathered in
+:mod:`scaleeq.layers.official`; ``EQSR(official=True)`` combines them. This module only
+renames and re-arranges tensors, and reads hyper-parameters off their shapes:
 
 - :func:`convert_dsf_state_dict`: the ``upsample.*`` entries (the official "DSF") to a state
   dict for :meth:`NeuralKrigingUpsampler.official`;
@@ -80,28 +85,32 @@ def convert_dsf_state_dict(
         "tail.bias": get("to_rgb.1.bias").clone(),
     }
     for i, name in enumerate(("inv1", "inv2")):
-        pairs = {
-            "norm1.weight": "norm1.body.weight",
-            "norm1.bias": "norm1.body.bias",
-            "conv1.weight": "conv1.weight",
-            "conv1.bias": "conv1.bias",
-            "kernel_gen.0.weight": "attn.seblock.0.weight",
-            "kernel_gen.0.bias": "attn.seblock.0.bias",
-            "kernel_gen.2.weight": "attn.seblock.2.weight",
-            "kernel_gen.2.bias": "attn.seblock.2.bias",
-            "conv2.weight": "conv2.weight",
-            "conv2.bias": "conv2.bias",
-            "norm2.weight": "norm2.body.weight",
-            "norm2.bias": "norm2.body.bias",
-            "ffn.0.weight": "ffn.conv1.weight",
-            "ffn.0.bias": "ffn.conv1.bias",
-            "ffn.2.weight": "ffn.conv2.weight",
-            "ffn.2.bias": "ffn.conv2.bias",
-            "attn.weight": "ffn.CA.conv.weight",
-        }
-        for ours, theirs in pairs.items():
+        for ours, theirs in _DSF_BLOCK_KEYS.items():
             out[f"blocks.{i}.{ours}"] = get(f"{name}.{theirs}").clone()
     return out
+
+
+# official DSF involution block (``inv1``, ``inv2``) -> scaleeq KrigingBlock (``blocks.i``);
+# ``attn.weight`` is the ECA convolution (scaleeq.layers.official.OfficialECA)
+_DSF_BLOCK_KEYS = {
+    "norm1.weight": "norm1.body.weight",
+    "norm1.bias": "norm1.body.bias",
+    "conv1.weight": "conv1.weight",
+    "conv1.bias": "conv1.bias",
+    "kernel_gen.0.weight": "attn.seblock.0.weight",
+    "kernel_gen.0.bias": "attn.seblock.0.bias",
+    "kernel_gen.2.weight": "attn.seblock.2.weight",
+    "kernel_gen.2.bias": "attn.seblock.2.bias",
+    "conv2.weight": "conv2.weight",
+    "conv2.bias": "conv2.bias",
+    "norm2.weight": "norm2.body.weight",
+    "norm2.bias": "norm2.body.bias",
+    "ffn.0.weight": "ffn.conv1.weight",
+    "ffn.0.bias": "ffn.conv1.bias",
+    "ffn.2.weight": "ffn.conv2.weight",
+    "ffn.2.bias": "ffn.conv2.bias",
+    "attn.weight": "ffn.CA.conv.weight",
+}
 
 
 # official ModMBConv (``mbconv``) -> scaleeq AFETokenBlock (``afe``), per parameter

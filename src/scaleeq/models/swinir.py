@@ -15,45 +15,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_channels, check_int, check_int_list, check_tensor
+from .._checks import check_channels, check_int, check_tensor
 from .._config import store_config
-from ..ops.padding import pad_to_multiple
-from ._common import RGB_MEAN, preset_arguments
-from .swin import (
-    PatchEmbed,
-    PatchUnEmbed,
-    ResidualGroup,
-    SwinStage,
-    drop_path_rates,
-    residual_conv,
-)
+from ._common import PixelShuffleUpsample, preset_arguments
+from .swin import SwinStage, SwinTrunk
 
 __all__ = ["SwinIR"]
 
 Upsampler = Literal["pixelshuffle", "pixelshuffledirect", "nearest+conv"]
 
 
-def _pixelshuffle_stages(upscale: int, num_feat: int) -> nn.Sequential:
-    """Conv3x3 + PixelShuffle stages: ``log2(r)`` x2 stages for ``r = 2^n``, one x3 for 3."""
-    if upscale == 3:
-        return nn.Sequential(nn.Conv2d(num_feat, 9 * num_feat, 3, padding=1), nn.PixelShuffle(3))
-    if upscale >= 2 and upscale & (upscale - 1) == 0:
-        layers: list[nn.Module] = []
-        for _ in range(upscale.bit_length() - 1):
-            layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, padding=1), nn.PixelShuffle(2)]
-        return nn.Sequential(*layers)
-    raise ValueError(
-        f"upscale must be 3 or a power of 2 for upsampler='pixelshuffle', got {upscale}"
-    )
-
-
-class SwinIR(nn.Module):
+class SwinIR(SwinTrunk):
     """SwinIR: residual Swin transformer groups (RSTB) on shallow conv features, then a tail.
 
     ``forward(x)``: pad ``x`` to a multiple of ``window_size`` (reflect), normalise
     ``(x - mean) * img_range``, ``f = conv_first(x)``,
-    ``f = conv_after_body(forward_features(f)) + f``, upsample by the tail, undo the
-    normalisation and crop to ``(H * upscale, W * upscale)``.
+    ``f = conv_after_body(forward_features(f)) + f`` (the :class:`~scaleeq.models.swin.SwinTrunk`
+    it shares with EQSR), upsample by the tail, undo the normalisation and crop to
+    ``(H * upscale, W * upscale)``. ``set_grad_checkpointing()`` runs each group under
+    ``torch.utils.checkpoint`` while training.
 
     Tails (``upsampler``):
 
@@ -143,15 +123,7 @@ class SwinIR(nn.Module):
         num_feat: int = 64,
     ) -> None:
         super().__init__()
-        depths = check_int_list(depths, "depths")
-        num_heads = check_int_list(num_heads, "num_heads", length=len(depths))
-        for name, value in (
-            ("upscale", upscale),
-            ("in_chans", in_chans),
-            ("embed_dim", embed_dim),
-            ("window_size", window_size),
-            ("num_feat", num_feat),
-        ):
+        for name, value in (("upscale", upscale), ("num_feat", num_feat)):
             check_int(value, name)
         if upsampler not in ("pixelshuffle", "pixelshuffledirect", "nearest+conv"):
             raise ValueError(
@@ -160,39 +132,30 @@ class SwinIR(nn.Module):
             )
         if upsampler == "nearest+conv" and upscale != 4:
             raise ValueError(f"upsampler='nearest+conv' needs upscale=4, got {upscale}")
-        if not img_range > 0:
-            raise ValueError(f"img_range must be > 0, got {img_range!r}")
 
         self.upscale = upscale
         self.upsampler = upsampler
-        self.window_size = window_size
-        self.img_range = float(img_range)
-        mean = torch.tensor(RGB_MEAN) if in_chans == 3 else torch.zeros(in_chans)
-        self.register_buffer("mean", mean.view(1, in_chans, 1, 1), persistent=False)
-
-        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
-        self.patch_embed = PatchEmbed(embed_dim, norm=patch_norm)
-        self.patch_unembed = PatchUnEmbed()
-        rates = drop_path_rates(drop_path_rate, depths)
-        self.layers = nn.ModuleList(
-            ResidualGroup(
-                SwinStage(
-                    embed_dim,
-                    depth,
-                    heads,
-                    window_size,
-                    mlp_ratio=mlp_ratio,
-                    qkv_bias=qkv_bias,
-                    qk_scale=qk_scale,
-                    drop_path=rate,
-                ),
+        self._build_trunk(
+            in_chans=in_chans,
+            embed_dim=embed_dim,
+            depths=depths,
+            num_heads=num_heads,
+            window_size=window_size,
+            img_range=img_range,
+            patch_norm=patch_norm,
+            drop_path_rate=drop_path_rate,
+            make_stage=lambda depth, heads, rate: SwinStage(
                 embed_dim,
-                resi_connection,
-            )
-            for depth, heads, rate in zip(depths, num_heads, rates, strict=True)
+                depth,
+                heads,
+                window_size,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop_path=rate,
+            ),
+            resi_connection=resi_connection,
         )
-        self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = residual_conv(embed_dim, resi_connection)
 
         if upsampler == "pixelshuffledirect":
             self.upsample = nn.Sequential(
@@ -204,7 +167,7 @@ class SwinIR(nn.Module):
             nn.Conv2d(embed_dim, num_feat, 3, padding=1), nn.LeakyReLU(inplace=True)
         )
         if upsampler == "pixelshuffle":
-            self.upsample = _pixelshuffle_stages(upscale, num_feat)
+            self.upsample = PixelShuffleUpsample(upscale, num_feat)  # the one tail (as EDSR)
         else:
             self.conv_up1 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
             self.conv_up2 = nn.Conv2d(num_feat, num_feat, 3, padding=1)
@@ -226,21 +189,16 @@ class SwinIR(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The transformer body: ``(B, C, H, W) -> (B, C, H, W)``, ``H, W`` multiples of the
-        window size."""
-        x_size = (x.shape[2], x.shape[3])
-        t = self.patch_embed(x)
-        for layer in self.layers:
-            t = layer(t, x_size)
-        return self.patch_unembed(self.norm(t), x_size)
+        window size. (One argument, as in the official SwinIR: that is how
+        :func:`scaleeq.retrofit` tells it from ATD's.)"""
+        return super().forward_features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(x, "x", ndim=4, layout="(B, C, H, W)")
         check_channels(x, "x", self.mean.shape[1])
         h, w = x.shape[-2:]
         mean = self.mean.to(x.dtype)
-        x = (pad_to_multiple(x, self.window_size) - mean) * self.img_range
-        x = self.conv_first(x)
-        x = self.conv_after_body(self.forward_features(x)) + x
+        x = self._deep_features(x)
         if self.upsampler == "pixelshuffle":
             x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
         elif self.upsampler == "pixelshuffledirect":

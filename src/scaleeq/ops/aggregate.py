@@ -10,12 +10,13 @@ grid, zero outside the grid. ``K`` is the data kernel (per pixel and channel gro
 Backends (chosen once per call):
 
 - ``"reference"``: ``F.unfold``; materialises the ``k*k``-unfolded input (ground truth).
-- ``"lean"``: accumulates the shifted products in place; saves only its inputs for backward.
+- ``"shifted"``: accumulates the ``k*k`` shifted products in place; saves only its inputs for
+  backward. Formerly ``"lean"``, still accepted (:data:`BACKEND_ALIASES`).
 - ``"triton"``: fused Triton kernels (CUDA tensors; CPU tensors only under Triton's
   interpreter, ``TRITON_INTERPRET=1``).
-- ``"auto"``: ``"triton"`` for CUDA tensors when Triton is installed, else ``"lean"``.
+- ``"auto"``: ``"triton"`` for CUDA tensors when Triton is installed, else ``"shifted"``.
 
-Under ``torch.compile``, ``lean`` and ``triton`` run through the registered custom op
+Under ``torch.compile``, ``shifted`` and ``triton`` run through the registered custom op
 ``scaleeq::kriging_aggregate`` (with a fake implementation and autograd registration), so the
 aggregation is one opaque node instead of a graph break (torch >= 2.4). Eager calls use an
 equivalent ``autograd.Function`` with the same forward and backward: the custom op's Python
@@ -31,22 +32,29 @@ from typing import Literal
 import torch
 
 from .._checks import check_tensor, exporting, tracing
-from ._lean import lean_backward, lean_forward, shifted_sum
 from ._reference import aggregate_reference
+from ._shifted import shifted_backward, shifted_forward, shifted_sum
 from .coords import AxisQueries
 
 __all__ = [
     "BACKENDS",
+    "BACKEND_ALIASES",
     "Backend",
     "aggregate",
+    "check_backend",
     "distance_kernel",
     "kriging_aggregate",
     "resolve_backend",
+    "select_backend",
     "triton_available",
 ]
 
-Backend = Literal["auto", "reference", "lean", "triton"]
-BACKENDS: tuple[str, ...] = ("auto", "reference", "lean", "triton")
+Backend = Literal["auto", "reference", "shifted", "triton"]
+BACKENDS: tuple[str, ...] = ("auto", "reference", "shifted", "triton")
+
+#: Former spellings of backend names, still accepted wherever a backend is
+#: (``"lean"``: ``"shifted"``).
+BACKEND_ALIASES: dict[str, str] = {"lean": "shifted"}
 
 
 @functools.cache
@@ -61,16 +69,30 @@ def _triton_module():  # imported on first use only
     return _triton
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Map ``backend`` to a concrete one for tensors on ``device``.
+def check_backend(backend: object) -> str:
+    """``backend`` under its current name: one of :data:`BACKENDS` (``"auto"`` kept as it is),
+    a former spelling (:data:`BACKEND_ALIASES`) replaced by the name it now has.
+
+    Raises:
+        ValueError: unknown backend (the message names the choices).
+    """
+    if isinstance(backend, str):
+        backend = BACKEND_ALIASES.get(backend, backend)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend  # type: ignore[return-value]
+
+
+def select_backend(backend: str, device: torch.device) -> str:
+    """The concrete backend that runs ``backend`` for tensors on ``device``: ``"auto"``
+    replaced by its pick, a former spelling by its current name.
 
     Raises:
         ValueError: unknown backend, or ``"triton"`` where it cannot run.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    backend = check_backend(backend)
     if backend == "auto":
-        return "triton" if device.type == "cuda" and triton_available() else "lean"
+        return "triton" if device.type == "cuda" and triton_available() else "shifted"
     if backend == "triton":
         if not triton_available():
             raise ValueError(
@@ -84,12 +106,16 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+#: Former name of :func:`select_backend`, still importable.
+resolve_backend = select_backend
+
+
 def _forward_impl(
     x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None, backend: str
 ) -> torch.Tensor:
     if backend == "triton":
         return _triton_module().aggregate_triton_forward(x, kernel, dist)
-    return lean_forward(x, kernel, dist)
+    return shifted_forward(x, kernel, dist)
 
 
 def _backward_impl(
@@ -102,7 +128,7 @@ def _backward_impl(
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     if backend == "triton":
         return _triton_module().aggregate_triton_backward(gy.contiguous(), x, kernel, dist, needs)
-    return lean_backward(gy, x, kernel, dist, needs)
+    return shifted_backward(gy, x, kernel, dist, needs)
 
 
 class _AggregateFunction(torch.autograd.Function):
@@ -205,7 +231,8 @@ def kriging_aggregate(
         x: ``(B, C, H, W)`` features on the HR grid.
         kernel: ``(B, G, k*k, H, W)`` data kernel, ``G`` dividing ``C``, ``k`` odd.
         dist: ``(B, k*k, H, W)`` distance kernel, or ``None`` for all ones.
-        backend: ``"auto"``, ``"reference"``, ``"lean"`` or ``"triton"``.
+        backend: ``"auto"``, ``"reference"``, ``"shifted"`` or ``"triton"`` (or ``"lean"``,
+            the former name of ``"shifted"``).
 
     Returns:
         ``(B, C, H, W)``. Differentiable in ``x``, ``kernel`` and ``dist``.
@@ -238,7 +265,7 @@ def aggregate(
 ) -> torch.Tensor:
     """:func:`kriging_aggregate` without its checks, for callers that built consistent
     operands themselves (the kriging blocks): same shapes, same result."""
-    concrete = resolve_backend(backend, x.device)
+    concrete = select_backend(backend, x.device)
     if concrete == "reference":
         return aggregate_reference(x, kernel, dist)
     return _dispatch(x, kernel, dist, concrete)

@@ -22,15 +22,21 @@ one per axis, each with a batch dimension (per-sample HR sizes and window positi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from .._checks import float_dtype_for, tracing
 
 __all__ = [
+    "ROUNDINGS",
     "AxisQueries",
+    "AxisRounding",
+    "ExactRounding",
+    "OfficialRounding",
     "Window",
     "axis_queries",
+    "axis_rounding",
     "ceil_div",
     "nearest_index",
     "pad_to",
@@ -91,6 +97,123 @@ def nearest_index(index: torch.Tensor, lr_len: int, hr_len: torch.Tensor) -> tor
     return q + round_up.to(q.dtype)
 
 
+class AxisRounding:
+    """How :func:`axis_queries` places HR queries on the LR grid: each query's nearest LR pixel,
+    its position ``u`` and its offset from that pixel's centre. A strategy object: instances
+    are stateless and compare equal by type; :data:`ROUNDINGS` names them.
+
+    Class attributes (each strategy declares its own):
+        name: the ``rounding=`` spelling that selects it.
+        window_exact: a query's placement depends on its own global index only, so the queries
+            of a window equal the same slice of the whole grid's.
+        strided: it reads feature maps at a stride ``s > 1`` (a pixel-unshuffle front end).
+    """
+
+    name: ClassVar[str]
+    window_exact: ClassVar[bool]
+    strided: ClassVar[bool]
+
+    def place(
+        self,
+        lr_len: int,
+        hr_len: torch.Tensor,
+        index: torch.Tensor,
+        *,
+        dtype: torch.dtype,
+        stride: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(nearest, pos, offset)`` of HR indices ``index`` ``(B, n)`` int64 on axes of HR
+        lengths ``hr_len`` ``(B, 1)`` int64 and LR length ``lr_len``; ``nearest`` int64 clamped
+        into the (feature) map, ``pos`` and ``offset`` in ``dtype``."""
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ExactRounding(AxisRounding):
+    """The library's convention (``rounding="exact"``): ``u`` is a ratio of integers, so the
+    nearest pixel is chosen in integer arithmetic (:func:`nearest_index`, ties to even) and
+    ``pos`` / ``offset`` are computed in float64 (float32 on devices without it), then cast."""
+
+    name = "exact"
+    window_exact = True
+    strided = True
+
+    def place(
+        self,
+        lr_len: int,
+        hr_len: torch.Tensor,
+        index: torch.Tensor,
+        *,
+        dtype: torch.dtype,
+        stride: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = hr_len * stride  # u = ((2i + 1) lr_len - s N) / (2 s N): the image's grid in features
+        feat_len = ceil_div(lr_len, stride)
+        nearest = nearest_index(index, lr_len, n).clamp(0, feat_len - 1)
+        fdt = float_dtype_for(hr_len.device)
+        pos = ((2 * index + 1) * lr_len - n).to(fdt) / (2 * n).to(fdt)
+        offset = pos - nearest.to(fdt)
+        return nearest, pos.to(dtype), offset.to(dtype)
+
+
+class OfficialRounding(AxisRounding):
+    """The official EQSR code's float32 evaluation (``rounding="official"``): normalised pixel
+    centres ``f32(-1 + 1/N) + f32(2/N) i``, the nearest LR pixel as
+    ``grid_sample(mode="nearest")`` picks it from them, ``u`` and the offset from float32 ops.
+    It differs from :class:`ExactRounding` at float32 near-ties; it reproduces official
+    checkpoints bit for bit. Stride 1 only.
+
+    One of the official-checkpoint quirks gathered in :mod:`scaleeq.layers.official`; it is
+    defined here, with the other rule, because the query geometry (``ops``, ``geometry``) sits
+    below the layers.
+    """
+
+    name = "official"
+    window_exact = True
+    strided = False
+
+    def place(
+        self,
+        lr_len: int,
+        hr_len: torch.Tensor,
+        index: torch.Tensor,
+        *,
+        dtype: torch.dtype,
+        stride: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = _make_coord_f32(index, hr_len)  # HR query coordinate, float32
+        u = ((g + 1) * lr_len - 1) / 2  # grid_sample's source index, float32
+        nearest = torch.round(u).to(torch.int64).clamp(0, lr_len - 1)  # half-to-even
+        lc = _make_coord_f32(nearest, torch.full_like(nearest, lr_len))
+        offset = (g - lc) * lr_len / 2  # official rel (half-pixel units) / 2, float32 ops
+        return nearest, u.to(dtype), offset.to(dtype)
+
+
+#: The ``rounding=`` spellings and their strategies (the one table).
+ROUNDINGS: dict[str, AxisRounding] = {"exact": ExactRounding(), "official": OfficialRounding()}
+
+
+def axis_rounding(rounding: str, name: str = "rounding") -> AxisRounding:
+    """The :class:`AxisRounding` that the name ``rounding`` selects (:data:`ROUNDINGS`).
+
+    Raises:
+        ValueError: not one of the names (the argument ``name`` is named in the message).
+    """
+    strategy = ROUNDINGS.get(rounding) if isinstance(rounding, str) else None
+    if strategy is None:
+        names = " or ".join(repr(k) for k in ROUNDINGS)
+        raise ValueError(f"{name} must be {names}, got {rounding!r}")
+    return strategy
+
+
 def axis_queries(
     lr_len: int,
     hr_len: torch.Tensor,
@@ -99,7 +222,7 @@ def axis_queries(
     *,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str | None = None,
-    rounding: str = "exact",
+    rounding: str | AxisRounding = "exact",
     stride: int = 1,
 ) -> AxisQueries:
     """Geometry of ``count`` consecutive HR queries from ``start`` along one axis.
@@ -117,8 +240,9 @@ def axis_queries(
         count: number of queries ``n_q``.
         dtype: float dtype of ``pos`` and ``offset`` (computed in float64, then cast).
         device: device of the result.
-        rounding: ``"exact"`` (integer arithmetic, the library's convention) or
-            ``"official"``: the official code's float32 evaluation (normalised coordinates
+        rounding: an :class:`AxisRounding` or its name: ``"exact"`` (integer arithmetic, the
+            library's convention, :class:`ExactRounding`) or ``"official"``: the official
+            code's float32 evaluation (:class:`OfficialRounding`: normalised coordinates
             ``-1 + 1/N + (2/N) i`` in float32, ``u`` and the offset from float32 ops), which
             differs from the exact choice at float32 near-ties; used to reproduce official
             checkpoints bit for bit. Only with ``stride=1``.
@@ -127,24 +251,16 @@ def axis_queries(
     Returns:
         :class:`AxisQueries` with tensors of shape ``(B, n_q)``.
     """
+    strategy = rounding if isinstance(rounding, AxisRounding) else axis_rounding(rounding)
+    if stride != 1 and not strategy.strided:
+        raise ValueError(f"rounding={strategy.name!r} reads features at stride 1 only")
     hr_len = hr_len.to(device=device, dtype=torch.int64)
     start = start.to(device=device, dtype=torch.int64)
     index = start[:, None] + torch.arange(count, device=hr_len.device, dtype=torch.int64)
     n = hr_len[:, None]
     valid = (index >= 0) & (index < n)
-    if rounding == "official":
-        if stride != 1:
-            raise ValueError("rounding='official' reads features at stride 1 only")
-        return _official_axis(lr_len, n, index, valid, dtype)
-    if rounding != "exact":
-        raise ValueError(f"rounding must be 'exact' or 'official', got {rounding!r}")
-    n = n * stride  # u = ((2i + 1) lr_len - s N) / (2 s N): the image's grid in feature units
-    feat_len = ceil_div(lr_len, stride)
-    nearest = nearest_index(index, lr_len, n).clamp(0, feat_len - 1)
-    fdt = float_dtype_for(hr_len.device)
-    pos = ((2 * index + 1) * lr_len - n).to(fdt) / (2 * n).to(fdt)
-    offset = pos - nearest.to(fdt)
-    return AxisQueries(index, valid, nearest, pos.to(dtype), offset.to(dtype))
+    nearest, pos, offset = strategy.place(lr_len, n, index, dtype=dtype, stride=stride)
+    return AxisQueries(index, valid, nearest, pos, offset)
 
 
 def _make_coord_f32(index: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
@@ -153,17 +269,6 @@ def _make_coord_f32(index: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     first = (-1 + 1 / length64).to(torch.float32)
     step = (2 / length64).to(torch.float32)
     return first + step * index.to(torch.float32)
-
-
-def _official_axis(
-    lr_len: int, n: torch.Tensor, index: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype
-) -> AxisQueries:
-    g = _make_coord_f32(index, n)  # HR query coordinate, float32
-    u = ((g + 1) * lr_len - 1) / 2  # grid_sample's source index, float32
-    nearest = torch.round(u).to(torch.int64).clamp(0, lr_len - 1)  # half-to-even
-    lc = _make_coord_f32(nearest, torch.full_like(nearest, lr_len))
-    offset = (g - lc) * lr_len / 2  # official rel (half-pixel units) / 2, float32 ops
-    return AxisQueries(index, valid, nearest, u.to(dtype), offset.to(dtype))
 
 
 Window = tuple  # (top, left, height, width); top/left an int or a (B,) int tensor

@@ -10,16 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import check_channels, check_matching, check_tensor, tracing
-from ..geometry import RenderPlan, render_plan, resolve_plan
+from ..arbitrary import ArbitraryScaleModel
+from ..geometry import RenderPlan, render_plan
 from ..ops.coords import Window, pad_to
 from ..sampling import sample_image
-from ..scale import ScaleCondition, ScaleLike, check_scale_batch, parse_scale
+from ..scale import ScaleCondition, ScaleLike
 from .adapters.base import Adapter
 
 __all__ = ["ArbitraryScaleSR"]
 
 
-class ArbitraryScaleSR(nn.Module):
+class ArbitraryScaleSR(ArbitraryScaleModel):
     """A retrofitted model: shared head and body + AFE blocks + an arbitrary-scale upsampler.
 
     Built by :func:`~scaleeq.retrofit` (or :func:`~scaleeq.load`); not meant to be constructed
@@ -30,6 +31,23 @@ class ArbitraryScaleSR(nn.Module):
     ``size`` is given) is handed as an argument to every AFE block (:meth:`features`), and the
     same plan drives the upsampler and the bicubic skip (:meth:`render`). No hidden state:
     activation checkpointing, ``torch.compile`` and exporters see the scale as an input.
+    ``features``, ``render`` and ``forward`` are :class:`~scaleeq.arbitrary.ArbitraryScaleModel`'s
+    (the skeleton EQSR shares).
+
+    ``features(lr, scale)``: the body's features ``(B, C, h, w)`` that the upsampler renders
+    from, equal to the original model's pre-tail features while the AFE blocks are at their
+    identity initialisation; ``(B, C, ceil(h / s), ceil(w / s))`` at :attr:`stride` ``s``. With
+    a skip the input is appended as ``3 s^2`` channels (pixel-unshuffled at stride ``s``, after
+    reflect padding to a multiple of ``s``).
+
+    ``render(feat, *, scale=None, size=None, window=None, plan=None)``: the upsampler's output
+    for ``feat`` with the original model's output transform applied (``/ img_range + mean`` for
+    BasicSR and Swin layouts, ``add_mean`` for EDSR-PyTorch). With a skip (``"bicubic"``,
+    ``"bilinear"``, ``"nearest"``) the last channels of ``feat`` are the input image: the
+    upsampler's output (scaled back to [0, 1] units, no mean) is added to that interpolation of
+    the image at the same HR queries. At :attr:`stride` ``s > 1``, ``plan`` is the plan of the
+    *input image* (as ``forward`` and :func:`~scaleeq.upscale` make it); given ``scale`` /
+    ``size`` instead, the image is taken to be ``s`` times the feature map.
 
     Shape:
         - lr: :math:`(B, 3, h, w)` in the input range of the original model ([0, 1] for BasicSR
@@ -77,25 +95,7 @@ class ArbitraryScaleSR(nn.Module):
         """Input range of the original network (255 for EDSR-PyTorch models, else 1)."""
         return self.adapter.pixel_range
 
-    # -- features -----------------------------------------------------------------------------
-    def features(self, lr: torch.Tensor, scale: ScaleLike) -> torch.Tensor:
-        """The body's features ``(B, C, h, w)`` that the upsampler renders from.
-
-        Args:
-            lr: ``(B, 3, h, w)``.
-            scale: what the AFE blocks are conditioned on: any scale argument with 1 or ``B``
-                samples (``forward`` passes its plan's scale, parsed once).
-
-        Equal to the original model's pre-tail features while the AFE blocks are at their
-        identity initialisation; ``(B, C, ceil(h / s), ceil(w / s))`` at :attr:`stride` ``s``.
-        With a skip the input is appended as ``3 s^2`` channels (pixel-unshuffled at stride
-        ``s``, after reflect padding to a multiple of ``s``).
-        """
-        self._check_lr(lr)
-        r = parse_scale(scale, device="cpu", dtype=torch.float64)
-        check_scale_batch(r, lr.shape[0], "scale")
-        return self._features(lr, scale if isinstance(scale, ScaleCondition) else ScaleCondition(r))
-
+    # -- the hooks of ArbitraryScaleModel ------------------------------------------------------
     def _check_lr(self, lr: torch.Tensor) -> None:
         check_tensor(lr, "lr", ndim=4, layout="(B, C, h, w)")
         first = self.adapter.input_conv(self.backbone)
@@ -108,38 +108,27 @@ class ArbitraryScaleSR(nn.Module):
                 check_matching(lr, "lr", param)
 
     def _features(self, lr: torch.Tensor, cond: ScaleCondition) -> torch.Tensor:
-        """:meth:`features` of a checked ``lr`` at a parsed condition."""
+        """:meth:`features` of a checked ``lr`` at a parsed condition (the plan's scale)."""
         feat = self.adapter.features(self.backbone, lr, cond)
         if self.skip != "none":  # carry the image along for the skip (see render)
             feat = torch.cat([feat, _fold(lr, self.stride)], dim=1)
         return feat
 
-    # -- rendering ----------------------------------------------------------------------------
-    def render(
+    def _resolve_plan(
         self,
         feat: torch.Tensor,
         *,
-        scale: ScaleLike | None = None,
-        size: tuple[int, int] | None = None,
-        window: Window | None = None,
-        plan: RenderPlan | None = None,
-    ) -> torch.Tensor:
-        """Upsampler output for ``feat`` with the original model's output transform applied
-        (``/ img_range + mean`` for BasicSR and Swin layouts, ``add_mean`` for EDSR-PyTorch).
-
-        With a skip (``"bicubic"``, ``"bilinear"``, ``"nearest"``) the last channels of ``feat``
-        are the input image: the upsampler's output (scaled back to [0, 1] units, no mean) is
-        added to that interpolation of the image at the same HR queries.
-
-        At :attr:`stride` ``s > 1``, ``plan`` is the plan of the *input image* (as ``forward``
-        and :func:`~scaleeq.upscale` make it); given ``scale`` / ``size`` instead, the image is
-        taken to be ``s`` times the feature map.
-        """
-        check_tensor(feat, "feat", ndim=4, layout="(B, C, h, w)")
+        scale: ScaleLike | None,
+        size: tuple[int, int] | None,
+        window: Window | None,
+        plan: RenderPlan | None,
+    ) -> RenderPlan:
+        """The plan of the input image: at :attr:`stride` ``s > 1``, ``plan`` itself (checked
+        against ``feat`` at that stride) or one made for an image ``s`` times ``feat``."""
         s = self.stride
         if s == 1:
-            plan = resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
-        elif plan is None:
+            return super()._resolve_plan(feat, scale=scale, size=size, window=window, plan=plan)
+        if plan is None:
             image = (feat.shape[-2] * s, feat.shape[-1] * s)
             plan = render_plan(image, feat.shape[0], scale=scale, size=size, window=window)
         elif not isinstance(plan, RenderPlan):
@@ -148,9 +137,8 @@ class ArbitraryScaleSR(nn.Module):
             )
         elif scale is not None or size is not None or window is not None:
             raise TypeError("give either plan= or scale= / size= / window=, not both")
-        if s > 1:
-            plan.at_stride((s, s)).check_input(feat, "feat")
-        return self._render(feat, plan)
+        plan.at_stride((s, s)).check_input(feat, "feat")
+        return plan
 
     def _render(self, feat: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
         """:meth:`render` of ``feat`` from :meth:`features` with the plan of its input."""
@@ -163,23 +151,6 @@ class ArbitraryScaleSR(nn.Module):
             skip = sample_image(img, plan, self.skip)
             return out / self.adapter.output_range(self.backbone) + skip
         return self.adapter.output(self.backbone, self.upsampler(feat, plan=fplan))
-
-    def forward(
-        self,
-        lr: torch.Tensor,
-        *,
-        scale: ScaleLike | None = None,
-        size: tuple[int, int] | None = None,
-        window: Window | None = None,
-        plan: RenderPlan | None = None,
-    ) -> torch.Tensor:
-        """Upscale ``lr`` ``(B, 3, h, w)`` by ``scale`` or to ``size`` (the ``window`` of it).
-
-        Checks ``lr`` and parses the scale once (the plan); the body and the render trust them.
-        """
-        self._check_lr(lr)
-        plan = resolve_plan(lr, scale=scale, size=size, window=window, plan=plan, name="lr")
-        return self._render(self._features(lr, ScaleCondition(plan.scale)), plan)
 
     # -- training -----------------------------------------------------------------------------
     def set_grad_checkpointing(self, enable: bool = True, *, use_reentrant: bool = False) -> int:

@@ -1,5 +1,6 @@
-"""Swin / HAT building blocks shared by :class:`~scaleeq.models.SwinIR` and
-:class:`~scaleeq.models.EQSR`, written from the papers' descriptions.
+"""Swin / HAT building blocks and the trunk (:class:`SwinTrunk`) shared by
+:class:`~scaleeq.models.SwinIR` and :class:`~scaleeq.models.EQSR`, written from the papers'
+descriptions.
 
 Vocabulary (shapes in docstrings):
 
@@ -24,6 +25,7 @@ from .trunk import (
     PatchUnEmbed,
     ResidualGroup,
     SwinStage,
+    SwinTrunk,
     drop_path_rates,
     residual_conv,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "ResidualGroup",
     "SwinBlock",
     "SwinStage",
+    "SwinTrunk",
     "WindowAttention",
     "check_x_size",
     "drop_path_rates",

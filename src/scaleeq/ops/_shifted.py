@@ -1,4 +1,5 @@
-"""Plain-torch kriging aggregation that never materialises the KxK-unfolded input.
+"""The ``"shifted"`` aggregation backend (formerly ``"lean"``): plain torch that never
+materialises the KxK-unfolded input.
 
 The forward accumulates the K*K shifted products in place into the output; the backward
 recomputes them tap by tap (autograd wiring lives in :mod:`scaleeq.ops.aggregate`). Only the
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["lean_backward", "lean_forward", "shifted_sum"]
+__all__ = ["shifted_backward", "shifted_forward", "shifted_sum"]
 
 
 def _taps(k: int, h: int, w: int) -> Iterator[tuple[int, slice, slice, slice, slice]]:
@@ -36,7 +37,9 @@ def _tap_weight(kernel: torch.Tensor, dist: torch.Tensor | None, j: int) -> torc
     return kj[:, :, None]
 
 
-def lean_forward(x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None) -> torch.Tensor:
+def shifted_forward(
+    x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None
+) -> torch.Tensor:
     """Forward: accumulate the ``k*k`` shifted, weighted inputs in place into the output."""
     b, c, h, w = x.shape
     g, kk = kernel.shape[1], kernel.shape[2]
@@ -72,7 +75,7 @@ def shifted_sum(x: torch.Tensor, kernel: torch.Tensor, dist: torch.Tensor | None
     return y.reshape(b, c, h, w)
 
 
-def lean_backward(
+def shifted_backward(
     gy: torch.Tensor,
     x: torch.Tensor,
     kernel: torch.Tensor,
