@@ -42,7 +42,7 @@ def afe_reference(block: AFEBlock, x: torch.Tensor, scale) -> torch.Tensor:
     u = F.gelu(ln(a, block.norm2))
     gate = torch.sigmoid(F.silu(u.mean((2, 3)) @ block.se.fc1.weight.t()) @ block.se.fc2.weight.t())
     out = F.conv2d(u * gate[:, :, None, None], block.pw_out.weight, block.pw_out.bias)
-    return (x if block.skip == "input" else a) + out
+    return (x if block.residual == "input" else a) + out
 
 
 @pytest.mark.parametrize("skip", ["input", "hidden"])
@@ -150,10 +150,14 @@ class TestErrors:
             blk(torch.randn(1, 4, 5, 5), (5, 5), 2.0)
 
     def test_constructor(self):
-        with pytest.raises(ValueError, match="skip='hidden' needs hidden == dim"):
-            AFEBlock(4, hidden=8, skip="hidden")
-        with pytest.raises(ValueError, match="identity_init=True needs skip='input'"):
-            AFEBlock(4, skip="hidden", identity_init=True)
+        with pytest.raises(ValueError, match="residual='hidden' needs hidden == dim"):
+            AFEBlock(4, hidden=8, residual="hidden")
+        with pytest.raises(ValueError, match="identity_init=True needs residual='input'"):
+            AFEBlock(4, residual="hidden", identity_init=True)
+        with pytest.raises(ValueError, match="residual must be 'input' or 'hidden'"):
+            AFEBlock(4, residual="image")
+        with pytest.raises(TypeError, match="residual= or its former name skip="):
+            AFEBlock(4, residual="hidden", skip="input")
         with pytest.raises(ValueError, match="se_ratio"):
             AFEBlock(4, se_ratio=0)
         with pytest.raises(ValueError, match="dim"):

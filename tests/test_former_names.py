@@ -177,3 +177,27 @@ def test_scale_or_context():
         assert scale_or_context(1.5, "Layer") == 1.5  # an explicit scale wins
     with pytest.raises(ValueError, match=r"^Layer needs a scale: call it as Layer\(x, scale=r\)"):
         scale_or_context(None, "Layer")
+
+
+def test_afe_block_takes_skip_as_the_former_name_of_residual():
+    """AFEBlock's ``skip`` (which residual stream is added back) is now ``residual``, so that
+    ``skip`` only means a retrofitted model's image skip; the old keyword builds the same
+    block (same wiring, same parameters)."""
+    from scaleeq import AFEBlock
+
+    torch.manual_seed(0)
+    new = AFEBlock(8, residual="hidden")
+    torch.manual_seed(0)
+    old = AFEBlock(8, skip="hidden")
+    assert old.residual == new.residual == "hidden"
+    assert old.state_dict().keys() == new.state_dict().keys()
+    for o, n in zip(old.state_dict().values(), new.state_dict().values(), strict=True):
+        assert torch.equal(o, n)
+    gelu = torch.nn.functional.gelu
+    x = torch.randn(2, 8, 5, 6)
+    with torch.no_grad():
+        a = new.pw_in(x)
+        a = a + new.conv(gelu(new.norm1(a)), 2.5)
+        want = a + new.pw_out(new.se(gelu(new.norm2(a))))  # the hidden stream added back
+        assert torch.equal(new(x, 2.5), want)
+        assert torch.equal(old(x, 2.5), want)

@@ -54,14 +54,14 @@ class AFEBlock(nn.Module):
     .. code-block:: text
 
         a   = a + AdaptiveConv2d(GELU(LN(a)), scale)      # kxk, scale-modulated, residual
-        out = skip + pw_out(SE(GELU(LN(a))))              # 1x1, hidden -> dim, residual
+        out = res + pw_out(SE(GELU(LN(a))))               # 1x1, hidden -> dim, residual
 
-    where ``skip`` is the block input ``x`` (``skip="input"``, default) or the hidden stream
-    ``a`` (``skip="hidden"``, which is how the official ModMBConv is wired and needs
+    where ``res`` is the block input ``x`` (``residual="input"``, default) or the hidden
+    stream ``a`` (``residual="hidden"``, which is how the official ModMBConv is wired and needs
     ``hidden == dim``). LayerNorms normalise over channels per pixel; GELU is exact; SE is
     :class:`SqueezeExcitation` with ``int(se_ratio * hidden)`` bottleneck channels.
 
-    **Identity at initialisation.** ``identity_init=True`` (only with ``skip="input"``)
+    **Identity at initialisation.** ``identity_init=True`` (only with ``residual="input"``)
     zero-initialises ``pw_out``, so ``block(x, r) == x`` exactly at every scale until trained;
     inserting the block into a pretrained body leaves the body's function unchanged, and the
     zero layer still receives gradients. The AdaptiveConv2d inside always starts with a
@@ -74,8 +74,9 @@ class AFEBlock(nn.Module):
         num_freqs: frequencies of its scale encoding.
         se_ratio: SE bottleneck ratio.
         demodulate: StyleGAN2 demodulation inside the AdaptiveConv2d.
-        skip: ``"input"`` or ``"hidden"``, see above.
-        identity_init: start as the exact identity (``skip="input"`` only).
+        residual: ``"input"`` or ``"hidden"``, see above (``skip``, its former name, is
+            accepted: ``skip`` now only means a retrofitted model's image skip).
+        identity_init: start as the exact identity (``residual="input"`` only).
         encoding: scale-encoding module for the AdaptiveConv2d (default
             ``ScaleEncoding(num_freqs)``; see :class:`~scaleeq.AdaptiveConv2d`).
 
@@ -102,26 +103,33 @@ class AFEBlock(nn.Module):
         num_freqs: int = 8,
         se_ratio: float = 0.25,
         demodulate: bool = True,
-        skip: Literal["input", "hidden"] = "input",
+        residual: Literal["input", "hidden"] = "input",
         identity_init: bool = False,
         encoding: nn.Module | None = None,
+        skip: Literal["input", "hidden"] | None = None,
     ) -> None:
         super().__init__()
         check_int(dim, "dim")
         hidden = check_int(dim if hidden is None else hidden, "hidden")
-        if skip not in ("input", "hidden"):
-            raise ValueError(f"skip must be 'input' or 'hidden', got {skip!r}")
-        if skip == "hidden" and hidden != dim:
-            raise ValueError(f"skip='hidden' needs hidden == dim, got hidden={hidden}, dim={dim}")
-        if identity_init and skip != "input":
+        if skip is not None:  # the former name of `residual`
+            if residual != "input" and residual != skip:
+                raise TypeError("give residual= or its former name skip=, not both")
+            residual = skip
+        if residual not in ("input", "hidden"):
+            raise ValueError(f"residual must be 'input' or 'hidden', got {residual!r}")
+        if residual == "hidden" and hidden != dim:
             raise ValueError(
-                "identity_init=True needs skip='input' (the hidden skip is not an identity)"
+                f"residual='hidden' needs hidden == dim, got hidden={hidden}, dim={dim}"
+            )
+        if identity_init and residual != "input":
+            raise ValueError(
+                "identity_init=True needs residual='input' (the hidden residual is not an identity)"
             )
         if check_positive_float(se_ratio, "se_ratio") > 1:
             raise ValueError(f"se_ratio must be in (0, 1], got {se_ratio!r}")
         self.dim = dim
         self.hidden = hidden
-        self.skip = skip
+        self.residual = residual
         self.pw_in = nn.Conv2d(dim, hidden, 1)
         self.norm1 = LayerNorm2d(hidden)
         self.conv = AdaptiveConv2d(
@@ -153,11 +161,11 @@ class AFEBlock(nn.Module):
         a = self.pw_in(x)
         a = a + self.conv(F.gelu(self.norm1(a)), scale)
         out = self.pw_out(self.se(F.gelu(self.norm2(a))))
-        return (x if self.skip == "input" else a) + out
+        return (x if self.residual == "input" else a) + out
 
     def extra_repr(self) -> str:
         return (
-            f"dim={self.dim}, hidden={self.hidden}, skip={self.skip!r}, "
+            f"dim={self.dim}, hidden={self.hidden}, residual={self.residual!r}, "
             f"identity_init={self.identity_init}"
         )
 

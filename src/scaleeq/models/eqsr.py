@@ -67,7 +67,7 @@ class EQSRStage(nn.Module):
         super().__init__()
         # official: the 81-value cell code instead of the scale encoding
         encoding = OfficialCellEncoding() if official else None
-        self.afe = AFETokenBlock(dim, skip="hidden", num_freqs=num_freqs, encoding=encoding)
+        self.afe = AFETokenBlock(dim, residual="hidden", num_freqs=num_freqs, encoding=encoding)
         self.blocks = nn.ModuleList(
             SwinBlock(
                 dim,

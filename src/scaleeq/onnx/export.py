@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from .files import (
     require,
 )
 from .half import to_float16
+from .trace import SizeSpecialized, onnx_translations, output_shape, trace_program
 
 __all__ = ["export_onnx", "splits_by_default"]
 
@@ -246,7 +246,7 @@ def export_onnx(
         return _export(*args, batch=1)
     try:
         return _export(*args, batch=None)
-    except _SizeSpecialized as err:
+    except SizeSpecialized as err:
         if err.dims != {0}:  # a fixed height or width: a one-sample graph would not help
             raise
         warnings.warn(
@@ -300,20 +300,20 @@ def _export(
     if fixed:
         meta["input_size"] = [eh, ew]
     if not split:
-        exported = _trace(
+        exported = trace_program(
             _ExportWrapper(net, (th, tw)), (lr, scale, origin),
             {"lr": dyn, "scale": None, "origin": None}, name,
         )  # fmt: skip
-        meta.update(out_channels=int(_out_shape(exported)[1]), stages=1)
+        meta.update(out_channels=int(output_shape(exported)[1]), stages=1)
         return _write(exported, ["lr", "scale", "origin"], ["sr"], meta, path, opset, check, onnx)
-    feats = _trace(_FeaturesWrapper(net), (lr, scale), {"lr": dyn, "scale": None}, name)
-    feat = torch.rand(lr.shape[0], int(_out_shape(feats)[1]), eh, ew, generator=gen)
-    render = _trace(
+    feats = trace_program(_FeaturesWrapper(net), (lr, scale), {"lr": dyn, "scale": None}, name)
+    feat = torch.rand(lr.shape[0], int(output_shape(feats)[1]), eh, ew, generator=gen)
+    render = trace_program(
         _RenderWrapper(net, (th, tw)), (feat, scale, origin),
         {"feat": dyn, "scale": None, "origin": None}, name,
     )  # fmt: skip
     second = features_path(path)
-    meta.update(out_channels=int(_out_shape(render)[1]), stages=2, features_file=second.name)
+    meta.update(out_channels=int(output_shape(render)[1]), stages=2, features_file=second.name)
     meta["feat_channels"] = int(feat.shape[1])
     meta["feat_dtype"] = "float16" if precision == "fp16" else "float32"
     _write(
@@ -344,7 +344,7 @@ def _write(
             program = torch.onnx.export(
                 exported,
                 dynamo=True,
-                custom_translation_table=_translations(),
+                custom_translation_table=onnx_translations(),
                 input_names=inputs,
                 output_names=outputs,
                 opset_version=opset,
@@ -367,84 +367,6 @@ def _write(
     if check:
         onnx.checker.check_model(proto, full_check=True)
     return atomic_write(path, lambda tmp: onnx.save_model(proto, tmp))
-
-
-def _translations() -> dict[Any, Any]:
-    """ONNX translations of aten ops that PyTorch's exporter (torch 2.13) has none for and that
-    architectures' own code uses: ``aten.sort.stable`` (ATD sorts its tokens by category).
-
-    ``sort`` is ONNX ``TopK`` with ``K`` the whole axis: ``TopK`` orders equal values by their
-    index (the spec's tie rule), so this is a stable sort, the order torch's CPU sort gives.
-    """
-    from onnxscript import opset18 as op
-
-    def sort_stable(self, *, stable=None, dim: int = -1, descending: bool = False):
-        k = op.Shape(self, start=dim) if dim == -1 else op.Shape(self, start=dim, end=dim + 1)
-        values, indices = op.TopK(self, k, axis=dim, largest=int(descending), sorted=1)
-        return values, indices
-
-    return {torch.ops.aten.sort.stable: sort_stable}
-
-
-class _SizeSpecialized(RuntimeError):
-    """``torch.export`` found that the model's own code fixes input sizes marked dynamic;
-    ``dims`` are those dimensions of the first input (0: batch, 2: height, 3: width)."""
-
-    def __init__(self, message: str, dims: set[int]) -> None:
-        super().__init__(message)
-        self.dims = dims
-
-
-_DIM_NAMES = {0: "batch", 1: "channels", 2: "height", 3: "width"}
-
-
-def _specialized_dims(err: BaseException) -> set[int] | None:
-    """The input dimensions a ``torch.export`` constraint violation names (its first line
-    lists them, ``Constraints violated (L['lr'].size()[0], ...)!``), or ``None`` for any
-    other error."""
-    from torch._dynamo.exc import UserError, UserErrorType
-
-    if not (isinstance(err, UserError) and err.error_type is UserErrorType.CONSTRAINT_VIOLATION):
-        return None
-    head = str(err).split("!", 1)[0]
-    return {int(d) for d in re.findall(r"size\(\)\[(\d+)\]", head)} or None
-
-
-def _trace(wrapper: nn.Module, args: tuple, dynamic: dict, name: str) -> Any:
-    """``torch.export`` of the wrapper: a size the trace would fix instead of keeping dynamic is
-    an error here (:class:`_SizeSpecialized`), not a silently specialised graph."""
-    dims = dynamic[next(iter(dynamic))]
-    what = (
-        "a dynamic "
-        + " and ".join(_DIM_NAMES[d] for d in sorted(dims))
-        + " and the scale and window as inputs"
-        if dims
-        else "the scale and window as inputs"
-    )
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        try:
-            return torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
-        except Exception as err:  # torch's message names the cause; say what was attempted
-            fixed = _specialized_dims(err)
-            message = f"torch.export could not trace {name} with {what}: {err}"
-            if fixed is None:
-                raise RuntimeError(message) from err
-            if fixed & {2, 3}:
-                h, w = args[0].shape[-2:]
-                message = (
-                    f"{name}'s own code fixes the input "
-                    + " and ".join(_DIM_NAMES[d] for d in sorted(fixed & {2, 3}))
-                    + f" while tracing; export a graph for one LR size with input_size=(h, w) "
-                    f"(e.g. input_size=({h}, {w})). torch.export said: {err}"
-                )
-            raise _SizeSpecialized(message, fixed) from err
-
-
-def _out_shape(exported: Any) -> tuple[int, ...]:
-    """The (symbolic) shape of the program's one output, from the trace's metadata."""
-    (spec,) = [n for n in exported.graph.nodes if n.op == "output"]
-    return tuple(spec.args[0][0].meta["val"].shape)
 
 
 def _version() -> str:

@@ -271,7 +271,9 @@ def _make_coord_f32(index: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
     return first + step * index.to(torch.float32)
 
 
-Window = tuple  # (top, left, height, width); top/left an int or a (B,) int tensor
+#: A window of the output: ``(top, left, height, width)``; ``top`` / ``left`` an int or a
+#: ``(B,)`` int64 tensor (one position per sample), ``height`` / ``width`` ints.
+Window = tuple[int | torch.Tensor, int | torch.Tensor, int, int]
 
 
 def resolve_window(
