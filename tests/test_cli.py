@@ -267,6 +267,7 @@ def test_the_cli_runs_cpu_models_channels_last_and_exports_them_as_stored(files)
     assert all(m.weight.is_contiguous() for m in stored.modules() if isinstance(m, torch.nn.Conv2d))
 
 
+@pytest.mark.slow  # 26 s: two exports; the fp16 graphs are covered in tests/test_onnx.py
 def test_export_precision_fp16_then_upscale_runs_at_the_files_precision(files, capsys):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
