@@ -299,3 +299,21 @@ def test_render_plan(lr, batch, scale, size, window, max_pixels):
     expected = _expected_hw(scale, size, None, lr)
     if expected is not None and plan.out_size is not None:
         _check_hw(expected, torch.empty(0, 0, *plan.out_size))
+
+
+def test_the_python_number_rule_refuses_an_empty_output_while_traced_too(monkeypatch):
+    """``rule_output_size`` (Python numbers, symbolic under ``torch.compile``) checks sizes
+    below 1 also while traced, so a compiled call cannot render an empty output silently;
+    only the bound at 2**53 is left to eager calls."""
+    from scaleeq.scale import MAX_SIDE, rule_output_size
+
+    for traced in (False, True):
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda traced=traced: traced)
+        with pytest.raises(ValueError, match=r"output size \(0, 1\); both sides must be >= 1"):
+            rule_output_size((3, 4), (0.1, 0.25))
+        assert rule_output_size((3, 4), (0.5, 0.25)) == (2, 1)
+    big = (float(MAX_SIDE), 1.0)
+    assert rule_output_size((4, 4), big) == (4 * MAX_SIDE, 4)  # traced: the bound is skipped
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: False)
+    with pytest.raises(ValueError, match="beyond the largest supported side"):
+        rule_output_size((4, 4), big)

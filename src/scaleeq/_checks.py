@@ -231,10 +231,13 @@ def check_output_sizes(
 ) -> None:
     """The output-size rule's bounds: raise ``ValueError`` if an ``exact`` output side
     (``in_size * r``; checked before rounding, so int64 cannot overflow) exceeds ``maximum``,
-    or a ``rounded`` size is below 1. Each is an ``(N, 2)`` tensor or one pair."""
-    if tracing():
-        return
-    if exact is not None:
+    or a ``rounded`` size is below 1. Each is an ``(N, 2)`` tensor or one pair.
+
+    While traced, the tensor reads and the bound are skipped; a pair of (possibly symbolic)
+    Python ints is still checked for sizes below 1 (a guard under ``torch.compile``), so a
+    compiled call never renders an empty output silently."""
+    traced = tracing()
+    if exact is not None and not traced:
         big = float(exact.max()) if isinstance(exact, torch.Tensor) else max(exact)
         if big > maximum:
             shown = big if isinstance(exact, torch.Tensor) else tuple(exact)
@@ -245,11 +248,13 @@ def check_output_sizes(
     if rounded is None:
         return
     if isinstance(rounded, torch.Tensor):
+        if traced:
+            return
         bad = (rounded < 1).any(dim=1)
         if not bool(bad.any()):
             return
         out = tuple(rounded[bad][0].tolist())
-    elif min(rounded) >= 1:
+    elif rounded[0] >= 1 and rounded[1] >= 1:
         return
     else:
         out = tuple(rounded)

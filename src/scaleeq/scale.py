@@ -224,7 +224,8 @@ def rule_output_size(
 ) -> tuple[int, int]:
     """The output-size rule on Python numbers (stays symbolic under ``torch.compile``)."""
     out = (round_half_up(in_size[0] * r[0]), round_half_up(in_size[1] * r[1]))
-    check_output_sizes(in_size, name, exact=out, maximum=MAX_SIDE, rounded=out)  # type: ignore[arg-type]
+    check_output_sizes(in_size, name, rounded=out)  # type: ignore[arg-type]
+    check_output_sizes(in_size, name, exact=out, maximum=MAX_SIDE)  # type: ignore[arg-type]
     return out  # type: ignore[return-value]
 
 
