@@ -33,7 +33,7 @@ from ..layers.official import OfficialCellEncoding
 from ..ops.padding import crop_padding
 from ..scale import ScaleCondition, ScaleLike
 from ._common import preset_arguments
-from .swin import OverlapCrossAttentionBlock, SwinBlock, SwinTrunk
+from .swin import OverlapCrossAttentionBlock, SwinTrunk, shifted_window_blocks
 
 __all__ = ["EQSR", "OfficialCellEncoding"]
 
@@ -68,18 +68,15 @@ class EQSRStage(nn.Module):
         # official: the 81-value cell code instead of the scale encoding
         encoding = OfficialCellEncoding() if official else None
         self.afe = AFETokenBlock(dim, residual="hidden", num_freqs=num_freqs, encoding=encoding)
-        self.blocks = nn.ModuleList(
-            SwinBlock(
-                dim,
-                num_heads,
-                window_size,
-                shift_size=0 if i % 2 == 0 else window_size // 2,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                drop_path=drop_path[i + 1],
-            )
-            for i in range(depth - 1)
+        self.blocks = shifted_window_blocks(  # the AFE block took the group's first rate
+            dim,
+            num_heads,
+            window_size,
+            depth - 1,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop_path=drop_path[1:],
         )
         self.overlap_attn = OverlapCrossAttentionBlock(
             dim,

@@ -203,11 +203,8 @@ class OnnxUpscaler:
         )
         feats = [x[g] for g in groups]
         if self.features_session is not None:  # split export: the features once per image
-            feats = [
-                self.features_session.run(["feat"], {"lr": f, "scale": scale_in})[0].astype(
-                    self.feat_dtype, copy=False
-                )
-                for f in feats
+            feats = [  # already feat_dtype: the render graph reads what this one writes
+                self.features_session.run(["feat"], {"lr": f, "scale": scale_in})[0] for f in feats
             ]
         out = np.empty((lr.shape[0], self.out_channels, height, width), dtype=np.float32)
         for y, xx in tiles:

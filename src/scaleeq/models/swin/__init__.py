@@ -28,6 +28,7 @@ from .trunk import (
     SwinTrunk,
     drop_path_rates,
     residual_conv,
+    shifted_window_blocks,
 )
 from .windows import (
     check_x_size,
@@ -58,6 +59,7 @@ __all__ = [
     "overlap_relative_position_index",
     "relative_position_index",
     "residual_conv",
+    "shifted_window_blocks",
     "shifted_window_mask",
     "to_image",
     "to_tokens",

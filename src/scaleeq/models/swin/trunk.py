@@ -27,6 +27,7 @@ __all__ = [
     "SwinTrunk",
     "drop_path_rates",
     "residual_conv",
+    "shifted_window_blocks",
 ]
 
 
@@ -80,6 +81,35 @@ def residual_conv(dim: int, resi_connection: str) -> nn.Module:
     raise ValueError(f"resi_connection must be '1conv' or '3conv', got {resi_connection!r}")
 
 
+def shifted_window_blocks(
+    dim: int,
+    num_heads: int,
+    window_size: int,
+    depth: int,
+    *,
+    mlp_ratio: float,
+    qkv_bias: bool,
+    qk_scale: float | None,
+    drop_path: Sequence[float],
+) -> nn.ModuleList:
+    """``depth`` :class:`SwinBlock` s whose shifts alternate 0, ``ws // 2``, 0, ..., block
+    ``i`` with stochastic depth ``drop_path[i]``: the window-attention run of a
+    :class:`SwinStage` and of EQSR's stage (after its AFE block)."""
+    return nn.ModuleList(
+        SwinBlock(
+            dim,
+            num_heads,
+            window_size,
+            shift_size=0 if i % 2 == 0 else window_size // 2,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop_path=drop_path[i],
+        )
+        for i in range(depth)
+    )
+
+
 class SwinStage(nn.Module):
     """A stack of :class:`SwinBlock` with alternating shifts (0, ``ws // 2``, 0, ...).
 
@@ -103,19 +133,15 @@ class SwinStage(nn.Module):
         drop_path: list[float] | None = None,
     ) -> None:
         super().__init__()
-        drop_path = drop_path or [0.0] * depth
-        self.blocks = nn.ModuleList(
-            SwinBlock(
-                dim,
-                num_heads,
-                window_size,
-                shift_size=0 if i % 2 == 0 else window_size // 2,
-                mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias,
-                qk_scale=qk_scale,
-                drop_path=drop_path[i],
-            )
-            for i in range(depth)
+        self.blocks = shifted_window_blocks(
+            dim,
+            num_heads,
+            window_size,
+            depth,
+            mlp_ratio=mlp_ratio,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            drop_path=drop_path or [0.0] * depth,
         )
 
     def forward(self, x: torch.Tensor, x_size: tuple[int, int]) -> torch.Tensor:
