@@ -8,6 +8,10 @@ in ``docs/retrofit.md``. Nothing in the table is typed by hand.
 
     python benchmarks/retrofit_table.py            # default checks (about a minute)
     python benchmarks/retrofit_table.py --slow     # also ONNX and torch.compile
+    python benchmarks/retrofit_table.py --slow --only "IPT or SAFMN"   # re-run some rows
+
+``--only`` runs the cases that pytest's ``-k`` expression selects and keeps every other row
+of the stored results as it was.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = {
     "test_retrofit_keeps_the_model_and_the_input_and_matches_the_cut": "retrofit, identity at init",
     "test_outputs_follow_the_size_rule_at_every_scale": "any scale",
+    "test_a_batch_renders_as_its_samples_do": "eval batch",
     "test_a_training_step_reaches_the_first_convolution": "training step",
     "test_save_and_load_rebuild_through_spandrel": "save / load",
     "test_activation_checkpointing_gives_the_same_gradients": "checkpointing",
@@ -35,10 +40,12 @@ MARKS = {"passed": "yes", "failed": "**fails**", "xfail": "no", "skipped": "not 
 START, END = "<!-- zoo-table:start -->", "<!-- zoo-table:end -->"
 
 
-def run(slow: bool, xml: Path) -> None:
+def run(slow: bool, xml: Path, only: str | None = None) -> None:
     marker = "slow or not slow" if slow else "not slow"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
            "tests/test_spandrel_zoo.py", "-m", marker, f"--junitxml={xml}"]  # fmt: skip
+    if only:
+        cmd += ["-k", only]
     subprocess.run([*cmd, "-o", "junit_family=legacy"], cwd=ROOT, check=False)
 
 
@@ -62,8 +69,6 @@ def parse(xml: Path) -> dict[str, dict[str, dict[str, str]]]:
         if "graph_breaks" in props:  # recorded by the compile test (record_property)
             rows[cid][test]["graph_breaks"] = int(props["graph_breaks"])
             rows[cid][test]["break_reasons"] = props.get("break_reasons", "")
-        if "input_size" in props:  # recorded by the ONNX test of a one-size graph
-            rows[cid][test]["input_size"] = props["input_size"]
     return rows
 
 
@@ -81,8 +86,6 @@ def table(rows: dict[str, dict[str, dict[str, str]]]) -> str:
                 if r.get("break_reasons"):
                     notes.append(f"- {cid}, graph breaks: {r['break_reasons']}")
                     cell += f" [{len(notes)}]"
-            if r["state"] == "passed" and "input_size" in r:
-                cell += f" (one LR size, {r['input_size']})"
             if r["state"] in ("xfail", "failed") and r["reason"]:
                 notes.append(f"- {cid}, {COLUMNS[test]}: {r['reason']}")
                 cell += f" [{len(notes)}]"
@@ -103,16 +106,24 @@ def main() -> None:
         help="use these JUnit XML files (e.g. one per family or per check) instead of running "
         "the tests; later files override earlier ones for the same case and check",
     )
+    p.add_argument(
+        "--only",
+        metavar="EXPR",
+        help="run only the cases this pytest -k expression selects and update their rows in "
+        "the stored results (the other rows are kept)",
+    )
     args = p.parse_args()
     xmls = args.xml
     if xmls is None:
         xmls = [Path(tempfile.mkdtemp()) / "zoo.xml"]
-        run(args.slow, xmls[0])
+        run(args.slow, xmls[0], args.only)
+    out = ROOT / "benchmarks" / "results" / "retrofit_zoo.json"
     rows: dict[str, dict[str, dict[str, str]]] = {}
+    if args.only:
+        rows = json.loads(out.read_text())
     for xml in xmls:
         for cid, tests in parse(xml).items():
             rows.setdefault(cid, {}).update(tests)
-    out = ROOT / "benchmarks" / "results" / "retrofit_zoo.json"
     out.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
     doc = ROOT / "docs" / "retrofit.md"
     text = doc.read_text()

@@ -142,6 +142,19 @@ def test_outputs_follow_the_size_rule_at_every_scale(loaded):
         assert torch.isfinite(out).all(), s
 
 
+def test_a_batch_renders_as_its_samples_do(loaded):
+    """Eval mode, two samples at one scale: each output equals that sample's own call (SeemoRe's
+    own forward routes only one image at a time; window attention computes its batch)."""
+    case, _, _, asr, _ = loaded
+    pair = torch.cat([_lr(case), _lr(case, seed=3)])
+    with torch.no_grad():
+        both = asr(pair, scale=1.7)
+        for i in range(2):
+            torch.testing.assert_close(
+                both[i : i + 1], asr(pair[i : i + 1], scale=1.7), atol=1e-5, rtol=1e-5
+            )
+
+
 def _first_conv(model: nn.Module) -> nn.Conv2d:
     """The first trainable convolution (mean-shift convs are frozen)."""
     return next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.requires_grad)
@@ -190,37 +203,139 @@ def test_activation_checkpointing_gives_the_same_gradients(loaded):
             torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.onnx_fixed_size], ids=lambda c: c.id)
-def test_a_fixed_size_architecture_asks_for_input_size_before_tracing(case, tmp_path):
-    """IPT / SAFMN: a dynamic-size graph would hold only the traced size; export says so and
-    names ``input_size`` at once (no trace, no file) instead of writing it."""
-    pytest.importorskip("onnxscript")
-    from scaleeq.onnx import export_onnx
+def _case(cid: str) -> ZooCase:
+    return next(c for c in CASES if c.id == cid)
 
+
+def _tail_input(model: nn.Module, cut: str, x: torch.Tensor) -> torch.Tensor:
+    """The input of ``model``'s tail module ``cut`` in its own forward on ``x``."""
+    captured: list[torch.Tensor] = []
+    handle = model.get_submodule(cut).register_forward_pre_hook(
+        lambda _m, args: captured.append(args[0].detach().clone())
+    )
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+@pytest.mark.parametrize("size", [(13, 11), (5, 6), (8, 12)])
+def test_ipt_features_at_other_sizes_average_the_networks_own_crops(size):
+    """IPT's network takes only patch_size inputs; at other sizes the features are the
+    average, per pixel, of the network's own tail input on every patch_size crop at a stride of
+    patch_size // 4 of the input padded by edge replication (the adapter's documented rule),
+    for one sample or a batch at per-sample scales."""
+    case = _case("IPT-x2")
     _, model = _loaded(case)
     asr = scaleeq.retrofit(model).eval()
-    assert asr.adapter.export_fixed_size
-    with pytest.raises(ValueError, match=r"pass input_size=\(h, w\)"):
-        export_onnx(asr, tmp_path / "m.onnx", in_channels=3)
-    assert not (tmp_path / "m.onnx").exists()
+    p, s = 8, 2  # the zoo model's patch_size, and its quarter
+    h, w = size
+    hp, wp = p + max(0, -(-(h - p) // s)) * s, p + max(0, -(-(w - p) // s)) * s
+    lr = _lr_sized(h, w)
+    padded = torch.nn.functional.pad(lr, (0, wp - w, 0, hp - h), mode="replicate")
+    total = count = 0
+    for top in range(0, hp - p + 1, s):
+        for left in range(0, wp - p + 1, s):
+            crop = padded[:, :, top : top + p, left : left + p]
+            feat = _tail_input(model, case.cut, crop)
+            canvas = torch.zeros(1, feat.shape[1], hp, wp)
+            canvas[:, :, top : top + p, left : left + p] = feat
+            ones = torch.zeros(1, 1, hp, wp)
+            ones[:, :, top : top + p, left : left + p] = 1
+            total, count = total + canvas, count + ones
+    want = (total / count)[:, :, :h, :w]
+    with torch.no_grad():
+        torch.testing.assert_close(asr.features(lr, 3.3), want, atol=1e-5, rtol=1e-4)
+        trained = perturbed(copy.deepcopy(asr), std=0.02, seed=3)  # scale-dependent AFE
+        pair = torch.cat([lr, _lr_sized(h, w, seed=7)])
+        scales = torch.tensor([[2.5, 2.5], [3.5, 3.0]], dtype=torch.float64)
+        both = trained.features(pair, scales)
+        for i in range(2):
+            torch.testing.assert_close(
+                both[i : i + 1],
+                trained.features(pair[i : i + 1], scales[i : i + 1]),
+                atol=1e-6,
+                rtol=0,
+            )
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.arch == "DCTLSA"], ids=lambda c: c.id)
-def test_dctlsa_is_traced_across_several_windows(case, tmp_path, monkeypatch):
-    """Traced inside one of its 16-pixel windows, DCTLSA's graph keeps a window count of 1
-    (onnxruntime then fails at larger sizes); export raises the traced size to 2 x 2 windows.
-    (The export itself takes many minutes: the slow ONNX check runs it.)"""
+@pytest.mark.parametrize("factor", [2, 4, 8])
+@pytest.mark.parametrize("size", [(8, 8), (9, 17), (23, 16), (31, 45), (64, 40)])
+def test_safmn_traceable_pooling_and_resizing_equal_pytorchs(factor, size):
+    """The index-arithmetic forms the SAFMN export runs pick PyTorch's windows and pixels."""
+    from scaleeq.retrofit.adapters.safmn import (
+        adaptive_max_pool2d_traceable,
+        resize_nearest_traceable,
+    )
+
+    h, w = size
+    x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(h * w + factor))
+    pooled = torch.nn.functional.adaptive_max_pool2d(x, (h // factor, w // factor))
+    assert torch.equal(adaptive_max_pool2d_traceable(x, factor), pooled)
+    for out in ((h, w), (3 * h + 1, 2 * w - 1), (h + 5, w)):
+        want = torch.nn.functional.interpolate(pooled, size=out, mode="nearest")
+        assert torch.equal(resize_nearest_traceable(pooled, out), want), out
+
+
+@pytest.mark.parametrize("cid", ["SAFMN-x4", "SeemoRe-x2-exp"])
+def test_the_export_forms_of_safmn_and_seemore_give_the_same_features(cid):
+    """``Adapter.prepare_export`` swaps SAFMN's pooling and SeemoRe's expert loop for traceable
+    forms: the features are those of the model as it runs in eager (SeemoRe: each sample
+    routed by its own weights, as a one-sample eager call routes it)."""
+    case = _case(cid)
+    _, model = _loaded(case)
+    asr = perturbed(scaleeq.retrofit(model), std=0.02, seed=3).eval()
+    traced = copy.deepcopy(asr)
+    traced.adapter.prepare_export(traced.backbone)
+    h, w = case.lr
+    pair = torch.cat([_lr_sized(h + 8, w + 3), _lr_sized(h + 8, w + 3, seed=9)])
+    with torch.no_grad():
+        got = traced.features(pair, 2.7)
+        for i in range(2):
+            want = asr.features(pair[i : i + 1], 2.7)
+            torch.testing.assert_close(got[i : i + 1], want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("cid", "least"),
+    [("DCTLSA-x2", (19, 21)), ("DCTLSA-x4", (19, 21)), ("SAFMN-x2", (16, 16)),
+     ("SeemoRe-x4", (32, 32)), ("IPT-x2", (11, 13))],
+)  # fmt: skip
+def test_export_traces_where_no_pooled_or_windowed_size_is_1(cid, least, tmp_path, monkeypatch):
+    """A trace that sees a size of 1 keeps it as a constant in the graph (onnxruntime then
+    fails at larger sizes): DCTLSA is traced across 2 x 2 of its 16-pixel windows, SAFMN and
+    SeemoRe where their deepest pooling leaves 2 pixels a side, IPT past one crop of its patch
+    size on each axis. (The exports themselves run in the slow ONNX check.)"""
     pytest.importorskip("onnxscript")
     import scaleeq.onnx.export as sonnx
 
+    case = _case(cid)
     seen = []
     monkeypatch.setattr(sonnx, "_export", lambda *args, batch: seen.append(args[4]) or None)
     _, model = _loaded(case)
     asr = scaleeq.retrofit(model).eval()
     sonnx.export_onnx(asr, tmp_path / "m.onnx", in_channels=3, example_size=case.lr, split=False)
-    ((h, w),) = seen
-    assert h > 16 and w > 16  # more than one window on each axis
-    assert (h, w) == (max(19, case.lr[0]), max(21, case.lr[1]))
+    assert seen == [(max(least[0], case.lr[0]), max(least[1], case.lr[1]))]
+
+
+@pytest.mark.slow
+def test_a_trace_that_pins_the_input_size_is_an_error_not_a_graph(tmp_path, monkeypatch):
+    """IPT traced at exactly its patch size sees one crop and keeps that count as a constant,
+    which pins the graph's input to 8 x 8 with no constraint violation from torch.export.
+    export_onnx reads the traced input shape and refuses (IPT's adapter traces past one crop
+    for that reason; here its trace size is switched off)."""
+    pytest.importorskip("onnxscript")
+    from scaleeq.onnx import export_onnx
+    from scaleeq.retrofit.adapters.ipt import IPTAdapter
+
+    monkeypatch.setattr(IPTAdapter, "export_trace_size", lambda self, backbone: None)
+    _, model = _loaded(_case("IPT-x2"))
+    asr = scaleeq.retrofit(model).eval()
+    with pytest.raises(RuntimeError, match=r"fixes the input height and width while tracing at"):
+        export_onnx(asr, tmp_path / "m.onnx", in_channels=3, example_size=(8, 8), split=False)
+    assert not (tmp_path / "m.onnx").exists()
 
 
 @pytest.mark.slow
@@ -233,22 +348,6 @@ def test_onnx_matches_eager(case, tmp_path, record_property):
 
     desc, model = _loaded(case)
     asr = scaleeq.retrofit(model).eval()
-    if case.onnx_fixed_size:  # a graph of one LR size, asked for by name
-        with pytest.raises(ValueError, match=r"pass input_size=\(h, w\)"):
-            export_onnx(asr, tmp_path / "m.onnx", tile=(12, 10), in_channels=3, split=False)
-        path = export_onnx(
-            asr, tmp_path / "m.onnx", tile=(12, 10), in_channels=3, input_size=case.lr, split=False
-        )
-        runner = OnnxUpscaler(path)
-        for s in (1.7, 3.3):
-            lr = _lr(case, batch=2)
-            with torch.no_grad():
-                ref = asr(lr, scale=s)
-            torch.testing.assert_close(runner.upscale(lr, scale=s), ref, atol=1e-4, rtol=0)
-        with pytest.raises(ValueError, match="input_size"):
-            runner.upscale(_lr_sized(case.lr[0] + 1, case.lr[1]), scale=2)
-        record_property("input_size", "x".join(map(str, case.lr)))  # read by the table
-        return
     # one graph, the form the table's ONNX column reports (a split export runs the same
     # features and render as two graphs)
     path = export_onnx(

@@ -26,8 +26,6 @@ class ZooCase:
             where it pads internally).
         stride: the feature map's stride over the input (pixel-unshuffle fronts: 2 or 4).
         onnx: ``True`` if the ONNX export must match eager; else the documented reason why not.
-        onnx_fixed_size: the export needs ``input_size`` (a graph of one LR size: the
-            architecture's own code fixes h and w; its adapter says why).
         compile: ``True`` if ``torch.compile`` must work; else the documented reason why not.
         residual: the architecture's own global skip after its tail that ``skip="auto"`` carries
             (``"nearest"`` / ``"bilinear"`` / ``"bicubic"``), or ``None``.
@@ -46,7 +44,6 @@ class ZooCase:
     lr: tuple[int, int] = (11, 9)
     stride: int = 1
     onnx: bool | str = True
-    onnx_fixed_size: bool = False
     compile: bool | str = True
     residual: str | None = None
     atol: float = 1e-5

@@ -33,7 +33,6 @@ CASES = [
         cut="tail.0",
         layout="ipt",
         lr=(8, 8),
-        onnx_fixed_size=True,
     ),
     ZooCase(
         "IPT-x3",
@@ -42,7 +41,6 @@ CASES = [
         cut="tail.0",
         layout="ipt",
         lr=(8, 8),
-        onnx_fixed_size=True,
     ),
     ZooCase(
         "IPT-x4-no-mlp",
@@ -51,6 +49,5 @@ CASES = [
         cut="tail.0",
         layout="ipt",
         lr=(8, 8),
-        onnx_fixed_size=True,
     ),
 ]

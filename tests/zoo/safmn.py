@@ -15,7 +15,6 @@ CASES = [
         cut="to_img",
         layout="safmn",
         lr=(16, 8),
-        onnx_fixed_size=True,
     ),
     ZooCase(
         "SAFMN-x2",
@@ -24,6 +23,5 @@ CASES = [
         cut="to_img",
         layout="safmn",
         lr=(8, 16),
-        onnx_fixed_size=True,
     ),
 ]

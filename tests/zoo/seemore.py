@@ -23,12 +23,6 @@ def _seemore(scale: int, lr_space: str) -> SeemoRe:
 
 
 # The calibration pools twice by 4: the LR size is at least 16.
-_NO_ONNX = (
-    "spandrel's MoEBlock.calibrate runs two 4x4 stride-4 convs (h, w >= 16, which a "
-    "dynamic-size torch.export trace cannot assume), and its eval-mode MoELayer picks experts "
-    "by a Python loop over topk indices (data-dependent)"
-)
-
 CASES = [
     ZooCase(
         "SeemoRe-x4",
@@ -37,7 +31,6 @@ CASES = [
         cut="upsampler",
         layout="seemore",
         lr=(17, 16),
-        onnx=_NO_ONNX,
     ),
     ZooCase(
         "SeemoRe-x2-exp",
@@ -46,6 +39,5 @@ CASES = [
         cut="upsampler",
         layout="seemore",
         lr=(16, 19),
-        onnx=_NO_ONNX,
     ),
 ]

@@ -28,7 +28,7 @@ from .files import (
     require,
 )
 from .half import to_float16
-from .trace import SizeSpecialized, onnx_translations, output_shape, trace_program
+from .trace import SizeSpecialized, fixed_message, onnx_translations, output_shape, trace_program
 
 __all__ = ["export_onnx", "splits_by_default"]
 
@@ -123,7 +123,8 @@ def export_onnx(
         in_channels: channels of ``lr``; default: read from the model (3 for RGB models).
         example_size: the LR size traced; any size works after export (keep it small, with
             sides of at least 2, for a fast export). Raised to the adapter's
-            ``export_trace_size`` where it declares one (DCTLSA: across 2 x 2 windows).
+            ``export_trace_size`` where it declares one (DCTLSA: across 2 x 2 windows; SAFMN and
+            SeemoRe: two pixels a side after their deepest pooling).
         opset: ONNX opset; default: the exporter's (recorded in the file).
         check: run ``onnx.checker.check_model`` on the result.
         split: ``None`` (default): ``True`` for an SR model whose features are on the input's
@@ -143,11 +144,10 @@ def export_onnx(
             file's metadata as ``"batch": 1``).
         input_size: ``None`` (default): the LR height and width are dynamic. ``(h, w)``: a
             graph for LR inputs of exactly this size (traced at it; ``example_size`` is not
-            used), for architectures whose own code fixes the size while tracing (IPT
-            branches on it, SAFMN pools to sizes computed from it: their adapters declare
-            ``export_fixed_size`` and export refuses them without ``input_size``);
-            :class:`OnnxUpscaler` refuses other sizes with a named error (recorded as
-            ``"input_size"``).
+            used), for a model whose own code fixes the size while tracing (the
+            ``RuntimeError`` of a dynamic export says so; no architecture that
+            :func:`~scaleeq.retrofit` recognises needs it); :class:`OnnxUpscaler` refuses
+            other sizes with a named error (recorded as ``"input_size"``).
         precision: ``"fp32"`` (default) or ``"fp16"``: the image computation in float16, its
             weights stored as float16 (half their bytes; the built-in model's files: 0.66x),
             for runtimes that compute in float16 (GPU providers; onnxruntime's CPU provider
@@ -234,12 +234,6 @@ def export_onnx(
         least = None if fixed else net.adapter.export_trace_size(net.backbone)
         if least is not None:
             eh, ew = max(eh, least[0]), max(ew, least[1])
-        reason = net.adapter.export_fixed_size
-        if reason and not fixed:
-            raise ValueError(
-                f"{reason}, so an exported graph holds only the traced LR size: pass "
-                f"input_size=(h, w) for a graph of one LR size (e.g. input_size=({eh}, {ew}))"
-            )
     name = type(model).__name__
     args = (net, path, (th, tw), c, (eh, ew), fixed, opset, check, split, precision, onnx)
     if batch is not None:
@@ -299,13 +293,20 @@ def _export(
         meta["batch"] = batch
     if fixed:
         meta["input_size"] = [eh, ew]
+
+    def convert(program: Any, inputs: list[str], outputs: list[str], info: dict) -> Any:
+        return _convert(program, inputs, outputs, info, opset, check, onnx, dyn, (eh, ew))
+
+    def write(proto: Any, to: str | os.PathLike) -> Path:
+        return atomic_write(to, lambda tmp: onnx.save_model(proto, tmp))
+
     if not split:
         exported = trace_program(
             _ExportWrapper(net, (th, tw)), (lr, scale, origin),
             {"lr": dyn, "scale": None, "origin": None}, name,
         )  # fmt: skip
         meta.update(out_channels=int(output_shape(exported)[1]), stages=1)
-        return _write(exported, ["lr", "scale", "origin"], ["sr"], meta, path, opset, check, onnx)
+        return write(convert(exported, ["lr", "scale", "origin"], ["sr"], meta), path)
     feats = trace_program(_FeaturesWrapper(net), (lr, scale), {"lr": dyn, "scale": None}, name)
     feat = torch.rand(lr.shape[0], int(output_shape(feats)[1]), eh, ew, generator=gen)
     render = trace_program(
@@ -316,25 +317,32 @@ def _export(
     meta.update(out_channels=int(output_shape(render)[1]), stages=2, features_file=second.name)
     meta["feat_channels"] = int(feat.shape[1])
     meta["feat_dtype"] = "float16" if precision == "fp16" else "float32"
-    _write(
-        feats, ["lr", "scale"], ["feat"], {**meta, "stage": "features"}, second, opset, check, onnx
-    )
-    return _write(render, ["feat", "scale", "origin"], ["sr"], meta, path, opset, check, onnx)
+    # both converted (and checked) before either file is written
+    first = convert(feats, ["lr", "scale"], ["feat"], {**meta, "stage": "features"})
+    last = convert(render, ["feat", "scale", "origin"], ["sr"], meta)
+    write(first, second)
+    return write(last, path)
 
 
-def _write(
+def _convert(
     exported: Any,
     inputs: list[str],
     outputs: list[str],
     meta: dict[str, Any],
-    path: str | os.PathLike,
     opset: int | None,
     check: bool,
     onnx: Any,
-) -> Path:
-    """Convert an exported program to ONNX (its float16 form for ``meta["precision"]``
-    ``"fp16"``: the image input ``lr`` and the output ``sr`` stay float32, ``feat`` is float16),
-    store ``meta`` in the file, check, write."""
+    dynamic: dict[int, Any],
+    traced_size: tuple[int, int],
+) -> Any:
+    """Convert an exported program to an ONNX ``ModelProto`` (its float16 form for
+    ``meta["precision"]`` ``"fp16"``: the image input ``lr`` and the output ``sr`` stay
+    float32, ``feat`` is float16), with ``meta`` stored in it, checked.
+
+    Raises:
+        SizeSpecialized: a dimension of the image input that ``dynamic`` marks as dynamic came
+            out fixed in the trace at ``traced_size``.
+    """
     registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registry_log.level  # it warns about torchvision's ops, which are not used
     registry_log.setLevel(logging.ERROR)
@@ -354,6 +362,13 @@ def _write(
     finally:
         registry_log.setLevel(level)
     proto = program.model_proto
+    # a size of 1 that the trace saw inside the model (one crop, one window, one pooled pixel)
+    # can pin the input's size in the graph without any constraint violation from torch.export
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    pinned = {d for d in dynamic if dims[d].HasField("dim_value")}
+    if pinned:
+        message = fixed_message(meta["model"], pinned, traced_size)
+        raise SizeSpecialized(message + " (a size of 1 inside it kept as a constant)", pinned)
     if meta["precision"] == "fp16":
         proto = to_float16(
             proto,
@@ -366,7 +381,7 @@ def _write(
     entry.key, entry.value = META_KEY, json.dumps(meta)
     if check:
         onnx.checker.check_model(proto, full_check=True)
-    return atomic_write(path, lambda tmp: onnx.save_model(proto, tmp))
+    return proto
 
 
 def _version() -> str:

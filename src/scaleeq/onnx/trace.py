@@ -14,6 +14,7 @@ from torch import nn
 __all__ = [
     "DIM_NAMES",
     "SizeSpecialized",
+    "fixed_message",
     "onnx_translations",
     "output_shape",
     "specialized_dims",
@@ -79,18 +80,27 @@ def trace_program(wrapper: nn.Module, args: tuple, dynamic: dict, name: str) -> 
             return torch.export.export(wrapper, args, dynamic_shapes=dynamic, strict=False)
         except Exception as err:  # torch's message names the cause; say what was attempted
             fixed = specialized_dims(err)
-            message = f"torch.export could not trace {name} with {what}: {err}"
             if fixed is None:
+                message = f"torch.export could not trace {name} with {what}: {err}"
                 raise RuntimeError(message) from err
-            if fixed & {2, 3}:
-                h, w = args[0].shape[-2:]
-                message = (
-                    f"{name}'s own code fixes the input "
-                    + " and ".join(DIM_NAMES[d] for d in sorted(fixed & {2, 3}))
-                    + f" while tracing; export a graph for one LR size with input_size=(h, w) "
-                    f"(e.g. input_size=({h}, {w})). torch.export said: {err}"
-                )
-            raise SizeSpecialized(message, fixed) from err
+            h, w = args[0].shape[-2:]
+            raise SizeSpecialized(fixed_message(name, fixed, (h, w), err), fixed) from err
+
+
+def fixed_message(
+    name: str, fixed: set[int], size: tuple[int, int], err: BaseException | None = None
+) -> str:
+    """What to say when the trace at LR ``size`` fixed the input dimensions ``fixed``."""
+    said = f" torch.export said: {err}" if err is not None else ""
+    if not fixed & {2, 3}:
+        return f"{name}'s own code fixes the input batch while tracing.{said}"
+    h, w = size
+    return (
+        f"{name}'s own code fixes the input "
+        + " and ".join(DIM_NAMES[d] for d in sorted(fixed & {2, 3}))
+        + f" while tracing at {h} x {w}; trace at a larger example_size, or export a graph for "
+        f"one LR size with input_size=(h, w) (e.g. input_size=({h}, {w})).{said}"
+    )
 
 
 def output_shape(exported: Any) -> tuple[int, ...]:

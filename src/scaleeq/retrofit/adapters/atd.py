@@ -28,6 +28,7 @@ from torch import nn
 
 from ...ops.coords import ceil_div
 from ...ops.padding import crop_padding
+from ...scale import ScaleCondition
 from .base import afe_layers, run_layers
 from .basicsr import MeanRangeAdapter
 
@@ -95,7 +96,9 @@ class ATDAdapter(MeanRangeAdapter):
     def _normalised(self, backbone: nn.Module) -> bool:
         return getattr(backbone, "no_norm", None) is None
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         h0, w0 = lr.shape[-2:]
         ws = int(backbone.window_size)
         h, w = ceil_div(h0, ws) * ws, ceil_div(w0, ws) * ws

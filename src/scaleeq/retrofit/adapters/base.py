@@ -29,6 +29,7 @@ from torch import nn
 from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock, AFETokenBlock
 from ...ops.coords import ceil_div
+from ...scale import ScaleCondition
 
 __all__ = [
     "AFEThenLayer",
@@ -67,7 +68,7 @@ class Interleaved(nn.Module):
         self.n_blocks = n_blocks
         self.checkpointing: str | None = None
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
         mode = self.checkpointing
         for i, block in enumerate(self.blocks):
             if i < self.n_blocks and i % self.every == 0:
@@ -89,11 +90,11 @@ class AFEThenLayer(nn.Module):
         self.layer = layer
         self.checkpointing: str | None = None
 
-    def _run(self, x: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args: Any):
+    def _run(self, x: torch.Tensor, x_size: tuple[int, int], scale: ScaleCondition, *args: Any):
         return self.layer(self.afe(x, x_size, scale), x_size, *args)
 
     def forward(
-        self, x: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args: Any
+        self, x: torch.Tensor, x_size: tuple[int, int], scale: ScaleCondition, *args: Any
     ) -> torch.Tensor:
         return maybe_checkpoint(self._run, x, x_size, scale, *args, mode=self.checkpointing)
 
@@ -120,7 +121,7 @@ def interleave(
     return Interleaved(body, afe, every, n_blocks)
 
 
-def run_body(body: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def run_body(body: nn.Module, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
     """``body(x, scale)`` for an :class:`Interleaved` body, ``body(x)`` otherwise
     (``afe="none"``)."""
     return body(x, scale) if isinstance(body, Interleaved) else body(x)
@@ -132,7 +133,7 @@ def afe_layers(layers: nn.ModuleList, dim: int) -> nn.ModuleList:
 
 
 def run_layers(
-    layers: nn.ModuleList, t: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args
+    layers: nn.ModuleList, t: torch.Tensor, x_size: tuple[int, int], scale: ScaleCondition, *args
 ) -> torch.Tensor:
     """Run token groups in order, handing the scale to the AFE-wrapped ones."""
     for layer in layers:
@@ -161,9 +162,6 @@ class Adapter:
             (window attention computing the batch from sizes), so that
             :func:`scaleeq.onnx.export_onnx` writes a one-sample graph at once; ``None``: the
             batch stays a dynamic input size.
-        export_fixed_size: why the architecture's own code fixes the LR height and width in
-            an exported graph (``""``: it does not); :func:`scaleeq.onnx.export_onnx` then asks
-            for ``input_size=(h, w)`` instead of writing a graph that is wrong at other sizes.
     """
 
     name: ClassVar[str] = ""
@@ -171,7 +169,6 @@ class Adapter:
     architectures: ClassVar[tuple[str, ...]] = ()
     residual: ClassVar[str | None] = None
     export_batch: ClassVar[int | None] = None
-    export_fixed_size: ClassVar[str] = ""
 
     def __init__(self, pixel_range: float = 1.0, body: str | None = None) -> None:
         self.pixel_range = pixel_range
@@ -227,9 +224,12 @@ class Adapter:
         return x
 
     # -- running ------------------------------------------------------------------------------
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         """The body's features of ``lr`` ``(B, C_in, h, w)`` in [0, 1], AFE layers at ``scale``
-        (``(N, 2)`` float64). ``lr`` must not be modified in place."""
+        (the call's parsed condition: ``scale.value`` is ``(N, 2)`` float64, ``N`` = 1 or
+        ``B``). ``lr`` must not be modified in place."""
         raise NotImplementedError
 
     def stride(self, backbone: nn.Module) -> int:
@@ -319,7 +319,8 @@ def check_cut(adapter: Adapter, model: nn.Module, backbone: nn.Module) -> None:
             runner = adapter.reference_model(model)
             ref = reference_features(tail, runner, adapter.model_input(model, x.clone()))
             expected = adapter.cut_reference(model, ref, (h, w))
-            ours = adapter.features(backbone, x, torch.ones(1, 2, dtype=torch.float64))
+            ones = ScaleCondition(torch.ones(1, 2, dtype=torch.float64))
+            ours = adapter.features(backbone, x, ones)
     finally:
         model.train(training)
     if expected.shape != ours.shape or not torch.allclose(expected, ours, atol=1e-5, rtol=1e-4):

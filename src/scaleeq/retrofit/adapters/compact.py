@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["CompactAdapter"]
@@ -67,7 +68,9 @@ class CompactAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
         return backbone.body[0]
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         x = backbone.body[1](backbone.body[0](lr))  # a new tensor before any in-place activation
         return run_body(backbone.body[2], x, scale)
 

@@ -29,6 +29,7 @@ from torch import nn
 from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...ops.padding import crop_padding
+from ...scale import ScaleCondition
 from .atd import flip_pad
 from .base import AFEThenLayer, Interleaved
 from .basicsr import MeanRangeAdapter
@@ -67,12 +68,12 @@ class AFEThenMapGroup(nn.Module):
         self.checkpointing: str | None = None
 
     def _run(
-        self, x: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args: Any
+        self, x: torch.Tensor, x_size: tuple[int, int], scale: ScaleCondition, *args: Any
     ) -> torch.Tensor:
         return self.layer(self.afe(x, scale), x_size, *args)
 
     def forward(
-        self, x: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args: Any
+        self, x: torch.Tensor, x_size: tuple[int, int], scale: ScaleCondition, *args: Any
     ) -> torch.Tensor:
         return maybe_checkpoint(self._run, x, x_size, scale, *args, mode=self.checkpointing)
 
@@ -83,7 +84,11 @@ def afe_map_groups(layers: nn.ModuleList, dim: int) -> nn.ModuleList:
 
 
 def run_map_groups(
-    layers: nn.ModuleList, x: torch.Tensor, x_size: tuple[int, int], scale: torch.Tensor, *args: Any
+    layers: nn.ModuleList,
+    x: torch.Tensor,
+    x_size: tuple[int, int],
+    scale: ScaleCondition,
+    *args: Any,
 ) -> torch.Tensor:
     """Run NCHW groups in order, handing the scale to the AFE-wrapped ones."""
     for layer in layers:
@@ -141,7 +146,9 @@ class CRAFTAdapter(MeanRangeAdapter):
     def set_checkpointing(self, backbone: nn.Module, mode: str | None) -> int:
         return set_wrapper_checkpointing(backbone, mode)
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         h0, w0 = lr.shape[-2:]
         ws = int(backbone.window_size)
         h, w = (h0 // ws + 1) * ws, (w0 // ws + 1) * ws

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...scale import ScaleCondition
 from .base import afe_layers, out_channels, run_layers
 from .basicsr import MeanRangeAdapter
 
@@ -64,7 +65,7 @@ class BeforeRGAdapter(MeanRangeAdapter):
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         return (16, 16)
 
-    def _body(self, backbone: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def _body(self, backbone: nn.Module, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
         """``forward_features`` with the scale handed to each AFE-wrapped group."""
         b, c, h, w = x.shape
         t = backbone.before_RG(x)
@@ -72,7 +73,9 @@ class BeforeRGAdapter(MeanRangeAdapter):
         t = backbone.norm(t)
         return t.transpose(1, 2).reshape(b, c, h, w)
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         x = (lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range  # a new tensor
         x = backbone.conv_first(x)
         return backbone.conv_after_body(self._body(backbone, x, scale)) + x

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
+from ...scale import ScaleCondition
 from .base import Adapter
 
 __all__ = ["AFEThen", "DCTLSAAdapter"]
@@ -44,12 +45,12 @@ class AFEThen(nn.Module):
         self.block = block
         self.checkpointing: str | None = None
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
         x = maybe_checkpoint(self.afe, x, scale, mode=self.checkpointing)
         return maybe_checkpoint(self.block, x, mode=self.checkpointing)
 
 
-def _run(block: nn.Module, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def _run(block: nn.Module, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
     return block(x, scale) if isinstance(block, AFEThen) else block(x)
 
 
@@ -104,7 +105,9 @@ class DCTLSAAdapter(Adapter):
                 count += 1
         return count
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         head = backbone.fea_conv(lr)
         dense = head  # the concatenation of the head and the group outputs so far
         x = head

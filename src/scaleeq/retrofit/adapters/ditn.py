@@ -27,6 +27,7 @@ from torch import nn
 from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...ops.padding import crop_padding, pad_to_multiple
+from ...scale import ScaleCondition
 from .base import Adapter
 
 __all__ = ["DITNAdapter", "UFONEWithAFE"]
@@ -54,7 +55,7 @@ class UFONEWithAFE(nn.Module):
         t = self.group.ITLs(t)
         return t.view(b, h // p, w // p, c, p, p).permute(0, 3, 1, 4, 2, 5).reshape(b, c, h, w)
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
         mode = self.checkpointing
         x = maybe_checkpoint(self.afe[0], x, scale, mode=mode)
         x = maybe_checkpoint(self._local, x, mode=mode)
@@ -115,7 +116,9 @@ class DITNAdapter(Adapter):
         """What the network pads to: the least common multiple of its ``patch_sizes``."""
         return math.lcm(*(int(p) for p in backbone.patch_sizes))
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         h, w = lr.shape[-2:]
         x = pad_to_multiple(lr, self._multiple(backbone))  # reflect, as the network pads
         f = backbone.sft(x)

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..._checks import tracing
 from ...ops.coords import pad_to
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["ESRGANAdapter"]
@@ -78,7 +79,9 @@ class ESRGANAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d | None:
         return None if self.stride(backbone) > 1 else backbone.model[0]
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         s = self.stride(backbone)
         x = lr
         if s > 1:

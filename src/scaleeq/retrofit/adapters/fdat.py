@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ...ops.padding import pad_to_multiple
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["FDATAdapter"]
@@ -78,7 +79,9 @@ class FDATAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d | None:
         return backbone.conv_first if isinstance(backbone.conv_first, nn.Conv2d) else None
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         s = self.stride(backbone)
         x = pad_to_multiple(lr, s) if s > 1 else lr  # reflect, as the network pads
         f = backbone.conv_first(x)

@@ -29,6 +29,7 @@ from torch import nn
 
 from ...ops.coords import pad_to
 from ...ops.padding import crop_padding
+from ...scale import ScaleCondition
 from .base import afe_layers, run_layers
 from .basicsr import MeanRangeAdapter
 
@@ -93,7 +94,9 @@ class GRLAdapter(MeanRangeAdapter):
         p = int(model.pad_size)
         return (p, p)  # no padding to crop
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         h0, w0 = lr.shape[-2:]
         x = _pad(lr, int(backbone.pad_size))
         x = (x - torch.as_tensor(backbone.mean).to(x)) * backbone.img_range  # a new tensor

@@ -45,6 +45,7 @@ from torch import nn
 from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...ops.coords import ceil_div
+from ...scale import ScaleCondition
 from .base import Adapter
 from .craft import set_wrapper_checkpointing
 
@@ -80,7 +81,7 @@ class IPTBody(nn.Module):
         pd = int(self.vit.patch_dim)
         return F.fold(t.permute(1, 2, 0), size, pd, stride=pd)
 
-    def _run(self, x: torch.Tensor, query_idx: int, scale: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, query_idx: int, scale: ScaleCondition) -> torch.Tensor:
         vit = self.vit
         size = (x.shape[2], x.shape[3])
         if len(self.afe):
@@ -106,7 +107,7 @@ class IPTBody(nn.Module):
             t = vit.mlp_head(t) + t
         return self._map(t, size)
 
-    def forward(self, x: torch.Tensor, query_idx: int, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, query_idx: int, scale: ScaleCondition) -> torch.Tensor:
         return maybe_checkpoint(self._run, x, query_idx, scale, mode=self.checkpointing)
 
 
@@ -120,10 +121,6 @@ class IPTAdapter(Adapter):
     name = "ipt"
     family = "IPT (SR path)"
     architectures = ("IPT",)
-    export_fixed_size = (
-        "IPT's forward branches on the input size: one patch_size x patch_size patch, or "
-        "overlapping crops of that size"
-    )
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:
@@ -168,6 +165,13 @@ class IPTAdapter(Adapter):
         runner.scale_idx = index
         return runner
 
+    def export_trace_size(self, backbone: nn.Module) -> tuple[int, int]:
+        """Past one crop on each axis: a trace at ``patch_size`` sees one crop and keeps that
+        count (and so the input size) as a constant."""
+        p = int(backbone.patch_size)
+        s = max(1, p // 4)
+        return (p + s + 1, p + 2 * s + 1)
+
     def probe_size(self, model: nn.Module) -> tuple[int, int]:
         p = int(model.patch_size)
         return (p, p)
@@ -187,27 +191,29 @@ class IPTAdapter(Adapter):
         return count
 
     def _crop_features(
-        self, backbone: nn.Module, x: torch.Tensor, scale: torch.Tensor
+        self, backbone: nn.Module, x: torch.Tensor, scale: ScaleCondition
     ) -> torch.Tensor:
         """Head and body on ``patch_size`` crops ``(N, 3, P, P)``: ``body(head(x)) + head(x)``."""
         x = backbone.head(x)
         return backbone.body(x, self.index, scale) + x
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         x = backbone.sub_mean(lr * float(backbone.rgb_range))  # a new tensor
         b, c, h, w = x.shape
         p = int(backbone.patch_size)
-        if h == p and w == p:
-            return self._crop_features(backbone, x, scale)
         s = max(1, p // 4)
-        hp = p + ceil_div(max(h - p, 0), s) * s
-        wp = p + ceil_div(max(w - p, 0), s) * s
+        # no branch on the size (one graph for every size): a patch_size image is one crop,
+        # whose fold and division by a count of 1 give the crop's features unchanged
+        hp = p + ceil_div(torch.sym_max(h - p, 0), s) * s
+        wp = p + ceil_div(torch.sym_max(w - p, 0), s) * s
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
         crops = F.unfold(x, p, stride=s)  # (B, C * P * P, T)
         n = crops.shape[-1]
         crops = crops.transpose(1, 2).reshape(b * n, c, p, p)
-        if scale.shape[0] == b and b > 1:
-            scale = scale.repeat_interleave(n, dim=0)
+        if scale.value.shape[0] == b and b > 1:  # per-sample scales: one row per crop
+            scale = ScaleCondition(scale.value.repeat_interleave(n, dim=0))
         feat = self._crop_features(backbone, crops, scale)
         k = feat.shape[1]
         cols = feat.reshape(b, n, k * p * p).transpose(1, 2)

@@ -37,6 +37,7 @@ from torch import nn
 from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...ops.coords import ceil_div
+from ...scale import ScaleCondition
 from .base import Adapter
 
 __all__ = ["MMRealSRAdapter", "ModulatedTrunk"]
@@ -74,7 +75,7 @@ class ModulatedTrunk(nn.Module):
     def _pair(self, i: int, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         return self.am_list[i](self.body[i](x), d)
 
-    def forward(self, x: torch.Tensor, d: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, d: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
         mode = self.checkpointing
         for i in range(len(self.body)):
             if len(self.afe) > 0 and i % self.every == 0:

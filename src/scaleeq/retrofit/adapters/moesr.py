@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...ops.padding import crop_padding, pad_to_multiple
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["MoESRAdapter"]
@@ -61,7 +62,9 @@ class MoESRAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
         return backbone.in_to_dim
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         h, w = lr.shape[-2:]
         f = backbone.in_to_dim(pad_to_multiple(lr, 2))  # reflect, as the network pads
         return crop_padding(run_body(backbone.blocks, f, scale) + f, (h, w))

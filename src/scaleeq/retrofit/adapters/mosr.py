@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["MoSRAdapter"]
@@ -68,7 +69,9 @@ class MoSRAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
         return backbone.gblocks[0]
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         x = run_body(backbone.gblocks[1], backbone.gblocks[0](lr), scale)
         return x + (backbone.shortcut(lr) - 0.5)
 

@@ -22,6 +22,7 @@ from torch import nn
 from ..._checks import tracing
 from ...ops.coords import ceil_div, pad_to
 from ...ops.padding import crop_padding
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["OmniSRAdapter", "zero_pad_to_multiple"]
@@ -89,7 +90,9 @@ class OmniSRAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
         return backbone.input
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         h, w = lr.shape[-2:]
         x = zero_pad_to_multiple(lr, int(backbone.window_size))
         f = backbone.input(x)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["PLKSRAdapter", "RealPLKSRAdapter", "RealPLKSRDySampleAdapter"]
@@ -79,7 +80,9 @@ class _PLKBase(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
         return backbone.feats[0]
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         return run_body(backbone.feats[1], backbone.feats[0](lr), scale)
 
 

@@ -55,6 +55,7 @@ from torch import nn
 from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
 from ...ops.coords import ceil_div, pad_to
+from ...scale import ScaleCondition
 from .base import Adapter
 
 __all__ = [
@@ -127,7 +128,7 @@ class _Stages(nn.Module):
         self.afe = afe
         self.checkpointing: str | None = None
 
-    def _afe(self, i: int, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def _afe(self, i: int, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
         if len(self.afe) == 0:
             return x
         return maybe_checkpoint(self.afe[i], x, scale, mode=self.checkpointing)
@@ -147,7 +148,7 @@ class UNet1Features(_Stages):
         super().__init__(unet, _UNET1 if keep_bottom else _UNET1[:-1], afe)
         self.keep_bottom = keep_bottom
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
         x1 = self._run(self.conv1, x)
         x2 = F.leaky_relu(self.conv1_down(x1), _SLOPE)
         x1 = x1[:, :, 4:-4, 4:-4]
@@ -166,7 +167,7 @@ class UNet2Features(_Stages):
     def __init__(self, unet: nn.Module, afe: nn.ModuleList) -> None:
         super().__init__(unet, _UNET2, afe)
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: ScaleCondition) -> torch.Tensor:
         x1 = self._run(self.conv1, x)
         x2 = F.leaky_relu(self.conv1_down(x1), _SLOPE)
         x1 = x1[:, :, 16:-16, 16:-16]

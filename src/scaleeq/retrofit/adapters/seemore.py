@@ -12,17 +12,34 @@ tail). The forward maps the input to ``(x - mean) * img_range`` and the output b
 **AFE blocks**: one before each ResGroup (every ``afe_every``-th with that setting).
 
 No global residual, no clamp. In eval mode spandrel's MoE layer picks its experts with a
-Python loop over ``topk`` indices of the (batch-1) routing weights, as the network does.
+Python loop over the ``topk`` indices of one image's routing weights: its own forward fails on
+a batch of more than one (the indices of the first sample index the others' weights). The
+adapter runs a batch in eval mode one sample at a time, each routed by its own weights (in
+training mode spandrel's layer weights every expert per sample, and the batch runs whole).
+
+**Export**: that loop reads tensor values, which ``torch.export`` cannot trace.
+:meth:`SeemoReAdapter.prepare_export` runs the export's copy with the weighted sum over every
+expert that spandrel's own training-mode branch computes: unselected experts get a weight of
+exactly 0, so a sample's output is the eval-mode one (up to the order of the additions where
+``topk > 1``), and each sample is routed by its own weights. The calibration pools twice by 4,
+so the trace runs at 32 x 32 LR pixels (two pooled pixels a side: a trace that sees one keeps
+it as a constant); the graph takes LR sizes from 16 up, as the network does.
 """
 
 from __future__ import annotations
 
+import types
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["SeemoReAdapter"]
+
+_WEIGHTED = "_scaleeq_weighted_experts"  # set on the export's copy by prepare_export
 
 
 class SeemoReAdapter(Adapter):
@@ -59,7 +76,25 @@ class SeemoReAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
         return backbone.conv_1
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
+        n = lr.shape[0]
+        if n > 1 and not backbone.training and not getattr(backbone, _WEIGHTED, False):
+            r = scale.value  # (1, 2) or one row per sample
+            return torch.cat(
+                [
+                    self._features(backbone, lr[i : i + 1], ScaleCondition(r[i : i + 1]))
+                    if r.shape[0] > 1
+                    else self._features(backbone, lr[i : i + 1], scale)
+                    for i in range(n)
+                ]
+            )
+        return self._features(backbone, lr, scale)
+
+    def _features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         f = backbone.conv_1((lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range)
         body = backbone.body
         if isinstance(body, nn.ModuleList):  # afe="none": the groups in order
@@ -70,11 +105,34 @@ class SeemoReAdapter(Adapter):
             x = run_body(body, f, scale)
         return backbone.conv_2(backbone.norm(x)) + f
 
+    def export_trace_size(self, backbone: nn.Module) -> tuple[int, int]:
+        return (32, 32)
+
+    def prepare_export(self, backbone: nn.Module) -> None:
+        """Route with every expert weighted (the module doc): a graph without the loop over
+        ``topk`` indices."""
+        for m in backbone.modules():
+            if hasattr(m, "experts") and hasattr(m, "gate") and hasattr(m, "num_expert"):
+                m.forward = types.MethodType(_weighted_experts, m)
+        setattr(backbone, _WEIGHTED, True)  # the batch then runs whole (per-sample routing)
+
     def output_range(self, backbone: nn.Module) -> float:
         return float(backbone.img_range)
 
     def output(self, backbone: nn.Module, out: torch.Tensor) -> torch.Tensor:
         return out / backbone.img_range + torch.as_tensor(backbone.mean).to(out)
+
+
+def _weighted_experts(self: nn.Module, inputs: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """spandrel's ``MoELayer`` as its training-mode branch computes it: every expert, weighted
+    by its routing weight where it is among the sample's ``topk``, else by 0."""
+    weights = F.softmax(self.gate(inputs), dim=1, dtype=torch.float).to(inputs.dtype)
+    top = torch.topk(weights, self.num_expert).indices
+    kept = torch.zeros_like(weights).scatter(1, top, weights.gather(1, top))
+    out = inputs.clone()
+    for i, expert in enumerate(self.experts):
+        out = out + expert(inputs, k) * kept[:, i : i + 1, None, None]
+    return out
 
 
 ADAPTERS = (SeemoReAdapter,)

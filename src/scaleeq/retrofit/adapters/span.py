@@ -28,6 +28,7 @@ from torch import nn
 
 from ..._activation_checkpoint import maybe_checkpoint
 from ...layers.afe import AFEBlock
+from ...scale import ScaleCondition
 from .base import Adapter
 
 __all__ = ["SPANAdapter"]
@@ -47,7 +48,7 @@ class AFEThenSPAB(nn.Module):
         self.block = block
         self.checkpointing: str | None = None
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, scale: ScaleCondition) -> tuple[torch.Tensor, ...]:
         x = maybe_checkpoint(self.afe, x, scale, mode=self.checkpointing)
         return maybe_checkpoint(self.block, x, mode=self.checkpointing)
 
@@ -85,7 +86,9 @@ class SPANAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
         return backbone.conv_1.sk
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         x = lr
         if backbone.no_norm is None:  # the network's is_norm
             x = (lr - torch.as_tensor(backbone.mean).to(lr)) * backbone.img_range

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ...scale import ScaleCondition
 from .base import Adapter, interleave, run_body
 
 __all__ = ["SwiftSRGANAdapter"]
@@ -60,7 +61,9 @@ class SwiftSRGANAdapter(Adapter):
     def input_conv(self, backbone: nn.Module) -> nn.Conv2d:
         return backbone.initial.cnn.depthwise
 
-    def features(self, backbone: nn.Module, lr: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    def features(
+        self, backbone: nn.Module, lr: torch.Tensor, scale: ScaleCondition
+    ) -> torch.Tensor:
         initial = backbone.initial(lr)
         return backbone.convblock(run_body(backbone.residual, initial, scale)) + initial
 

@@ -23,6 +23,7 @@ from torch import nn
 from ..._checks import tracing
 from ...ops.coords import ceil_div
 from ...ops.padding import crop_padding, pad_to_multiple
+from ...scale import ScaleCondition
 from .base import afe_layers, out_channels, run_layers
 from .basicsr import MeanRangeAdapter
 
@@ -104,7 +105,7 @@ class SwinAdapter(MeanRangeAdapter):
         return (params,)
 
     def _body(
-        self, backbone: nn.Module, x: torch.Tensor, scale: torch.Tensor | None
+        self, backbone: nn.Module, x: torch.Tensor, scale: ScaleCondition | None
     ) -> torch.Tensor:
         """``forward_features`` with the scale handed to each AFE-wrapped layer."""
         x_size = (x.shape[2], x.shape[3])
