@@ -102,9 +102,15 @@ def _edsr_star():
 
 @pytest.mark.parametrize("which", ["upsampler", "edsr_star"])
 def test_compile_matches_eager_forward_and_backward(which):
+    if TINY and which == "edsr_star":
+        pytest.skip(
+            "CPU rehearsal: the default run's tests/test_plan.py compiles the same EDSR* "
+            "(fullgraph, dynamic) on the CPU; the GPU run compiles it with inductor"
+        )
     torch.manual_seed(0)
     if which == "upsampler":
-        model = scaleeq.NeuralKrigingUpsampler(16, hidden=32, blocks=2).to(DEVICE)
+        width, blocks = (16, 1) if TINY else (32, 2)  # the rehearsal checks tracing: small
+        model = scaleeq.NeuralKrigingUpsampler(16, hidden=width, blocks=blocks).to(DEVICE)
         x = torch.randn(2, 16, 12, 10, device=DEVICE, requires_grad=True)
     else:
         model = _edsr_star()

@@ -224,12 +224,17 @@ def test_dynamo_traces_a_forward_without_graph_breaks(factory, call):
     assert explanation.graph_break_count == 0, explanation.break_reasons
 
 
-def test_compiled_training_call_equals_eager_and_compiles_once():
-    """fullgraph + dynamic, forward and backward, three per-sample scale draws, one compile."""
+@pytest.mark.parametrize("backend", ["eager", pytest.param("aot_eager", marks=pytest.mark.slow)])
+def test_compiled_training_call_equals_eager_and_compiles_once(backend):
+    """fullgraph + dynamic, forward and backward, three per-sample scale draws, one compile.
+
+    ``eager``: dynamo's capture (guards, graph breaks, recompiles) with autograd through the
+    captured graph (12 s on 2 cores); ``aot_eager`` (slow run, about 55 s) also traces the
+    backward with AOTAutograd, as inductor does."""
     torch.manual_seed(0)
     up = scaleeq.NeuralKrigingUpsampler(16, hidden=16, blocks=1)  # small: compile time
     model = perturbed(retrofit(EDSR.from_preset("tiny"), skip="bicubic", upsampler=up))
-    counter = torch._dynamo.testing.CompileCounterWithBackend("aot_eager")
+    counter = torch._dynamo.testing.CompileCounterWithBackend(backend)
     compiled = torch.compile(model, backend=counter, fullgraph=True, dynamic=True)
     lr = torch.rand(2, 3, 10, 12)
     params = list(model.parameters())
