@@ -23,7 +23,13 @@ pytest.importorskip("onnxscript")
 
 from scaleeq import NeuralKrigingUpsampler, retrofit  # noqa: E402
 from scaleeq.models import EDSR, EQSR, RCAN, SwinIR  # noqa: E402
-from scaleeq.onnx import DEFAULT_TILE, OnnxUpscaler, export_onnx, features_path  # noqa: E402
+from scaleeq.onnx import (  # noqa: E402
+    DEFAULT_TILE,
+    OnnxUpscaler,
+    convert_to_fp16,
+    export_onnx,
+    features_path,
+)
 from scaleeq.onnx import upscale as onnx_upscale  # noqa: E402
 
 from ._helpers import perturbed  # noqa: E402
@@ -181,11 +187,16 @@ def test_a_model_that_fixes_the_batch_exports_a_one_sample_graph_and_warns(tmp_p
     _check_against_eager(model, runner, 3, batch=3)
 
 
-def test_a_model_that_fixes_its_input_size_exports_for_one_lr_size(tmp_path):
+def test_a_model_that_fixes_its_input_size_is_told_to_pass_input_size(tmp_path):
     model = _retrofitted("height")
     with pytest.raises(RuntimeError, match=r"fixes the input height while tracing.*input_size"):
         export_onnx(model, tmp_path / "h.onnx", tile=TILE, in_channels=3, example_size=(9, 7))
     assert not (tmp_path / "h.onnx").exists()
+
+
+@pytest.mark.slow
+def test_a_model_that_fixes_its_input_size_exports_for_one_lr_size(tmp_path):
+    model = _retrofitted("height")
     path = export_onnx(model, tmp_path / "h.onnx", tile=TILE, in_channels=3, input_size=(9, 7))
     runner = OnnxUpscaler(path)
     assert runner.input_size == (9, 7) and runner.batch is None
@@ -437,9 +448,11 @@ def _check_fp16_against_eager(model, runner: OnnxUpscaler, channels: int) -> Non
 
 @pytest.fixture(scope="module")
 def nk16(nk, tmp_path_factory):
-    up = nk[0]
-    path = export_onnx(up, tmp_path_factory.mktemp("onnx16") / "nk16.onnx", tile=TILE,
-                       precision="fp16")  # fmt: skip
+    """The float16 form of ``nk``'s file, by :func:`convert_to_fp16` (the same graph as
+    ``export_onnx(..., precision="fp16")`` writes: test_convert_to_fp16_writes_the_fp16_export,
+    slow run; the fp16 export itself: the split-export test)."""
+    up, fp32, _ = nk
+    path = convert_to_fp16(fp32, tmp_path_factory.mktemp("onnx16") / "nk16.onnx")
     return up, path, OnnxUpscaler(path)
 
 
@@ -498,6 +511,55 @@ def test_a_file_without_a_recorded_precision_is_fp32(nk, tmp_path):
     onnx.save_model(model, str(tmp_path / "odd.onnx"))
     with pytest.raises(ValueError, match="damaged scaleeq metadata.*precision"):
         OnnxUpscaler(tmp_path / "odd.onnx")
+
+
+def test_convert_to_fp16_refuses_what_it_cannot_convert(nk, nk16, tmp_path):
+    fp32, fp16 = nk[1], nk16[1]
+    with pytest.raises(ValueError, match="already fp16"):
+        convert_to_fp16(fp16, tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="is the input file"):
+        convert_to_fp16(fp32, fp32)
+    with pytest.raises(ValueError, match="is not a file"):
+        convert_to_fp16(tmp_path / "none.onnx", tmp_path / "x.onnx")
+    plain = onnx.load(str(fp32))
+    del plain.metadata_props[:]
+    onnx.save_model(plain, str(tmp_path / "plain.onnx"))
+    with pytest.raises(ValueError, match="not written by scaleeq"):
+        convert_to_fp16(tmp_path / "plain.onnx", tmp_path / "x.onnx")
+    feats = onnx.load(str(fp32))  # a features file is named in its metadata
+    (entry,) = feats.metadata_props
+    entry.value = json.dumps({**json.loads(entry.value), "stage": "features"})
+    onnx.save_model(feats, str(tmp_path / "m.features.onnx"))
+    with pytest.raises(ValueError, match="features file of a split export"):
+        convert_to_fp16(tmp_path / "m.features.onnx", tmp_path / "x.onnx")
+    split = onnx.load(str(fp32))  # a render file whose features file is gone
+    (entry,) = split.metadata_props
+    entry.value = json.dumps({**json.loads(entry.value), "stages": 2})
+    onnx.save_model(split, str(tmp_path / "lone.onnx"))
+    with pytest.raises(ValueError, match="features file .* is missing"):
+        convert_to_fp16(tmp_path / "lone.onnx", tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("split", [True, False])
+def test_convert_to_fp16_writes_the_fp16_export(split, tmp_path):
+    """Converting a float32 file gives the graphs and settings ``export_onnx(...,
+    precision="fp16")`` writes for the same model (both files of a split export)."""
+    torch.manual_seed(0)
+    up = NeuralKrigingUpsampler(16, hidden=16, blocks=1)
+    model = perturbed(retrofit(EDSR.from_preset("tiny"), upsampler=up)).eval()
+    for sub in "abc":
+        (tmp_path / sub).mkdir()
+    made = export_onnx(model, tmp_path / "a" / "m.onnx", tile=TILE, split=split, precision="fp16")
+    fp32 = export_onnx(model, tmp_path / "b" / "m.onnx", tile=TILE, split=split)
+    got = convert_to_fp16(fp32, tmp_path / "c" / "m.onnx")
+    pairs = [(made, got)] + ([(features_path(made), features_path(got))] if split else [])
+    for a, b in pairs:
+        ma, mb = onnx.load(str(a)), onnx.load(str(b))
+        assert _meta(a) == {**_meta(b), "scaleeq_version": _meta(a)["scaleeq_version"]}
+        del ma.metadata_props[:], mb.metadata_props[:]
+        assert ma.graph == mb.graph
 
 
 def test_export_refuses_an_unknown_precision(tmp_path):

@@ -22,6 +22,7 @@ recompute the features; ``split=False`` writes the one graph described above.
 runtimes that compute in float16 (GPU providers): ``lr`` and ``sr`` stay float32, the
 geometry (output size, query positions, scale encodings) stays as traced, a split export's
 ``feat`` is float16 (:mod:`scaleeq.onnx.half`; the file's metadata records the precision).
+:func:`convert_to_fp16` writes that form of a float32 file without tracing the model again.
 
 A window may reach past the bottom / right edge of the output (the helpers do this only when
 the output is smaller than a tile): the pixels inside the output are exact, the rest is
@@ -35,6 +36,7 @@ Requires the ``onnx`` extra (``pip install 'scaleeq[onnx]'``: onnx, onnxscript, 
 
 from __future__ import annotations
 
+from .convert import convert_to_fp16
 from .export import export_onnx, splits_by_default
 from .files import DEFAULT_TILE, features_path
 from .runtime import OnnxUpscaler, upscale
@@ -42,6 +44,7 @@ from .runtime import OnnxUpscaler, upscale
 __all__ = [
     "DEFAULT_TILE",
     "OnnxUpscaler",
+    "convert_to_fp16",
     "export_onnx",
     "features_path",
     "splits_by_default",

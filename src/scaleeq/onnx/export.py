@@ -3,7 +3,6 @@ as inputs (see :mod:`scaleeq.onnx`)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
@@ -21,13 +20,13 @@ from ..retrofit.model import ArbitraryScaleSR
 from .files import (
     DEFAULT_TILE,
     FORMAT_VERSION,
-    META_KEY,
     PRECISIONS,
     default_tile,
     features_path,
     require,
+    set_meta,
 )
-from .half import to_float16
+from .half import half_graph
 from .trace import SizeSpecialized, fixed_message, onnx_translations, output_shape, trace_program
 
 __all__ = ["export_onnx", "splits_by_default"]
@@ -370,15 +369,8 @@ def _convert(
         message = fixed_message(meta["model"], pinned, traced_size)
         raise SizeSpecialized(message + " (a size of 1 inside it kept as a constant)", pinned)
     if meta["precision"] == "fp16":
-        proto = to_float16(
-            proto,
-            image=inputs[:1],
-            float32_inputs=[n for n in inputs[:1] if n == "lr"],
-            float32_outputs=[n for n in outputs if n == "sr"],
-        )
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = META_KEY, json.dumps(meta)
+        proto = half_graph(proto)
+    set_meta(proto, meta)
     if check:
         onnx.checker.check_model(proto, full_check=True)
     return proto

@@ -5,8 +5,10 @@ the split-export file name, and the import of the optional ``onnx`` extra's pack
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,10 @@ __all__ = [
     "PRECISIONS",
     "default_tile",
     "features_path",
+    "get_meta",
     "lean_session_options",
     "require",
+    "set_meta",
 ]
 
 #: Tile (window) size of a one-graph export, whose every run computes the backbone's features
@@ -80,3 +84,32 @@ def lean_session_options(ort: Any) -> Any:
     options.enable_cpu_mem_arena = False
     options.enable_mem_pattern = False
     return options
+
+
+def set_meta(model: Any, meta: dict[str, Any]) -> None:
+    """Store the export settings ``meta`` in the ``onnx.ModelProto`` ``model`` (key
+    :data:`META_KEY`, JSON), replacing what metadata it had."""
+    del model.metadata_props[:]
+    entry = model.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+
+
+def get_meta(props: Mapping[str, str], name: str) -> dict[str, Any]:
+    """The export settings in a file's metadata ``props`` (an ``onnx.ModelProto``'s
+    ``metadata_props`` as a dict, or onnxruntime's ``custom_metadata_map``); ``name`` is the
+    file, for messages.
+
+    Raises:
+        ValueError: no scaleeq metadata, or metadata that is not a JSON object.
+    """
+    if META_KEY not in props:
+        raise ValueError(
+            f"{name!r} was not written by scaleeq.onnx.export_onnx (no {META_KEY!r} metadata)"
+        )
+    try:
+        meta = json.loads(props[META_KEY])
+    except ValueError as err:
+        raise ValueError(f"{name!r} has damaged scaleeq metadata: {err}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{name!r} has damaged scaleeq metadata: not a JSON object")
+    return meta

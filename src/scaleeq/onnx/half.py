@@ -37,7 +37,7 @@ import numpy as np
 
 from .files import require
 
-__all__ = ["KEEP_FLOAT32", "image_nodes", "to_float16"]
+__all__ = ["KEEP_FLOAT32", "half_graph", "image_nodes", "to_float16"]
 
 #: Operators of the image computation that stay in float32 in a float16 graph (none: every
 #: operator the exporter writes for scaleeq's models is accurate enough in float16;
@@ -85,6 +85,21 @@ def image_nodes(graph: Any, image: Iterable[str]) -> list[bool]:
             depends.update(o for o in node.output if o)
         flags.append(flag)
     return flags
+
+
+def half_graph(model: Any) -> Any:
+    """:func:`to_float16` of one graph written by :func:`~scaleeq.onnx.export_onnx`: its first
+    input is the image (``lr``, or ``feat`` of a split export's render graph); ``lr`` and the
+    output ``sr`` stay float32 in the signature, ``feat`` becomes float16 (the render graph's
+    input and the features graph's output)."""
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    return to_float16(
+        model,
+        image=inputs[:1],
+        float32_inputs=[n for n in inputs[:1] if n == "lr"],
+        float32_outputs=[n for n in outputs if n == "sr"],
+    )
 
 
 def to_float16(

@@ -3,7 +3,6 @@ tile by tile, with the same argument checks as the PyTorch path."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from ..geometry import RenderPlan, render_plan
 from ..infer import MAX_OUTPUT_PIXELS, with_progress
 from ..ops.coords import Window
 from ..scale import ScaleLike, parse_scale
-from .files import META_KEY, PRECISIONS, features_path, lean_session_options, require
+from .files import PRECISIONS, features_path, get_meta, lean_session_options, require
 
 __all__ = ["OnnxUpscaler", "upscale"]
 
@@ -99,16 +98,7 @@ class OnnxUpscaler:
         if not path.is_file():
             raise ValueError(f"path {str(path)!r} is not a file")
         session = ort.InferenceSession(str(path), **options)
-        props = session.get_modelmeta().custom_metadata_map
-        if META_KEY not in props:
-            raise ValueError(
-                f"{str(path)!r} was not written by scaleeq.onnx.export_onnx "
-                f"(no {META_KEY!r} metadata)"
-            )
-        try:
-            return session, json.loads(props[META_KEY])
-        except ValueError as err:
-            raise ValueError(f"{str(path)!r} has damaged scaleeq metadata: {err}") from None
+        return session, get_meta(session.get_modelmeta().custom_metadata_map, str(path))
 
     # -- one window ---------------------------------------------------------------------------
     def _run(self, x: np.ndarray, scale: np.ndarray, top: int, left: int) -> np.ndarray:
