@@ -27,7 +27,7 @@ def _dry(tmp_path, *flags: str) -> dict:
 # workers can run them side by side; a real GPU run does both in one call.
 def test_dry_run_passes_every_cuda_test(tmp_path):
     report = _dry(tmp_path, "--skip-measure")
-    assert report["tests"]["counts"]["passed"] >= 10 and "failed" not in report["tests"]["counts"]
+    assert report["tests"]["counts"]["passed"] >= 8 and "failed" not in report["tests"]["counts"]
     assert report["measurements"] == {}
 
 

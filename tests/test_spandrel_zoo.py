@@ -76,15 +76,21 @@ def _lr_sized(h: int, w: int, seed: int = 2) -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=CASES, ids=IDS)
 def loaded(request):
-    """(case, descriptor, model, asr, before): ``asr`` is ``retrofit(descriptor)`` in eval
-    mode, made once per case; a test that trains or changes it works on a ``copy.deepcopy``.
+    """(case, descriptor, model, asr, before): ``asr`` is ``retrofit(descriptor)`` (with a
+    narrow upsampler) in eval mode, made once per case; a test that trains or changes it works
+    on a ``copy.deepcopy``.
     ``before`` is the model's output on ``_lr(case)`` from before the retrofit."""
     case = request.param
     desc, model = _loaded(case)
     with torch.no_grad():
         before = _image(model(_lr(case)))
     torch.manual_seed(5)
-    asr = scaleeq.retrofit(desc).eval()
+    # a narrow upsampler (the default's latent width 256 and 2 blocks would take most of the
+    # time here; tests/test_kriging.py checks the upsampler itself); the default one is
+    # retrofitted in test_retrofit_keeps_the_model_and_the_input_and_matches_the_cut
+    channels = scaleeq.retrofit(desc).upsampler.in_channels
+    up = scaleeq.NeuralKrigingUpsampler(channels, hidden=32, blocks=1)
+    asr = scaleeq.retrofit(desc, upsampler=up).eval()
     return case, desc, model, asr, before
 
 
@@ -256,8 +262,8 @@ def test_ipt_features_at_other_sizes_average_the_networks_own_crops(size):
             torch.testing.assert_close(
                 both[i : i + 1],
                 trained.features(pair[i : i + 1], scales[i : i + 1]),
-                atol=1e-6,
-                rtol=0,
+                atol=1e-5,
+                rtol=1e-5,
             )
 
 
