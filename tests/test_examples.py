@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,11 @@ def test_demo_preset_scripts_train_evaluate_and_save(folders, tmp_path, script):
         assert torch.load(out / "train_state.pt", weights_only=False)["step"] == 4
 
 
-def test_missing_data_is_a_clear_error(tmp_path):
-    proc = _run("train_edsr_star.py", "--out", str(tmp_path / "x"))
-    assert proc.returncode != 0 and "--data is required" in proc.stderr
+def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
+    """In this process (the error comes before any work; a subprocess would cost seconds)."""
+    script = EXAMPLES / "train_edsr_star.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--no-progress", "--out", str(tmp_path / "x")])
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    with pytest.raises(SystemExit, match="--data is required"):
+        runpy.run_path(str(script), run_name="__main__")
+    assert not (tmp_path / "x").exists()

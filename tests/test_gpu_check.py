@@ -23,17 +23,9 @@ def _dry(tmp_path, *flags: str) -> dict:
     return json.loads((tmp_path / "gpu_cpu_dry.json").read_text())
 
 
-# The rehearsal in two halves (each about half the time of a whole run), so that parallel test
-# workers can run them side by side; a real GPU run does both in one call.
-def test_dry_run_passes_every_cuda_test(tmp_path):
-    report = _dry(tmp_path, "--skip-measure")
+def test_dry_run_passes_every_cuda_test_and_measures_every_section(tmp_path):
+    report = _dry(tmp_path)
     assert report["tests"]["counts"]["passed"] >= 8 and "failed" not in report["tests"]["counts"]
-    assert report["measurements"] == {}
-
-
-def test_dry_run_measures_every_section(tmp_path):
-    report = _dry(tmp_path, "--skip-tests")
-    assert report["tests"] == {"summary": "skipped"}
     m = report["measurements"]
     for section in ("aggregation_train", "aggregation_inference", "rendering",
                     "training_throughput", "adaptive_conv"):  # fmt: skip
