@@ -102,6 +102,21 @@ def test_every_case_is_unique_and_names_a_known_layout():
     assert all(c.layout in names for c in CASES)
 
 
+def _tail_input(model: nn.Module, cut: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(tail input, image)``: the input of ``model``'s tail module ``cut`` in its own forward
+    on ``x``, and the image that forward returns."""
+    captured: list[torch.Tensor] = []
+    handle = model.get_submodule(cut).register_forward_pre_hook(
+        lambda _m, args: captured.append(args[0].detach().clone())
+    )
+    try:
+        with torch.no_grad():
+            out = _image(model(x))
+    finally:
+        handle.remove()
+    return captured[0], out
+
+
 def test_retrofit_keeps_the_model_and_the_input_and_matches_the_cut(loaded):
     case, desc, model, asr, before = loaded
     lr = _lr(case)
@@ -111,15 +126,7 @@ def test_retrofit_keeps_the_model_and_the_input_and_matches_the_cut(loaded):
     assert asr.stride == case.stride
     assert asr.settings["skip"] == (case.residual or "none")
     # 3. features at the cut: the input of the tail module in the model's own forward
-    captured: list[torch.Tensor] = []
-    handle = model.get_submodule(case.cut).register_forward_pre_hook(
-        lambda _m, args: captured.append(args[0].detach().clone())
-    )
-    try:
-        with torch.no_grad():
-            after = _image(model(lr.clone()))
-    finally:
-        handle.remove()
+    cut, after = _tail_input(model, case.cut, lr.clone())
     # 2. the model is unchanged and the caller's tensor too
     assert torch.equal(before, after)
     with torch.no_grad():
@@ -128,9 +135,9 @@ def test_retrofit_keeps_the_model_and_the_input_and_matches_the_cut(loaded):
     h, w = case.lr
     s = case.stride
     if case.cut_map is not None:
-        ref = case.cut_map(captured[0], (h, w))
+        ref = case.cut_map(cut, (h, w))
     else:  # architectures that pad to a multiple crop after the tail
-        ref = captured[0][:, :, : -(-h // s), : -(-w // s)]
+        ref = cut[:, :, : -(-h // s), : -(-w // s)]
     channels = ref.shape[1]
     assert feat.shape[2:] == ref.shape[2:]
     torch.testing.assert_close(feat[:, :channels], ref, atol=case.atol, rtol=1e-4)
@@ -213,20 +220,6 @@ def _case(cid: str) -> ZooCase:
     return next(c for c in CASES if c.id == cid)
 
 
-def _tail_input(model: nn.Module, cut: str, x: torch.Tensor) -> torch.Tensor:
-    """The input of ``model``'s tail module ``cut`` in its own forward on ``x``."""
-    captured: list[torch.Tensor] = []
-    handle = model.get_submodule(cut).register_forward_pre_hook(
-        lambda _m, args: captured.append(args[0].detach().clone())
-    )
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return captured[0]
-
-
 @pytest.mark.parametrize("size", [(13, 11), (5, 6), (8, 12)])
 def test_ipt_features_at_other_sizes_average_the_networks_own_crops(size):
     """IPT's network takes only patch_size inputs; at other sizes the features are the
@@ -245,7 +238,7 @@ def test_ipt_features_at_other_sizes_average_the_networks_own_crops(size):
     for top in range(0, hp - p + 1, s):
         for left in range(0, wp - p + 1, s):
             crop = padded[:, :, top : top + p, left : left + p]
-            feat = _tail_input(model, case.cut, crop)
+            feat, _ = _tail_input(model, case.cut, crop)
             canvas = torch.zeros(1, feat.shape[1], hp, wp)
             canvas[:, :, top : top + p, left : left + p] = feat
             ones = torch.zeros(1, 1, hp, wp)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .._io import atomic_write
-from .files import features_path, get_meta, require, set_meta
+from .files import features_path, get_meta, require, save_models, set_meta
 from .half import half_graph
 
 __all__ = ["convert_to_fp16"]
@@ -50,20 +49,17 @@ def convert_to_fp16(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     meta = {**meta, "precision": "fp16"}
     graphs = [(render, meta, dst)]
     if int(meta.get("stages", 1)) == 2:
-        meta.update(features_file=features_path(dst).name, feat_dtype="float16")
-        if not features_path(src).is_file():
+        feats_src, feats_dst = features_path(src), features_path(dst)
+        meta.update(features_file=feats_dst.name, feat_dtype="float16")
+        if not feats_src.is_file():
             raise ValueError(
-                f"the features file {str(features_path(src))!r} of the split export "
-                f"{str(src)!r} is missing"
+                f"the features file {str(feats_src)!r} of the split export {str(src)!r} is missing"
             )
-        feats = onnx.load(str(features_path(src)))
-        graphs.insert(0, (feats, {**meta, "stage": "features"}, features_path(dst)))
+        graphs.insert(0, (onnx.load(str(feats_src)), {**meta, "stage": "features"}, feats_dst))
     halves = []
-    for model, info, target in graphs:  # all converted and checked before any file is written
+    for model, info, target in graphs:
         half = half_graph(model)
         set_meta(half, info)
         onnx.checker.check_model(half, full_check=True)
         halves.append((half, target))
-    for half, target in halves:
-        atomic_write(target, lambda tmp, m=half: onnx.save_model(m, tmp))
-    return dst
+    return save_models(onnx, halves)

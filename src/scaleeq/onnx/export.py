@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from .._checks import check_int, check_pair
-from .._io import atomic_write
 from ..contracts import is_sr_model, is_upsampler, model_kind
 from ..geometry import MAX_RENDER_PIXELS
 from ..retrofit.model import ArbitraryScaleSR
@@ -24,6 +23,7 @@ from .files import (
     default_tile,
     features_path,
     require,
+    save_models,
     set_meta,
 )
 from .half import half_graph
@@ -296,16 +296,14 @@ def _export(
     def convert(program: Any, inputs: list[str], outputs: list[str], info: dict) -> Any:
         return _convert(program, inputs, outputs, info, opset, check, onnx, dyn, (eh, ew))
 
-    def write(proto: Any, to: str | os.PathLike) -> Path:
-        return atomic_write(to, lambda tmp: onnx.save_model(proto, tmp))
-
     if not split:
         exported = trace_program(
             _ExportWrapper(net, (th, tw)), (lr, scale, origin),
             {"lr": dyn, "scale": None, "origin": None}, name,
         )  # fmt: skip
         meta.update(out_channels=int(output_shape(exported)[1]), stages=1)
-        return write(convert(exported, ["lr", "scale", "origin"], ["sr"], meta), path)
+        graph = convert(exported, ["lr", "scale", "origin"], ["sr"], meta)
+        return save_models(onnx, [(graph, Path(path))])
     feats = trace_program(_FeaturesWrapper(net), (lr, scale), {"lr": dyn, "scale": None}, name)
     feat = torch.rand(lr.shape[0], int(output_shape(feats)[1]), eh, ew, generator=gen)
     render = trace_program(
@@ -316,11 +314,9 @@ def _export(
     meta.update(out_channels=int(output_shape(render)[1]), stages=2, features_file=second.name)
     meta["feat_channels"] = int(feat.shape[1])
     meta["feat_dtype"] = "float16" if precision == "fp16" else "float32"
-    # both converted (and checked) before either file is written
     first = convert(feats, ["lr", "scale"], ["feat"], {**meta, "stage": "features"})
     last = convert(render, ["feat", "scale", "origin"], ["sr"], meta)
-    write(first, second)
-    return write(last, path)
+    return save_models(onnx, [(first, second), (last, Path(path))])
 
 
 def _convert(

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .._io import atomic_write
+
 __all__ = [
     "DEFAULT_TILE",
     "FORMAT_VERSION",
@@ -23,6 +25,7 @@ __all__ = [
     "get_meta",
     "lean_session_options",
     "require",
+    "save_models",
     "set_meta",
 ]
 
@@ -113,3 +116,11 @@ def get_meta(props: Mapping[str, str], name: str) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise ValueError(f"{name!r} has damaged scaleeq metadata: not a JSON object")
     return meta
+
+
+def save_models(onnx: Any, models: list[tuple[Any, Path]]) -> Path:
+    """Write each ``(ModelProto, path)`` atomically, in order (a split export's features file
+    first), after all of them have been made and checked; return the last path."""
+    for model, path in models:
+        atomic_write(path, lambda tmp, m=model: onnx.save_model(m, tmp))
+    return models[-1][1]

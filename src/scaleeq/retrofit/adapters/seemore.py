@@ -82,14 +82,8 @@ class SeemoReAdapter(Adapter):
         n = lr.shape[0]
         if n > 1 and not backbone.training and not getattr(backbone, _WEIGHTED, False):
             r = scale.value  # (1, 2) or one row per sample
-            return torch.cat(
-                [
-                    self._features(backbone, lr[i : i + 1], ScaleCondition(r[i : i + 1]))
-                    if r.shape[0] > 1
-                    else self._features(backbone, lr[i : i + 1], scale)
-                    for i in range(n)
-                ]
-            )
+            rows = [ScaleCondition(r[i : i + 1]) for i in range(n)] if len(r) > 1 else [scale] * n
+            return torch.cat([self._features(backbone, lr[i : i + 1], rows[i]) for i in range(n)])
         return self._features(backbone, lr, scale)
 
     def _features(
